@@ -1,0 +1,47 @@
+# Two entry points: `make run` (the whole stack) and `make test` (the whole suite).
+# Both install what they need: a Python venv from requirements.lock, and anvil from npm.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+BUILD_STAMP := .build/__local__.json
+
+# ape-vyper uses the vyper on PATH (no download), and ape-foundry the anvil on PATH.
+export PATH := $(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
+
+.PHONY: install run test test-contracts lint gas clean
+
+install: $(PY_STAMP) $(NODE_STAMP) $(BUILD_STAMP)
+
+$(PY_STAMP): requirements.lock pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(NODE_STAMP): package.json
+	npm install --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(BUILD_STAMP): $(PY_STAMP) $(wildcard contracts/*.vy contracts/*/*.vy) ape-config.yaml
+	ape compile
+	@touch $@
+
+run: install
+	$(VENV)/bin/python -m scripts.stack
+
+test: install
+	ape test tests/contracts -p no:cacheprovider
+
+lint: install
+	ruff check . && ruff format --check . && mypy
+
+gas: install
+	ape test tests/contracts --gas -k "gas_report" -p no:cacheprovider
+
+clean:
+	rm -rf .build $(VENV) node_modules

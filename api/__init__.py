@@ -1,0 +1,1 @@
+"""Buzzer API: ad serving, tracking, analytics, settlement and dashboards."""

@@ -1,0 +1,1 @@
+"""Settlement: per-epoch spend, cumulative publisher earnings and their Merkle root."""

@@ -1,0 +1,1 @@
+"""Buzzer indexer: follows the contracts' events over JSON-RPC into Postgres."""

@@ -1,0 +1,131 @@
+"""The one place the runtime learns contract ABIs (ape's build output) and addresses
+(`deployments/<chain_id>.json`, overridable per contract from the environment)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from eth_utils import is_address, to_checksum_address
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BUILD_MANIFEST = PROJECT_ROOT / ".build" / "__local__.json"
+DEPLOYMENTS_DIR = PROJECT_ROOT / "deployments"
+
+CORE_CONTRACTS = ("PublisherRegistry", "CampaignRegistry", "PaymentEscrow", "PublisherPayout")
+
+Abi = list[dict[str, Any]]
+
+
+class ContractsError(Exception):
+    """The build output or a deployments file is missing or malformed."""
+
+
+@lru_cache(maxsize=8)
+def _manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ContractsError(
+            f"no compiled contracts at {path}: run `ape compile` (or `make install`) first"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise ContractsError(f"{path} is not valid JSON: {exc}") from None
+    return manifest
+
+
+def load_abi(name: str, manifest_path: Path = BUILD_MANIFEST) -> Abi:
+    """The ABI of contract `name` as ape compiled it."""
+    contract_types = _manifest(manifest_path).get("contractTypes", {})
+    if name not in contract_types:
+        known = ", ".join(sorted(contract_types)) or "none"
+        raise ContractsError(f"contract {name!r} is not in {manifest_path} (compiled: {known})")
+    abi: Abi = contract_types[name]["abi"]
+    return abi
+
+
+def env_override_name(contract: str) -> str:
+    """`PaymentEscrow` -> `PAYMENT_ESCROW_ADDRESS`."""
+    snake = "".join(f"_{c}" if c.isupper() and i else c for i, c in enumerate(contract))
+    return f"{snake.upper()}_ADDRESS"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Addresses of one deployment of the contracts on one chain."""
+
+    chain_id: int
+    contracts: dict[str, str]
+    start_block: int
+    roles: dict[str, str] = field(default_factory=dict)
+
+    def address(self, name: str) -> str:
+        try:
+            return self.contracts[name]
+        except KeyError:
+            raise ContractsError(
+                f"{name} is not deployed on chain {self.chain_id}: "
+                f"known are {', '.join(sorted(self.contracts))}"
+            ) from None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "chain_id": self.chain_id,
+            "contracts": self.contracts,
+            "start_block": self.start_block,
+            "roles": self.roles,
+        }
+
+
+def deployment_path(chain_id: int, directory: Path = DEPLOYMENTS_DIR) -> Path:
+    return directory / f"{chain_id}.json"
+
+
+def load_deployment(
+    chain_id: int,
+    directory: Path = DEPLOYMENTS_DIR,
+    environ: dict[str, str] | None = None,
+) -> Deployment:
+    """Read `deployments/<chain_id>.json`; `<CONTRACT>_ADDRESS` variables override entries."""
+    env = os.environ if environ is None else environ
+    path = deployment_path(chain_id, directory)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ContractsError(
+            f"no deployments file {path}: deploy with `ape run deploy` first"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise ContractsError(f"{path} is not valid JSON: {exc}") from None
+    if raw.get("chain_id") != chain_id:
+        raise ContractsError(f"{path} is for chain {raw.get('chain_id')}, not {chain_id}")
+    contracts = dict(raw.get("contracts", {}))
+    for name in set(contracts) | set(CORE_CONTRACTS):
+        override = env.get(env_override_name(name))
+        if override:
+            contracts[name] = override
+    checked: dict[str, str] = {}
+    for name, address in contracts.items():
+        if not isinstance(address, str) or not is_address(address):
+            raise ContractsError(f"{path}: {name} has no valid address ({address!r})")
+        checked[name] = to_checksum_address(address)
+    return Deployment(
+        chain_id=chain_id,
+        contracts=checked,
+        start_block=int(raw.get("start_block", 0)),
+        roles={k: to_checksum_address(v) for k, v in raw.get("roles", {}).items()},
+    )
+
+
+def write_deployment(deployment: Deployment, directory: Path = DEPLOYMENTS_DIR) -> Path:
+    """Write the deployments file atomically, so a reader never sees half of it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = deployment_path(deployment.chain_id, directory)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(deployment.to_json(), indent=2) + "\n")
+    tmp.replace(path)
+    return path
