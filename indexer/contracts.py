@@ -1,10 +1,15 @@
 """The one place the runtime learns contract ABIs (ape's build output) and addresses
-(`deployments/<chain_id>.json`, overridable per contract from the environment)."""
+(`deployments/<chain_id>.json`, overridable per contract from the environment).
+
+The deployments directory is `deployments/` in the repository unless `BUZZER_DEPLOYMENTS_DIR`
+names another one (tests point it at a temporary directory)."""
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -15,6 +20,7 @@ from eth_utils import is_address, to_checksum_address
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUILD_MANIFEST = PROJECT_ROOT / ".build" / "__local__.json"
 DEPLOYMENTS_DIR = PROJECT_ROOT / "deployments"
+DEPLOYMENTS_DIR_ENV = "BUZZER_DEPLOYMENTS_DIR"
 
 CORE_CONTRACTS = ("PublisherRegistry", "CampaignRegistry", "PaymentEscrow", "PublisherPayout")
 
@@ -81,18 +87,25 @@ class Deployment:
         }
 
 
-def deployment_path(chain_id: int, directory: Path = DEPLOYMENTS_DIR) -> Path:
-    return directory / f"{chain_id}.json"
+def deployments_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """`$BUZZER_DEPLOYMENTS_DIR` when set, else the repository's `deployments/`."""
+    env = os.environ if environ is None else environ
+    override = env.get(DEPLOYMENTS_DIR_ENV)
+    return Path(override) if override else DEPLOYMENTS_DIR
+
+
+def deployment_path(chain_id: int, directory: Path | None = None) -> Path:
+    return (directory or deployments_dir()) / f"{chain_id}.json"
 
 
 def load_deployment(
     chain_id: int,
-    directory: Path = DEPLOYMENTS_DIR,
-    environ: dict[str, str] | None = None,
+    directory: Path | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Deployment:
     """Read `deployments/<chain_id>.json`; `<CONTRACT>_ADDRESS` variables override entries."""
     env = os.environ if environ is None else environ
-    path = deployment_path(chain_id, directory)
+    path = deployment_path(chain_id, directory or deployments_dir(env))
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
@@ -121,11 +134,24 @@ def load_deployment(
     )
 
 
-def write_deployment(deployment: Deployment, directory: Path = DEPLOYMENTS_DIR) -> Path:
-    """Write the deployments file atomically, so a reader never sees half of it."""
+def write_deployment(deployment: Deployment, directory: Path | None = None) -> Path:
+    """Write the deployments file atomically, so a reader never sees half of it.
+
+    The JSON goes to a uniquely named temporary file in the same directory, is flushed to
+    disk, then renamed over the old file; on any failure the old file stays as it was."""
+    directory = directory or deployments_dir()
     directory.mkdir(parents=True, exist_ok=True)
     path = deployment_path(deployment.chain_id, directory)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(deployment.to_json(), indent=2) + "\n")
-    tmp.replace(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(deployment.to_json(), indent=2) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.chmod(0o644)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path

@@ -1,0 +1,279 @@
+"""The chain part of `make run`: start a local anvil (or use `RPC_URL`), deploy the contracts
+when this chain has no live deployment, show the addresses, and run until Ctrl-C.
+
+    python scripts/_stack.py [options for `ape run deploy`]
+
+Without `RPC_URL` it starts `anvil --chain-id 1337 --port ${ANVIL_PORT:-8545}` from
+node_modules (output in `${ANVIL_LOG:-.run/anvil-<port>.log}`) and always deploys to it, as a
+fresh anvil is empty. With `RPC_URL` it deploys only when `deployments/<chain_id>.json` is
+missing or names contracts without code there. Options after the script name go to
+`ape run deploy` (e.g. `--account deployer` off a local chain). The leading underscore keeps
+ape from listing this file as an `ape run` script.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from types import FrameType
+from typing import Any, NamedTuple
+
+from indexer.contracts import ContractsError, Deployment, deployment_path, load_deployment
+
+logger = logging.getLogger("buzzer.stack")
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ANVIL_BIN = PROJECT_ROOT / "node_modules" / ".bin" / "anvil"
+RUN_DIR = PROJECT_ROOT / ".run"
+LOCAL_CHAIN_ID = 1337  # ape's node provider refuses anvil's default 31337 for signing
+DEFAULT_PORT = 8545
+START_TIMEOUT = 15.0
+
+
+class StackError(Exception):
+    """The stack cannot start; the message says why and what to do."""
+
+
+class LocalNode(NamedTuple):
+    """A running anvil."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Nothing listens on `port` (connections left in TIME_WAIT do not count, as for anvil)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def rpc(url: str, method: str, params: Sequence[Any] = (), timeout: float = 5.0) -> Any:
+    """One JSON-RPC call; raises `StackError` on an error reply."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
+    request = urllib.request.Request(
+        url, data=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        reply = json.loads(response.read())
+    if "error" in reply:
+        raise StackError(f"{method} on {url} failed: {reply['error']}")
+    return reply["result"]
+
+
+def wait_for_rpc(
+    url: str, timeout: float = START_TIMEOUT, process: subprocess.Popen[bytes] | None = None
+) -> int:
+    """Poll `url` until it answers `eth_chainId`; return the chain id."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            raise StackError(f"the node exited with code {process.returncode} while starting")
+        try:
+            return int(rpc(url, "eth_chainId", timeout=1.0), 16)
+        except (OSError, urllib.error.URLError):
+            if time.monotonic() > deadline:
+                raise StackError(f"{url} did not answer within {timeout:.0f} s") from None
+            time.sleep(0.05)
+
+
+def _log_tail(path: Path, lines: int = 10) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@contextmanager
+def anvil(
+    port: int,
+    chain_id: int = LOCAL_CHAIN_ID,
+    binary: Path = ANVIL_BIN,
+    log_path: Path | None = None,
+) -> Iterator[LocalNode]:
+    """Run anvil on 127.0.0.1:`port` while the block runs.
+
+    anvil gets its own session, so a Ctrl-C meant for us does not kill it before we
+    have stopped cleanly; we terminate it on the way out."""
+    if not binary.exists():
+        raise StackError(f"anvil not found at {binary}: run `make install` (npm install)")
+    if not port_is_free(port):
+        raise StackError(
+            f"port {port} is taken: stop what listens there or set ANVIL_PORT to another port"
+        )
+    log_path = log_path or RUN_DIR / f"anvil-{port}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    url = f"http://127.0.0.1:{port}"
+    with log_path.open("wb") as log:
+        command = [str(binary), "--chain-id", str(chain_id), "--port", str(port)]
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        try:
+            wait_for_rpc(url, process=process)
+        except StackError as exc:
+            raise StackError(f"anvil did not start: {exc}\n{_log_tail(log_path)}") from None
+        logger.info("anvil %s on %s (chain %d, log %s)", process.pid, url, chain_id, log_path)
+        yield LocalNode(url, process)
+    finally:
+        _stop(process, port)
+
+
+def _stop(process: subprocess.Popen[bytes], port: int, grace: float = 5.0) -> None:
+    """Stop anvil's whole process group: node_modules/.bin/anvil is a node wrapper around
+    the native binary, and stopping the wrapper alone can leave the node running."""
+
+    def stopped() -> bool:
+        return process.poll() is not None and port_is_free(port)
+
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        process.wait()
+        return
+    deadline = time.monotonic() + grace
+    while not stopped() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not stopped():
+        logger.warning("anvil %s ignored SIGTERM for %.0f s: killing it", process.pid, grace)
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    logger.info("anvil %s stopped", process.pid)
+
+
+def ape_executable() -> str:
+    """The `ape` of the running interpreter's environment, else the one on PATH."""
+    beside = Path(sys.executable).with_name("ape")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("ape")
+    if found is None:
+        raise StackError("`ape` is not installed: run `make install`")
+    return found
+
+
+def run_deploy(
+    rpc_url: str, deploy_args: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> None:
+    """`ape run deploy --network <rpc_url>` in the project, its output passed through."""
+    command = [ape_executable(), "run", "deploy", "--network", rpc_url, *deploy_args]
+    logger.info("deploying: %s", " ".join(command[1:]))
+    result = subprocess.run(command, cwd=PROJECT_ROOT, env=dict(env or os.environ), check=False)
+    if result.returncode != 0:
+        raise StackError(f"deploy failed (exit code {result.returncode}); see its output above")
+
+
+def live_deployment(rpc_url: str, chain_id: int) -> Deployment | None:
+    """This chain's deployment if its file exists and every contract in it has code."""
+    try:
+        deployment = load_deployment(chain_id)
+    except ContractsError as exc:
+        logger.info("no usable deployment: %s", exc)
+        return None
+    for name, address in deployment.contracts.items():
+        if rpc(rpc_url, "eth_getCode", [address, "latest"]) in ("0x", "0x0", ""):
+            logger.info("%s has no code at %s on chain %d", name, address, chain_id)
+            return None
+    return deployment
+
+
+def ensure_deployed(
+    rpc_url: str, deploy_args: Sequence[str] = (), fresh: bool = False
+) -> Deployment:
+    """Deploy unless the chain already has a live deployment (always when `fresh`)."""
+    chain_id = int(rpc(rpc_url, "eth_chainId"), 16)
+    deployment = None if fresh else live_deployment(rpc_url, chain_id)
+    if deployment is not None:
+        logger.info("chain %d already has a live deployment: not deploying", chain_id)
+        return deployment
+    run_deploy(rpc_url, deploy_args)
+    deployment = live_deployment(rpc_url, chain_id)
+    if deployment is None:
+        raise StackError(f"deploy finished but {deployment_path(chain_id)} is not live")
+    return deployment
+
+
+def log_addresses(deployment: Deployment) -> None:
+    path = deployment_path(deployment.chain_id)
+    logger.info("Buzzer on chain %d (deployments file %s):", deployment.chain_id, path)
+    for name, address in deployment.contracts.items():
+        logger.info("  %-18s %s", name, address)
+    for role, address in deployment.roles.items():
+        logger.info("  role %-13s %s", role, address)
+
+
+@contextmanager
+def stop_requested() -> Iterator[threading.Event]:
+    """An event set by SIGINT or SIGTERM while the block runs (handlers restored after)."""
+    event = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        logger.info("%s received: stopping", signal.Signals(signum).name)
+        event.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield event
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run(environ: Mapping[str, str], deploy_args: Sequence[str]) -> None:
+    rpc_url = environ.get("RPC_URL")
+    with stop_requested() as stop:
+        if rpc_url:
+            log_addresses(ensure_deployed(rpc_url, deploy_args))
+            logger.info("stack is up on %s; Ctrl-C to stop", rpc_url)
+            stop.wait()
+            return
+        port = int(environ.get("ANVIL_PORT") or DEFAULT_PORT)
+        log_path = Path(environ["ANVIL_LOG"]) if environ.get("ANVIL_LOG") else None
+        with anvil(port, log_path=log_path) as node:
+            log_addresses(ensure_deployed(node.url, deploy_args, fresh=True))
+            logger.info("stack is up on %s; Ctrl-C to stop", node.url)
+            while not stop.wait(0.5):
+                if node.process.poll() is not None:
+                    raise StackError(f"anvil exited with code {node.process.returncode}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="[stack] %(message)s")
+    deploy_args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        run(os.environ, deploy_args)
+    except StackError as exc:
+        logger.error("%s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

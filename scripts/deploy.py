@@ -1,0 +1,99 @@
+"""`ape run deploy`: deploy and wire the Buzzer contracts, then write
+`deployments/<chain_id>.json` (see `scripts/_deploy.py`)."""
+
+from __future__ import annotations
+
+import click
+from ape import accounts, chain
+from ape.api import AccountAPI
+from ape.cli import ConnectedProviderCommand, account_option
+from rich.console import Console
+
+from scripts._common import AddressParam, ScriptError, is_local_chain, select_account
+from scripts._deploy import (
+    CHALLENGE_PERIOD,
+    FEE_BPS,
+    WITHDRAW_DELAY,
+    DeployConfig,
+    deploy_buzzer,
+    deployment_table,
+)
+
+LOCAL_ROLE_ACCOUNTS = {"settler": 1, "oracle": 2, "guardian": 3, "treasury": 4}
+
+
+@click.command(cls=ConnectedProviderCommand)
+@account_option(prompt=False)
+@click.option("--settler", type=AddressParam(), help="SETTLER (local default: test account 1)")
+@click.option("--oracle", type=AddressParam(), help="ORACLE (local default: test account 2)")
+@click.option("--guardian", type=AddressParam(), help="GUARDIAN (local default: test account 3)")
+@click.option("--treasury", type=AddressParam(), help="Fee receiver (local default: account 4)")
+@click.option(
+    "--withdraw-delay",
+    type=click.IntRange(min=0),
+    default=WITHDRAW_DELAY,
+    show_default=True,
+    help="Seconds between a budget withdraw request and the withdrawal",
+)
+@click.option(
+    "--challenge-period",
+    type=click.IntRange(min=0),
+    default=CHALLENGE_PERIOD,
+    show_default=True,
+    help="Seconds a posted payout root waits before it can be claimed",
+)
+@click.option(
+    "--fee-bps",
+    type=click.IntRange(0, 10_000),
+    default=FEE_BPS,
+    show_default=True,
+    help="Network fee in basis points of each spend",
+)
+@click.option(
+    "--test-token/--no-test-token",
+    default=None,
+    help="Deploy TestUSDC (default: only on local chains 1337/31337)",
+)
+@click.option(
+    "--allow-token",
+    "allow_tokens",
+    multiple=True,
+    type=AddressParam(),
+    help="An ERC-20 to allow-list in the escrow, e.g. USDC on Base (repeatable)",
+)
+def cli(
+    account: AccountAPI | None,
+    settler: str | None,
+    oracle: str | None,
+    guardian: str | None,
+    treasury: str | None,
+    withdraw_delay: int,
+    challenge_period: int,
+    fee_bps: int,
+    test_token: bool | None,
+    allow_tokens: tuple[str, ...],
+) -> None:
+    """Deploy and wire the Buzzer contracts; write deployments/<chain_id>.json."""
+    admin = select_account(account)
+    local = is_local_chain()
+    roles = {"settler": settler, "oracle": oracle, "guardian": guardian, "treasury": treasury}
+    for role, index in LOCAL_ROLE_ACCOUNTS.items():
+        if roles[role] is None and local:
+            roles[role] = accounts.test_accounts[index].address
+    missing = [f"--{role}" for role, address in roles.items() if address is None]
+    if missing:
+        raise ScriptError(f"{', '.join(missing)} required on chain {chain.chain_id}")
+    config = DeployConfig(
+        settler=str(roles["settler"]),
+        oracle=str(roles["oracle"]),
+        guardian=str(roles["guardian"]),
+        treasury=str(roles["treasury"]),
+        withdraw_delay=withdraw_delay,
+        challenge_period=challenge_period,
+        fee_bps=fee_bps,
+        test_token=local if test_token is None else test_token,
+        allow_tokens=allow_tokens,
+    )
+    click.echo(f"deploying to chain {chain.chain_id} from {admin.address}")
+    deployment = deploy_buzzer(admin, config)
+    Console().print(deployment_table(deployment))
