@@ -28,14 +28,15 @@ $(NODE_STAMP): package.json
 	@touch $@
 
 $(BUILD_STAMP): $(PY_STAMP) $(wildcard contracts/*.vy contracts/*/*.vy) ape-config.yaml
-	ape compile
+	ape compile --force
 	@touch $@
 
 run: install
-	$(VENV)/bin/python -m scripts.stack
+	$(VENV)/bin/python scripts/_stack.py
 
 test: install
 	ape test tests/contracts -p no:cacheprovider
+	pytest tests/scripts -p no:cacheprovider
 
 lint: install
 	ruff check . && ruff format --check . && mypy

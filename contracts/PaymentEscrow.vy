@@ -198,9 +198,7 @@ def request_withdraw(campaign_id: uint256, token: address, amount: uint256):
     @param amount The amount wanted back.
     """
     guard._require_not_paused()
-    self._require_advertiser(campaign_id)
-    # dev: the ledger is kept in the campaign's token
-    assert self._ledgers[campaign_id].token == token, "escrow: wrong token for campaign"
+    self._require_advertiser(campaign_id, token)
     # dev: an empty request is a mistake
     assert amount != 0, "escrow: zero amount"
     # dev: cannot ask for more than is left
@@ -217,7 +215,7 @@ def cancel_withdraw(campaign_id: uint256, token: address):
     """
     @notice Drops a pending withdraw request; the campaign can serve again.
     """
-    self._require_advertiser(campaign_id)
+    self._require_advertiser(campaign_id, token)
     # dev: there must be something to cancel
     assert self._withdraw_requests[campaign_id].amount != 0, "escrow: no pending withdraw"
     self._withdraw_requests[campaign_id] = empty(WithdrawRequest)
@@ -233,14 +231,12 @@ def withdraw(campaign_id: uint256, token: address) -> uint256:
     @return The amount paid.
     """
     guard._require_not_paused()
-    advertiser: address = self._require_advertiser(campaign_id)
+    advertiser: address = self._require_advertiser(campaign_id, token)
     request: WithdrawRequest = self._withdraw_requests[campaign_id]
     # dev: a request must come first
     assert request.amount != 0, "escrow: no pending withdraw"
     # dev: the delay protects spend that is not settled yet
     assert block.timestamp >= request.available_at, "escrow: withdraw delay not over"
-    # dev: the ledger is kept in the campaign's token
-    assert self._ledgers[campaign_id].token == token, "escrow: wrong token for campaign"
     amount: uint256 = min(request.amount, self._balance(campaign_id))
     # dev: settlement may have spent everything that was requested
     assert amount != 0, "escrow: nothing to withdraw"
@@ -426,13 +422,15 @@ def _require_admin():
 
 @internal
 @view
-def _require_advertiser(campaign_id: uint256) -> address:
-    advertiser: address = staticcall campaigns.advertiser_of(campaign_id)
+def _require_advertiser(campaign_id: uint256, token: address) -> address:
+    campaign: CampaignRegistry.Campaign = staticcall campaigns.get_campaign(campaign_id)
     # dev: the campaign must exist
-    assert advertiser != empty(address), "escrow: unknown campaign"
+    assert campaign.advertiser != empty(address), "escrow: unknown campaign"
     # dev: only the campaign's advertiser moves its budget
-    assert advertiser == msg.sender, "escrow: caller is not advertiser"
-    return advertiser
+    assert campaign.advertiser == msg.sender, "escrow: caller is not advertiser"
+    # dev: a budget is held in the token the campaign bids in
+    assert campaign.token == token, "escrow: wrong token for campaign"
+    return campaign.advertiser
 
 
 @internal

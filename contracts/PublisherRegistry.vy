@@ -127,6 +127,7 @@ def set_quality_score(publisher: address, score: uint256):
     @param publisher The publisher's wallet.
     @param score The new score.
     """
+    guard._require_not_paused()
     # dev: scores come from the quality oracle only
     assert access_control.hasRole[ORACLE_ROLE][msg.sender], "registry: caller is not oracle"
     self._require_registered(publisher)
@@ -143,6 +144,7 @@ def set_domain_verified(publisher: address, domain_hash: bytes32):
     @param publisher The publisher's wallet.
     @param domain_hash keccak256 of the lower-case domain name.
     """
+    guard._require_not_paused()
     # dev: verifications come from the domain oracle only
     assert access_control.hasRole[ORACLE_ROLE][msg.sender], "registry: caller is not oracle"
     self._require_registered(publisher)

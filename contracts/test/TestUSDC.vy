@@ -96,7 +96,7 @@ def cancelAuthorization(authorizer: address, nonce: bytes32, v: uint8, r: bytes3
     @notice Burns an unused authorization nonce so it can never be used.
     """
     # dev: a used or cancelled nonce cannot be cancelled again
-    assert not self._used[authorizer][nonce], "eip3009: authorization used or canceled"
+    assert not self._used[authorizer][nonce], "eip3009: authorization is used or canceled"
     digest: bytes32 = erc20.eip712_domain_separator._hash_typed_data_v4(
         keccak256(abi_encode(CANCEL_AUTHORIZATION_TYPEHASH, authorizer, nonce))
     )

@@ -51,9 +51,7 @@ def test_deposit_erc20_credits_the_campaign(escrow, usdc, advertiser, mint_usdc,
         usdc.Transfer(sender=advertiser, receiver=escrow, value=250 * USDC)
     ]
     assert tx.events.filter(escrow.Deposited) == [
-        escrow.Deposited(
-            campaign_id=campaign_id, token=usdc, sender=advertiser, amount=250 * USDC
-        )
+        escrow.Deposited(campaign_id=campaign_id, token=usdc, sender=advertiser, amount=250 * USDC)
     ]
     assert escrow.get_balance(campaign_id, usdc) == 250 * USDC
     assert usdc.balanceOf(escrow) == 250 * USDC
@@ -108,7 +106,9 @@ def test_deposit_reverts_in_another_token(escrow, usdc, advertiser, register_cam
         escrow.deposit(campaign_id, 1, ZERO, value=1, sender=advertiser)
 
 
-def test_deposit_reverts_for_token_not_allowed(project, escrow, admin, advertiser, register_campaign):
+def test_deposit_reverts_for_token_not_allowed(
+    project, escrow, admin, advertiser, register_campaign
+):
     token = project.HostileToken.deploy(sender=admin)
     token.mint(advertiser, 100, sender=admin)
     token.approve(escrow, 100, sender=advertiser)
@@ -269,7 +269,9 @@ def test_withdraw_pays_after_the_delay(escrow, usdc, advertiser, funded_campaign
     tx = escrow.withdraw(campaign_id, usdc, sender=advertiser)
 
     assert tx.events.filter(escrow.Withdrawn) == [
-        escrow.Withdrawn(campaign_id=campaign_id, token=usdc, recipient=advertiser, amount=30 * USDC)
+        escrow.Withdrawn(
+            campaign_id=campaign_id, token=usdc, recipient=advertiser, amount=30 * USDC
+        )
     ]
     assert usdc.balanceOf(advertiser) == 30 * USDC
     assert escrow.get_balance(campaign_id, usdc) == 70 * USDC
@@ -484,9 +486,7 @@ def test_spend_above_balance_reverts(escrow, usdc, advertiser, settler, funded_c
     assert escrow.get_balance(campaign_id, usdc) == 0
 
 
-def test_spend_of_an_unfunded_campaign_reverts(
-    escrow, advertiser, settler, register_campaign
-):
+def test_spend_of_an_unfunded_campaign_reverts(escrow, advertiser, settler, register_campaign):
     campaign_id = register_campaign(advertiser, token=ZERO)
     with ape.reverts("escrow: spend above balance"):
         escrow.spend_batch(1, [campaign_id], [1], sender=settler)
@@ -564,3 +564,19 @@ def test_views_for_another_token_are_zero(escrow, advertiser, funded_campaign):
     campaign_id = funded_campaign(advertiser, 10 * USDC)
     assert escrow.get_balance(campaign_id, ZERO) == 0
     assert escrow.get_total_spent(campaign_id, ZERO) == 0
+
+
+def test_cancel_withdraw_in_wrong_token_reverts(escrow, usdc, advertiser, funded_campaign):
+    campaign_id = funded_campaign(advertiser, 100 * USDC)
+    escrow.request_withdraw(campaign_id, usdc, USDC, sender=advertiser)
+    with ape.reverts("escrow: wrong token for campaign"):
+        escrow.cancel_withdraw(campaign_id, ZERO, sender=advertiser)
+    assert escrow.has_pending_withdraw(campaign_id)
+
+
+def test_withdraw_request_on_unfunded_campaign_says_above_balance(
+    escrow, usdc, advertiser, register_campaign
+):
+    campaign_id = register_campaign(advertiser, token=usdc.address)
+    with ape.reverts("escrow: amount above balance"):
+        escrow.request_withdraw(campaign_id, usdc, USDC, sender=advertiser)

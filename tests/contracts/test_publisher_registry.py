@@ -276,3 +276,11 @@ def test_pause_twice_reverts(publisher_registry, guardian):
 def test_unpause_when_running_reverts(publisher_registry, admin):
     with ape.reverts("pausable: contract is not paused"):
         publisher_registry.unpause(sender=admin)
+
+
+def test_oracle_writes_wait_while_paused(publisher_registry, registered, oracle, guardian):
+    publisher_registry.pause(sender=guardian)
+    with ape.reverts("guard: paused"):
+        publisher_registry.set_quality_score(registered, 50, sender=oracle)
+    with ape.reverts("guard: paused"):
+        publisher_registry.set_domain_verified(registered, b"\x01" * 32, sender=oracle)

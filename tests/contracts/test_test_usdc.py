@@ -318,5 +318,5 @@ def test_cancel_used_nonce_reverts(usdc, cancellation, authorization, payer, str
     submit(usdc.transferWithAuthorization, values, v, r, s, sender=stranger)
     v, r, s = cancellation(payer, payer)
 
-    with ape.reverts("eip3009: authorization used or canceled"):
+    with ape.reverts("eip3009: authorization is used or canceled"):
         usdc.cancelAuthorization(payer, NONCE, v, r, s, sender=payer)
