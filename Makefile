@@ -42,7 +42,7 @@ lint: install
 	ruff check . && ruff format --check . && mypy
 
 gas: install
-	ape test tests/contracts --gas -k "gas_report" -p no:cacheprovider
+	$(VENV)/bin/python bench/contract_gas.py
 
 clean:
 	rm -rf .build $(VENV) node_modules
