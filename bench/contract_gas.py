@@ -37,8 +37,8 @@ def main() -> None:
     def record(label: str, tx, note: str = "", per: int = 1) -> None:
         rows.append((label, tx.gas_used // per, (tx.gas_used - intrinsic(tx)) // per, note))
 
-    admin, settler, guardian, treasury, advertiser, publisher, keeper = (
-        accounts.test_accounts[i] for i in (0, 1, 3, 4, 5, 7, 9)
+    admin, settler, treasury, advertiser, publisher, keeper = (
+        accounts.test_accounts[i] for i in (0, 1, 4, 5, 7, 9)
     )
     registry = project.PublisherRegistry.deploy(sender=admin)
     campaigns = project.CampaignRegistry.deploy(sender=admin)
@@ -115,9 +115,7 @@ def main() -> None:
     fresh = [to_checksum_address(rng.randbytes(20)) for _ in range(1_024)]
     holder = fresh[1]
     usdc.mint(holder, 1, sender=admin)
-    tree = PayoutTree(
-        chain.chain_id, payout.address, [Leaf(a, usdc.address, 1_000) for a in fresh]
-    )
+    tree = PayoutTree(chain.chain_id, payout.address, [Leaf(a, usdc.address, 1_000) for a in fresh])
     epoch += 1
     payout.post_root(epoch, tree.root, [usdc], [1_024 * 1_000], "", sender=settler)
     chain.mine(timestamp=chain.pending_timestamp + 3_601)
@@ -135,9 +133,7 @@ def main() -> None:
     record("PublisherPayout.claim (repeat, next epoch)", tx, f"proof of {depth}")
     for count in (10, 50):
         accounts_batch = fresh[10 : 10 + count] if count == 10 else fresh[100 : 100 + count]
-        requests = [
-            (a, usdc.address, 2_000, tree2.proof(a, usdc.address)) for a in accounts_batch
-        ]
+        requests = [(a, usdc.address, 2_000, tree2.proof(a, usdc.address)) for a in accounts_batch]
         tx = payout.claim_many(epoch, requests, sender=keeper)
         record(f"PublisherPayout.claim_many, per account ({count})", tx, "empty wallets", per=count)
 
