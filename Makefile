@@ -35,6 +35,7 @@ run: install
 	$(VENV)/bin/python scripts/_stack.py
 
 test: install
+	ruff check . && ruff format --check . && mypy
 	ape test tests/contracts -p no:cacheprovider
 	pytest tests/scripts -p no:cacheprovider
 
