@@ -1,0 +1,35 @@
+"""Schema migrations (Alembic, one history for the whole project), run programmatically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from indexer.contracts import PROJECT_ROOT
+
+ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """`postgresql://…` as SQLAlchemy's psycopg 3 dialect wants it."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if database_url.startswith(prefix):
+            return "postgresql+psycopg://" + database_url[len(prefix) :]
+    return database_url
+
+
+def libpq_url(database_url: str) -> str:
+    """`postgresql+psycopg://…` as psycopg (libpq) wants it."""
+    return database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def alembic_config(database_url: str, ini: Path = ALEMBIC_INI) -> Config:
+    config = Config(str(ini))
+    config.attributes["database_url"] = database_url
+    return config
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(database_url), revision)

@@ -1,0 +1,252 @@
+"""The indexer loop: follow the contracts from their start block to the head and then live,
+one committed transaction per block range, detecting reorgs by parent hash inside the
+unfinalized window and rewinding to the common ancestor."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from indexer import store
+from indexer.contracts import ContractsError, load_abi, load_deployment
+from indexer.decode import Decoder, Event
+from indexer.rpc import RangeTooLarge, Rpc
+from indexer.settings import ConfigError, Settings
+from indexer.store import BlockHeader, Checkpoint
+
+log = logging.getLogger("indexer")
+
+PROGRESS_EVERY = 2.0
+
+
+class ReorgTooDeep(Exception):
+    """The chain changed below the unfinalized window: the indexer must not guess."""
+
+
+class ChainChanged(Exception):
+    """Blocks moved while a range was being read; read it again."""
+
+
+@dataclass
+class Progress:
+    started: float
+    last_report: float
+    blocks: int = 0
+    events: int = 0
+
+    def report(self, at_block: int, head: int, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_report < PROGRESS_EVERY:
+            return
+        elapsed = max(now - self.started, 1e-9)
+        log.info(
+            "indexed to block %d of %d (lag %d): %d events, %.0f events/s, %.0f blocks/s",
+            at_block,
+            head,
+            head - at_block,
+            self.events,
+            self.events / elapsed,
+            self.blocks / elapsed,
+        )
+        self.last_report = now
+
+
+class Indexer:
+    def __init__(self, settings: Settings, rpc: Rpc | None = None) -> None:
+        self.settings = settings
+        self.rpc = rpc or Rpc(settings.rpc_url)
+        self.chain_id = self.rpc.chain_id()
+        if settings.chain_id is not None and settings.chain_id != self.chain_id:
+            raise ConfigError(
+                f"CHAIN_ID is {settings.chain_id} but the RPC at {settings.rpc_url} "
+                f"serves chain {self.chain_id}"
+            )
+        deployment = load_deployment(self.chain_id)
+        contracts = {address: name for name, address in deployment.contracts.items()}
+        try:
+            self.decoder = Decoder(contracts, {name: load_abi(name) for name in contracts.values()})
+        except KeyError as exc:
+            raise ContractsError(f"no ABI for {exc}") from None
+        self.start_block = (
+            settings.start_block if settings.start_block is not None else deployment.start_block
+        )
+        self.conn = store.connect(settings.database_url)
+        self.range_size = settings.initial_range
+
+    def close(self) -> None:
+        self.conn.close()
+        self.rpc.close()
+
+    # ---------------------------------------------------------------- chain reads
+
+    def _finalized(self, head: int) -> int:
+        tagged = self.rpc.finalized_block()
+        fallback = max(head - self.settings.confirmations, 0)
+        return fallback if tagged is None else min(tagged, head)
+
+    def _fetch(self, first: int, last: int) -> tuple[list[Event], int]:
+        """Logs of [first, last], shrinking the range while the node refuses it.
+        Returns the decoded events and the last block actually covered."""
+        while True:
+            try:
+                logs = self.rpc.get_logs(self.decoder.addresses, first, last)
+            except RangeTooLarge:
+                if last == first:
+                    raise
+                last = first + (last - first) // 2
+                self.range_size = max(1, last - first + 1)
+                continue
+            if len(logs) < self.settings.target_logs // 4:
+                self.range_size = min(self.settings.max_range, self.range_size * 2)
+            elif len(logs) > self.settings.target_logs:
+                self.range_size = max(1, self.range_size // 2)
+            return self.decoder.decode_all(logs), last
+
+    def _headers(self, numbers: Sequence[int]) -> list[BlockHeader]:
+        headers: list[BlockHeader] = []
+        for start in range(0, len(numbers), 100):
+            for block in self.rpc.blocks(numbers[start : start + 100]):
+                if block is None:
+                    raise ChainChanged("a block in the range disappeared")
+                headers.append(BlockHeader.from_rpc(block))
+        return headers
+
+    # ---------------------------------------------------------------- reorgs
+
+    def _check_reorg(self, checkpoint: Checkpoint) -> Checkpoint:
+        """If the checkpoint block is no longer canonical, rewind to the common ancestor."""
+        window = store.window_blocks(self.conn, self.chain_id)
+        if checkpoint.block_number not in window:
+            return checkpoint
+        current = self.rpc.block(checkpoint.block_number)
+        if current is not None and current["hash"].lower() == checkpoint.block_hash:
+            return checkpoint
+        numbers = sorted(window, reverse=True)
+        for start in range(0, len(numbers), 100):
+            chunk = numbers[start : start + 100]
+            for number, block in zip(chunk, self.rpc.blocks(chunk), strict=True):
+                if block is not None and block["hash"].lower() == window[number]:
+                    ancestor = BlockHeader.from_rpc(block)
+                    orphaned = store.rewind(
+                        self.conn, self.chain_id, ancestor, checkpoint.finalized_block
+                    )
+                    log.warning(
+                        "reorg: blocks %d..%d replaced; rewound to %d (%s), %d events orphaned",
+                        ancestor.number + 1,
+                        checkpoint.block_number,
+                        ancestor.number,
+                        ancestor.hash,
+                        orphaned,
+                    )
+                    loaded = store.load_checkpoint(self.conn, self.chain_id)
+                    assert loaded is not None
+                    return loaded
+        oldest = numbers[-1]
+        raise ReorgTooDeep(
+            f"chain {self.chain_id} reorganised deeper than the {self.settings.reorg_window}-block"
+            f" window: indexed blocks {oldest}..{checkpoint.block_number} are all replaced"
+            f" (block {oldest} was {window[oldest]}); re-index from a block below {oldest}"
+        )
+
+    # ---------------------------------------------------------------- forward indexing
+
+    def _initial_checkpoint(self) -> Checkpoint:
+        existing = store.load_checkpoint(self.conn, self.chain_id)
+        if existing is not None:
+            return existing
+        before = max(self.start_block - 1, 0)
+        block = self.rpc.block(before)
+        if block is None:
+            raise ConfigError(f"start block {self.start_block} is beyond the chain head")
+        header = BlockHeader.from_rpc(block)
+        return Checkpoint(before, header.hash, header.timestamp, 0, before)
+
+    def step(self, checkpoint: Checkpoint, head: int, stop_at: int) -> tuple[Checkpoint, int]:
+        """Index the next range after `checkpoint`; returns the new checkpoint and the number
+        of events it held."""
+        first = checkpoint.block_number + 1
+        last = min(first + self.range_size - 1, stop_at)
+        events, last = self._fetch(first, last)
+        window_floor = head - self.settings.reorg_window + 1
+        in_window = list(range(max(first, window_floor), last + 1))
+        headers = self._headers(in_window)
+        if not headers or headers[-1].number != last:
+            headers_last = self._headers([last])
+        else:
+            headers_last = headers[-1:]
+        by_number = {h.number: h for h in headers}
+        if first in by_number and first - 1 == checkpoint.block_number:
+            stored = store.window_blocks(self.conn, self.chain_id)
+            if first - 1 in stored and by_number[first].parent_hash != checkpoint.block_hash:
+                raise ChainChanged(f"block {first} does not extend the indexed block {first - 1}")
+        for event in events:
+            header = by_number.get(event.block_number)
+            if header is not None and header.hash != event.block_hash:
+                raise ChainChanged(f"block {event.block_number} changed while it was read")
+        tip = headers_last[0]
+        new = Checkpoint(
+            tip.number, tip.hash, tip.timestamp, min(self._finalized(head), tip.number), head
+        )
+        store.write_range(
+            self.conn, self.chain_id, events, headers, new, self.settings.reorg_window
+        )
+        return new, len(events)
+
+    def run(self, until_head: bool = False, stop_at: int | None = None) -> Checkpoint:
+        checkpoint = self._initial_checkpoint()
+        now = time.monotonic()
+        progress = Progress(now, now)
+        log.info(
+            "chain %d: following %d contracts from block %d (checkpoint %d)",
+            self.chain_id,
+            len(self.decoder.addresses),
+            self.start_block,
+            checkpoint.block_number,
+        )
+        while True:
+            head = self.rpc.block_number()
+            target = head if stop_at is None else min(head, stop_at)
+            checkpoint = self._check_reorg(checkpoint)
+            if checkpoint.block_number >= target:
+                progress.report(checkpoint.block_number, head, force=True)
+                if until_head or stop_at is not None:
+                    return checkpoint
+                time.sleep(self.settings.poll_seconds)
+                continue
+            try:
+                new, count = self.step(checkpoint, head, target)
+            except ChainChanged as exc:
+                log.warning("%s; re-reading", exc)
+                checkpoint = self._check_reorg(checkpoint)
+                continue
+            progress.blocks += new.block_number - checkpoint.block_number
+            progress.events += count
+            checkpoint = new
+            progress.report(checkpoint.block_number, head)
+
+    # ---------------------------------------------------------------- backfill
+
+    def backfill(self, first: int, last: int) -> Checkpoint:
+        """Re-index [first, last]: blocks already indexed are read again and their
+        projections refolded (idempotent); blocks beyond the checkpoint are indexed forward."""
+        if first > last:
+            raise ConfigError(f"--from {first} is after --to {last}")
+        checkpoint = self._initial_checkpoint()
+        checkpoint = self._check_reorg(checkpoint)
+        if first > checkpoint.block_number + 1:
+            raise ConfigError(
+                f"--from {first} would leave a gap: indexed up to block {checkpoint.block_number}"
+            )
+        block = first
+        head = self.rpc.block_number()
+        while block <= min(last, checkpoint.block_number):
+            upto = min(block + self.range_size - 1, last, checkpoint.block_number)
+            events, upto = self._fetch(block, upto)
+            store.reindex(self.conn, self.chain_id, events)
+            log.info("re-indexed blocks %d..%d: %d events", block, upto, len(events))
+            block = upto + 1
+        if last > checkpoint.block_number:
+            return self.run(stop_at=min(last, head))
+        return checkpoint

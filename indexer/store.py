@@ -1,0 +1,378 @@
+"""Postgres side of the indexer: one transaction per block range (raw events, the block
+window, projections and the checkpoint together), the reorg rewind, and the leader lock."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from indexer.decode import Event
+from indexer.projections import ALL, Key, Projection, Row
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    block_number: int
+    block_hash: str
+    block_timestamp: int
+    finalized_block: int
+    head_block: int
+
+
+@dataclass(frozen=True)
+class BlockHeader:
+    number: int
+    hash: str
+    parent_hash: str
+    timestamp: int
+
+    @classmethod
+    def from_rpc(cls, block: dict[str, Any]) -> BlockHeader:
+        return cls(
+            number=int(block["number"], 16),
+            hash=block["hash"].lower(),
+            parent_hash=block["parentHash"].lower(),
+            timestamp=int(block["timestamp"], 16),
+        )
+
+
+def connect(database_url: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(database_url, autocommit=False)
+
+
+# ---------------------------------------------------------------- leader lock
+
+
+@contextmanager
+def leader_lock(database_url: str, chain_id: int, on_wait: Any = None) -> Iterator[None]:
+    """Hold the indexer's advisory lock for `chain_id` on a dedicated connection for as long
+    as the block runs. A second process blocks here and takes over when the first dies (its
+    connection closes and Postgres releases the lock)."""
+    conn = psycopg.connect(database_url, autocommit=True)
+    key = 0x42555A5A00000000 + chain_id  # "BUZZ" + chain id
+    try:
+        got = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        if not (got and got[0]):
+            if on_wait:
+                on_wait()
+            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        yield
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------- reads
+
+
+def load_checkpoint(conn: psycopg.Connection[Any], chain_id: int) -> Checkpoint | None:
+    row = conn.execute(
+        "SELECT block_number, block_hash, block_timestamp, finalized_block, head_block"
+        " FROM indexer_checkpoints WHERE chain_id = %s",
+        (chain_id,),
+    ).fetchone()
+    conn.commit()
+    return Checkpoint(*row) if row else None
+
+
+def window_blocks(conn: psycopg.Connection[Any], chain_id: int) -> dict[int, str]:
+    rows = conn.execute(
+        "SELECT number, hash FROM indexed_blocks WHERE chain_id = %s", (chain_id,)
+    ).fetchall()
+    conn.commit()
+    return {number: block_hash for number, block_hash in rows}
+
+
+# ---------------------------------------------------------------- the range transaction
+
+
+def write_range(
+    conn: psycopg.Connection[Any],
+    chain_id: int,
+    events: Sequence[Event],
+    headers: Sequence[BlockHeader],
+    checkpoint: Checkpoint,
+    window: int,
+) -> None:
+    """Commit one block range: raw events, window blocks, projections and the checkpoint,
+    all or nothing."""
+    with conn.transaction():
+        _insert_events(conn, chain_id, events)
+        if headers:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO indexed_blocks (chain_id, number, hash, parent_hash, timestamp)"
+                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (chain_id, number) DO UPDATE"
+                    " SET hash = EXCLUDED.hash, parent_hash = EXCLUDED.parent_hash,"
+                    " timestamp = EXCLUDED.timestamp",
+                    [(chain_id, h.number, h.hash, h.parent_hash, h.timestamp) for h in headers],
+                )
+        conn.execute(
+            "DELETE FROM indexed_blocks WHERE chain_id = %s AND number <= %s",
+            (chain_id, checkpoint.block_number - window),
+        )
+        _apply_forward(conn, chain_id, events)
+        _save_checkpoint(conn, chain_id, checkpoint)
+
+
+def _insert_events(conn: psycopg.Connection[Any], chain_id: int, events: Sequence[Event]) -> None:
+    if not events:
+        return
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS chain_events_stage"
+        " (LIKE chain_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    columns = (
+        "chain_id, block_number, block_hash, tx_hash, tx_index, log_index,"
+        " contract, address, event, subject, args, canonical"
+    )
+    with conn.cursor() as cur, cur.copy(f"COPY chain_events_stage ({columns}) FROM STDIN") as copy:
+        for e in events:
+            copy.write_row(
+                (
+                    chain_id,
+                    e.block_number,
+                    e.block_hash,
+                    e.tx_hash,
+                    e.tx_index,
+                    e.log_index,
+                    e.contract,
+                    e.address,
+                    e.name,
+                    e.subject,
+                    Jsonb(e.args, dumps=json.dumps),
+                    True,
+                )
+            )
+    # a block seen again after a reorg back to it makes its rows canonical again
+    conn.execute(
+        f"INSERT INTO chain_events ({columns}) SELECT {columns} FROM chain_events_stage"
+        " ON CONFLICT (chain_id, block_hash, log_index) DO UPDATE SET canonical = true"
+    )
+
+
+def _save_checkpoint(conn: psycopg.Connection[Any], chain_id: int, cp: Checkpoint) -> None:
+    conn.execute(
+        "INSERT INTO indexer_checkpoints"
+        " (chain_id, block_number, block_hash, block_timestamp, finalized_block, head_block)"
+        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (chain_id) DO UPDATE SET"
+        " block_number = EXCLUDED.block_number, block_hash = EXCLUDED.block_hash,"
+        " block_timestamp = EXCLUDED.block_timestamp,"
+        " finalized_block = EXCLUDED.finalized_block, head_block = EXCLUDED.head_block",
+        (
+            chain_id,
+            cp.block_number,
+            cp.block_hash,
+            cp.block_timestamp,
+            cp.finalized_block,
+            cp.head_block,
+        ),
+    )
+
+
+def reindex(conn: psycopg.Connection[Any], chain_id: int, events: Sequence[Event]) -> None:
+    """Store a range already indexed once more (missing rows are added, none doubled) and
+    refold every projection key it touches from the canonical events."""
+    with conn.transaction():
+        _insert_events(conn, chain_id, events)
+        subjects = {e.subject for e in events}
+        for projection in ALL:
+            keys = {projection.key(e) for e in events if projection.handles(e)}
+            if keys:
+                refold(conn, chain_id, projection, keys, subjects)
+
+
+# ---------------------------------------------------------------- projections
+
+
+def _apply_forward(conn: psycopg.Connection[Any], chain_id: int, events: Sequence[Event]) -> None:
+    batch = {(e.tx_hash, e.log_index): e for e in events}
+    for projection in ALL:
+        mine = [e for e in events if projection.handles(e)]
+        if not mine:
+            continue
+        keys = {projection.key(e) for e in mine}
+        rows: dict[Key, Row | None] = dict(_load_rows(conn, chain_id, projection, keys))
+        for e in mine:
+            key = projection.key(e)
+            rows[key] = projection.apply(rows.get(key), e, batch)
+        _store_rows(conn, chain_id, projection, rows)
+
+
+def _key_filter(projection: Projection, keys: Sequence[Key]) -> tuple[str, list[Any]]:
+    width = len(projection.key_fields)
+    fields = ", ".join(projection.key_fields)
+    placeholders = ", ".join("(" + ", ".join(["%s"] * width) + ")" for _ in keys)
+    params = [v for key in keys for v in key]
+    return f"({fields}) IN ({placeholders})", params
+
+
+def _load_rows(
+    conn: psycopg.Connection[Any], chain_id: int, projection: Projection, keys: Iterable[Key]
+) -> Iterator[tuple[Key, Row]]:
+    ordered = list(keys)
+    for start in range(0, len(ordered), 500):
+        chunk = ordered[start : start + 500]
+        where, params = _key_filter(projection, chunk)
+        cur = conn.execute(
+            f"SELECT * FROM {projection.table_name} WHERE chain_id = %s AND {where}",
+            [chain_id, *params],
+        )
+        names = [d.name for d in cur.description or []]
+        for values in cur.fetchall():
+            row = {n: _py(v) for n, v in zip(names, values, strict=True) if n != "chain_id"}
+            yield tuple(row[f] for f in projection.key_fields), row
+
+
+def _py(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value)
+    return value
+
+
+def _store_rows(
+    conn: psycopg.Connection[Any],
+    chain_id: int,
+    projection: Projection,
+    rows: dict[Key, Row | None],
+) -> None:
+    live = [row for row in rows.values() if row is not None]
+    gone = [key for key, row in rows.items() if row is None]
+    if gone:
+        where, params = _key_filter(projection, gone)
+        conn.execute(
+            f"DELETE FROM {projection.table_name} WHERE chain_id = %s AND {where}",
+            [chain_id, *params],
+        )
+    if not live:
+        return
+    columns = list(live[0])
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in projection.key_fields)
+    conflict = ", ".join(("chain_id", *projection.key_fields))
+    sql = (
+        f"INSERT INTO {projection.table_name} (chain_id, {', '.join(columns)})"
+        f" VALUES (%s, {', '.join(['%s'] * len(columns))})"
+        f" ON CONFLICT ({conflict}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING")
+    )
+    with conn.cursor() as cur:
+        cur.executemany(
+            sql,
+            [
+                (
+                    chain_id,
+                    *(Jsonb(row[c]) if isinstance(row[c], dict) else row[c] for c in columns),
+                )
+                for row in live
+            ],
+        )
+
+
+# ---------------------------------------------------------------- reorgs
+
+
+def rewind(
+    conn: psycopg.Connection[Any], chain_id: int, ancestor: BlockHeader, finalized_block: int
+) -> int:
+    """Undo everything above `ancestor`: its events stay for audit but turn non-canonical,
+    and every projection row they touched is folded again from canonical events.
+    Returns the number of orphaned events."""
+    with conn.transaction():
+        rows = conn.execute(
+            "UPDATE chain_events SET canonical = false"
+            " WHERE chain_id = %s AND canonical AND block_number > %s"
+            " RETURNING block_number, block_hash, tx_hash, tx_index, log_index, address,"
+            " contract, event, args",
+            (chain_id, ancestor.number),
+        ).fetchall()
+        orphaned = [_event_from_row(r) for r in rows]
+        conn.execute(
+            "DELETE FROM indexed_blocks WHERE chain_id = %s AND number > %s",
+            (chain_id, ancestor.number),
+        )
+        for projection in ALL:
+            keys = {projection.key(e) for e in orphaned if projection.handles(e)}
+            if keys:
+                refold(conn, chain_id, projection, keys, {e.subject for e in orphaned})
+        _save_checkpoint(
+            conn,
+            chain_id,
+            Checkpoint(
+                ancestor.number,
+                ancestor.hash,
+                ancestor.timestamp,
+                min(finalized_block, ancestor.number),
+                ancestor.number,
+            ),
+        )
+    return len(orphaned)
+
+
+def refold(
+    conn: psycopg.Connection[Any],
+    chain_id: int,
+    projection: Projection,
+    keys: set[Key],
+    subjects: set[str],
+) -> None:
+    """Recompute the rows of `keys` from the canonical events of their subjects."""
+    handled = sorted(projection.handlers)
+    cur = conn.execute(
+        "SELECT block_number, block_hash, tx_hash, tx_index, log_index, address, contract,"
+        " event, args FROM chain_events"
+        " WHERE chain_id = %s AND canonical AND subject = ANY(%s)"
+        " AND (contract, event) IN (" + ", ".join(["(%s, %s)"] * len(handled)) + ")"
+        " ORDER BY block_number, tx_index, log_index",
+        [chain_id, list(subjects), *[part for pair in handled for part in pair]],
+    )
+    events = [_event_from_row(r) for r in cur.fetchall()]
+    batch = _batch_with_neighbours(conn, chain_id, events)
+    rows: dict[Key, Row | None] = {key: None for key in keys}
+    for e in events:
+        key = projection.key(e)
+        if key in rows:
+            rows[key] = projection.apply(rows[key], e, batch)
+    _store_rows(conn, chain_id, projection, rows)
+
+
+def _batch_with_neighbours(
+    conn: psycopg.Connection[Any], chain_id: int, events: Sequence[Event]
+) -> dict[tuple[str, int], Event]:
+    """The events plus every canonical log of their transactions (handlers may look at the
+    next log of the same transaction)."""
+    batch = {(e.tx_hash, e.log_index): e for e in events}
+    tx_hashes = sorted({e.tx_hash for e in events})
+    if tx_hashes:
+        cur = conn.execute(
+            "SELECT block_number, block_hash, tx_hash, tx_index, log_index, address, contract,"
+            " event, args FROM chain_events WHERE chain_id = %s AND canonical"
+            " AND tx_hash = ANY(%s)",
+            (chain_id, tx_hashes),
+        )
+        for row in cur.fetchall():
+            e = _event_from_row(row)
+            batch.setdefault((e.tx_hash, e.log_index), e)
+    return batch
+
+
+def _event_from_row(row: Sequence[Any]) -> Event:
+    block_number, block_hash, tx_hash, tx_index, log_index, address, contract, name, args = row
+    return Event(
+        block_number=block_number,
+        block_hash=block_hash,
+        tx_hash=tx_hash,
+        tx_index=tx_index,
+        log_index=log_index,
+        address=address,
+        contract=contract,
+        name=name,
+        args=args,
+    )
