@@ -77,13 +77,14 @@ class Rpc:
         response.raise_for_status()
         return json.loads(response.content)
 
-    def _with_retries(self, payload: Any, what: str) -> Any:
+    def _with_retries(self, payload: Any, what: str, retries: int | None = None) -> Any:
+        retries = self.retries if retries is None else retries
         delay = self.backoff
-        for attempt in range(self.retries + 1):
+        for attempt in range(retries + 1):
             try:
                 return self._post(payload)
             except (httpx.TransportError, httpx.HTTPStatusError, json.JSONDecodeError) as exc:
-                if attempt == self.retries:
+                if attempt == retries:
                     raise RpcUnavailable(
                         f"cannot reach RPC at {self.url} ({what}): {exc}"
                     ) from None
@@ -92,13 +93,14 @@ class Rpc:
             delay = min(delay * 2, self.max_backoff)
         raise AssertionError("unreachable")
 
-    def call(self, method: str, params: Sequence[Any] = ()) -> Any:
+    def call(self, method: str, params: Sequence[Any] = (), retries: int | None = None) -> Any:
         """One call; transient node errors are retried like transport faults."""
         delay = self.backoff
         for attempt in range(self.retries + 1):
             reply = self._with_retries(
                 {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)},
                 method,
+                retries,
             )
             error = reply.get("error")
             if error is None:
@@ -130,7 +132,8 @@ class Rpc:
     # ---------------------------------------------------------------- typed helpers
 
     def chain_id(self) -> int:
-        return int(self.call("eth_chainId"), 16)
+        """The chain's id; asked first, so an unreachable node is reported within a second."""
+        return int(self.call("eth_chainId", retries=2), 16)
 
     def block_number(self) -> int:
         return int(self.call("eth_blockNumber"), 16)
