@@ -23,7 +23,7 @@ def funded(fresh_anvil, monkeypatch):
     chain.generate_activity(40, seed=11)
     campaign = chain.register_campaign(ADVERTISER, "usdc")
     chain.mint_usdc(ADVERTISER, 1_000 * USDC)
-    return chain, campaign
+    return chain, campaign, fresh_anvil.deployments_dir
 
 
 def deposit_then_mine(chain, campaign: int, depth: int) -> None:
@@ -53,7 +53,7 @@ def orphaned_deposits(database_url: str) -> list[int]:
 def test_reorg_rewinds_to_the_canonical_chain(
     funded, database_url, make_database, depth, replacement
 ):
-    chain, campaign = funded
+    chain, campaign, _ = funded
     deposit_then_mine(chain, campaign, depth)
     index_to_head(chain.rpc_url, database_url)
     assert balance(database_url, campaign) == 100 * USDC
@@ -87,7 +87,7 @@ def test_reorg_rewinds_to_the_canonical_chain(
 
 
 def test_two_consecutive_reorgs(funded, database_url, make_database):
-    chain, campaign = funded
+    chain, campaign, _ = funded
     deposit_then_mine(chain, campaign, 3)
     index_to_head(chain.rpc_url, database_url)
     chain.reorg(3)
@@ -103,7 +103,7 @@ def test_two_consecutive_reorgs(funded, database_url, make_database):
 
 
 def test_reorg_deeper_than_the_window_halts_with_the_blocks_named(funded, database_url):
-    chain, campaign = funded
+    chain, campaign, deployments_dir = funded
     deposit_then_mine(chain, campaign, 3)
     index_to_head(chain.rpc_url, database_url, reorg_window=4)
     chain.reorg(8)
@@ -112,17 +112,10 @@ def test_reorg_deeper_than_the_window_halts_with_the_blocks_named(funded, databa
         index_to_head(chain.rpc_url, database_url, reorg_window=4)
 
     head = chain.block_number()
-    env = cli_env(chain.rpc_url, database_url, funded_dir(chain), INDEXER_REORG_WINDOW="4")
+    env = cli_env(chain.rpc_url, database_url, deployments_dir, INDEXER_REORG_WINDOW="4")
     done = cli("run", "--exit-at-head", env=env)
     assert done.returncode == 3
     assert "Traceback" not in done.stderr
     message = done.stderr.strip().splitlines()[-1]
     assert message.startswith("indexer halted:") and f"..{head}" in message
     assert balance(database_url, campaign) == 100 * USDC  # nothing was rewritten
-
-
-def funded_dir(chain):
-    import os
-    from pathlib import Path
-
-    return Path(os.environ["BUZZER_DEPLOYMENTS_DIR"])
