@@ -44,6 +44,10 @@ class EventSpec:
     data_names: tuple[str, ...]
     data_types: tuple[str, ...]
 
+    @property
+    def data_is_static(self) -> bool:
+        return all(_is_static_word(kind) for kind in self.data_types)
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -99,6 +103,29 @@ def _split_tuple(kind: str) -> list[str]:
     return parts
 
 
+def _static_word(word: str, kind: str) -> Any:
+    """One 32-byte ABI word (64 hex digits) of a static type, without eth_abi's overhead."""
+    if kind == "address":
+        return "0x" + word[24:].lower()
+    if kind.startswith("uint"):
+        return int(word, 16)
+    if kind == "bool":
+        return word[-1] == "1"
+    if kind == "bytes32":
+        return "0x" + word.lower()
+    if kind.startswith("int"):
+        value = int(word, 16)
+        return value - (1 << 256) if value >= 1 << 255 else value
+    fixed = int(kind[5:])  # bytes1..bytes31: left-aligned
+    return "0x" + word[: 2 * fixed].lower()
+
+
+def _is_static_word(kind: str) -> bool:
+    return kind in ("address", "bool") or (
+        kind[:4] in ("uint", "int", "byte") and not kind.endswith("]") and kind != "bytes"
+    )
+
+
 class UnknownEvent(Exception):
     """A log from a followed address whose topic0 is in none of the ABIs."""
 
@@ -108,7 +135,8 @@ class Decoder:
 
     def __init__(self, contracts: Mapping[str, str], abis: Mapping[str, list[dict[str, Any]]]):
         self.contract_by_address = {address.lower(): name for address, name in contracts.items()}
-        self._specs: dict[tuple[str, bytes], EventSpec] = {}
+        self._specs: dict[tuple[str, str], EventSpec] = {}
+        self._static: dict[tuple[str, str], bool] = {}
         for name in set(self.contract_by_address.values()):
             for item in abis[name]:
                 if item.get("type") != "event" or item.get("anonymous"):
@@ -122,7 +150,9 @@ class Decoder:
                     data_names=tuple(i["name"] for i in inputs if not i["indexed"]),
                     data_types=tuple(_canonical_type(i) for i in inputs if not i["indexed"]),
                 )
-                self._specs[(name, keccak(text=signature))] = spec
+                topic0 = "0x" + keccak(text=signature).hex()
+                self._specs[(name, topic0)] = spec
+                self._static[(name, topic0)] = spec.data_is_static
 
     @property
     def addresses(self) -> list[str]:
@@ -132,20 +162,27 @@ class Decoder:
         address = log["address"].lower()
         contract = self.contract_by_address[address]
         topics = log["topics"]
-        spec = self._specs.get((contract, bytes.fromhex(topics[0][2:]))) if topics else None
+        topic0 = topics[0].lower() if topics else ""
+        spec = self._specs.get((contract, topic0))
         if spec is None:
             raise UnknownEvent(f"{contract} at {address}: unknown event topic {topics[:1]}")
         args: dict[str, Any] = {}
         for (name, kind), topic in zip(spec.indexed, topics[1:], strict=True):
-            raw = bytes.fromhex(topic[2:])
-            if kind in ("string", "bytes") or kind.endswith("]") or kind.startswith("("):
-                args[name] = topic.lower()  # dynamic indexed values are stored as their hash
+            if _is_static_word(kind):
+                args[name] = _static_word(topic[2:], kind)
             else:
-                args[name] = _json_safe(abi_decode([kind], raw)[0], kind)
+                args[name] = topic.lower()  # dynamic indexed values are stored as their hash
         if spec.data_types:
-            values = abi_decode(list(spec.data_types), bytes.fromhex(log["data"][2:]))
-            for name, kind, value in zip(spec.data_names, spec.data_types, values, strict=True):
-                args[name] = _json_safe(value, kind)
+            data = log["data"]
+            if self._static[(contract, topic0)]:
+                for i, (name, kind) in enumerate(
+                    zip(spec.data_names, spec.data_types, strict=True)
+                ):
+                    args[name] = _static_word(data[2 + 64 * i : 66 + 64 * i], kind)
+            else:
+                values = abi_decode(list(spec.data_types), bytes.fromhex(data[2:]))
+                for name, kind, value in zip(spec.data_names, spec.data_types, values, strict=True):
+                    args[name] = _json_safe(value, kind)
         return Event(
             block_number=int(log["blockNumber"], 16),
             block_hash=log["blockHash"].lower(),

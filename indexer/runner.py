@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from indexer import store
@@ -58,10 +59,24 @@ class Progress:
         self.last_report = now
 
 
+@dataclass(frozen=True)
+class RangeRead:
+    first: int
+    last: int
+    head: int
+    events: list[Event]
+    headers: list[BlockHeader]
+    tip: BlockHeader
+
+
 class Indexer:
     def __init__(self, settings: Settings, rpc: Rpc | None = None) -> None:
         self.settings = settings
         self.rpc = rpc or Rpc(settings.rpc_url)
+        # the next range is read on a thread of its own while the current one is written
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="indexer-read")
+        self._reader_rpc = Rpc(settings.rpc_url)
+        self._prefetched: tuple[int, Future[RangeRead]] | None = None
         self.chain_id = self.rpc.chain_id()
         if settings.chain_id is not None and settings.chain_id != self.chain_id:
             raise ConfigError(
@@ -81,8 +96,10 @@ class Indexer:
         self.range_size = settings.initial_range
 
     def close(self) -> None:
+        self._reader.shutdown(wait=True, cancel_futures=True)
         self.conn.close()
         self.rpc.close()
+        self._reader_rpc.close()
 
     # ---------------------------------------------------------------- chain reads
 
@@ -91,12 +108,13 @@ class Indexer:
         fallback = max(head - self.settings.confirmations, 0)
         return fallback if tagged is None else min(tagged, head)
 
-    def _fetch(self, first: int, last: int) -> tuple[list[Event], int]:
+    def _fetch(self, first: int, last: int, rpc: Rpc | None = None) -> tuple[list[Event], int]:
         """Logs of [first, last], shrinking the range while the node refuses it.
         Returns the decoded events and the last block actually covered."""
+        rpc = rpc or self.rpc
         while True:
             try:
-                logs = self.rpc.get_logs(self.decoder.addresses, first, last)
+                logs = rpc.get_logs(self.decoder.addresses, first, last)
             except RangeTooLarge:
                 if last == first:
                     raise
@@ -109,10 +127,10 @@ class Indexer:
                 self.range_size = max(1, self.range_size // 2)
             return self.decoder.decode_all(logs), last
 
-    def _headers(self, numbers: Sequence[int]) -> list[BlockHeader]:
+    def _headers(self, numbers: Sequence[int], rpc: Rpc | None = None) -> list[BlockHeader]:
         headers: list[BlockHeader] = []
         for start in range(0, len(numbers), 100):
-            for block in self.rpc.blocks(numbers[start : start + 100]):
+            for block in (rpc or self.rpc).blocks(numbers[start : start + 100]):
                 if block is None:
                     raise ChainChanged("a block in the range disappeared")
                 headers.append(BlockHeader.from_rpc(block))
@@ -168,34 +186,54 @@ class Indexer:
         header = BlockHeader.from_rpc(block)
         return Checkpoint(before, header.hash, header.timestamp, 0, before)
 
+    def _read(self, first: int, last: int, head: int, rpc: Rpc) -> RangeRead:
+        """Everything one range needs from the node: its events, and the headers of its
+        blocks inside the unfinalized window (plus its last block's)."""
+        events, last = self._fetch(first, last, rpc)
+        window_floor = head - self.settings.reorg_window + 1
+        headers = self._headers(list(range(max(first, window_floor), last + 1)), rpc)
+        tip = headers[-1] if headers and headers[-1].number == last else None
+        tip = tip or self._headers([last], rpc)[0]
+        return RangeRead(first, last, head, events, headers, tip)
+
     def step(self, checkpoint: Checkpoint, head: int, stop_at: int) -> tuple[Checkpoint, int]:
         """Index the next range after `checkpoint`; returns the new checkpoint and the number
-        of events it held."""
+        of events it held. The range after it is read in the background meanwhile."""
         first = checkpoint.block_number + 1
-        last = min(first + self.range_size - 1, stop_at)
-        events, last = self._fetch(first, last)
-        window_floor = head - self.settings.reorg_window + 1
-        in_window = list(range(max(first, window_floor), last + 1))
-        headers = self._headers(in_window)
-        if not headers or headers[-1].number != last:
-            headers_last = self._headers([last])
-        else:
-            headers_last = headers[-1:]
-        by_number = {h.number: h for h in headers}
+        read = self._take_prefetched(first, stop_at)
+        if read is None:
+            read = self._read(first, min(first + self.range_size - 1, stop_at), head, self.rpc)
+        if read.last < stop_at:
+            self._prefetch(read.last + 1, min(read.last + self.range_size, stop_at), head)
+        by_number = {h.number: h for h in read.headers}
         if first in by_number and by_number[first].parent_hash != checkpoint.block_hash:
+            self._prefetched = None
             raise ChainChanged(f"block {first} does not extend the indexed block {first - 1}")
-        for event in events:
+        for event in read.events:
             header = by_number.get(event.block_number)
             if header is not None and header.hash != event.block_hash:
+                self._prefetched = None
                 raise ChainChanged(f"block {event.block_number} changed while it was read")
-        tip = headers_last[0]
+        tip = read.tip
         new = Checkpoint(
             tip.number, tip.hash, tip.timestamp, min(self._finalized(head), tip.number), head
         )
         store.write_range(
-            self.conn, self.chain_id, events, headers, new, self.settings.reorg_window
+            self.conn, self.chain_id, read.events, read.headers, new, self.settings.reorg_window
         )
-        return new, len(events)
+        return new, len(read.events)
+
+    def _prefetch(self, first: int, last: int, head: int) -> None:
+        future = self._reader.submit(self._read, first, last, head, self._reader_rpc)
+        self._prefetched = (first, future)
+
+    def _take_prefetched(self, first: int, stop_at: int) -> RangeRead | None:
+        if self._prefetched is None:
+            return None
+        expected, future = self._prefetched
+        self._prefetched = None
+        read = future.result()
+        return read if expected == first and read.last <= stop_at else None
 
     def run(self, until_head: bool = False, stop_at: int | None = None) -> Checkpoint:
         checkpoint = self._initial_checkpoint()

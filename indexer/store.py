@@ -124,18 +124,40 @@ def write_range(
         _save_checkpoint(conn, chain_id, checkpoint)
 
 
+_EVENT_COLUMNS = (
+    "chain_id, block_number, block_hash, tx_hash, tx_index, log_index,"
+    " contract, address, event, subject, args, canonical"
+)
+
+
 def _insert_events(conn: psycopg.Connection[Any], chain_id: int, events: Sequence[Event]) -> None:
     if not events:
+        return
+    first, last = events[0].block_number, events[-1].block_number
+    seen = conn.execute(
+        "SELECT 1 FROM chain_events WHERE chain_id = %s AND block_number BETWEEN %s AND %s LIMIT 1",
+        (chain_id, first, last),
+    ).fetchone()
+    if seen is None:  # the usual case going forward: nothing to merge with, copy straight in
+        _copy_events(conn, "chain_events", chain_id, events)
         return
     conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS chain_events_stage"
         " (LIKE chain_events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )
-    columns = (
-        "chain_id, block_number, block_hash, tx_hash, tx_index, log_index,"
-        " contract, address, event, subject, args, canonical"
+    _copy_events(conn, "chain_events_stage", chain_id, events)
+    # a block seen again after a reorg back to it makes its rows canonical again
+    conn.execute(
+        f"INSERT INTO chain_events ({_EVENT_COLUMNS}) SELECT {_EVENT_COLUMNS}"
+        " FROM chain_events_stage"
+        " ON CONFLICT (chain_id, block_hash, log_index) DO UPDATE SET canonical = true"
     )
-    with conn.cursor() as cur, cur.copy(f"COPY chain_events_stage ({columns}) FROM STDIN") as copy:
+
+
+def _copy_events(
+    conn: psycopg.Connection[Any], table: str, chain_id: int, events: Sequence[Event]
+) -> None:
+    with conn.cursor() as cur, cur.copy(f"COPY {table} ({_EVENT_COLUMNS}) FROM STDIN") as copy:
         for e in events:
             copy.write_row(
                 (
@@ -153,11 +175,6 @@ def _insert_events(conn: psycopg.Connection[Any], chain_id: int, events: Sequenc
                     True,
                 )
             )
-    # a block seen again after a reorg back to it makes its rows canonical again
-    conn.execute(
-        f"INSERT INTO chain_events ({columns}) SELECT {columns} FROM chain_events_stage"
-        " ON CONFLICT (chain_id, block_hash, log_index) DO UPDATE SET canonical = true"
-    )
 
 
 def _save_checkpoint(conn: psycopg.Connection[Any], chain_id: int, cp: Checkpoint) -> None:
