@@ -11,17 +11,19 @@ maximum resident set size.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -120,21 +122,32 @@ def main() -> None:
             "BUZZER_DEPLOYMENTS_DIR": str(deployments_dir),
             "INDEXER_CONFIRMATIONS": "0",
         }
-        subprocess.run(
-            [sys.executable, "-m", "indexer", "migrate"], cwd=ROOT, env=env, check=True
-        )
+        subprocess.run([sys.executable, "-m", "indexer", "migrate"], cwd=ROOT, env=env, check=True)
         started = time.perf_counter()
-        done = subprocess.run(
+        process = subprocess.Popen(
             [sys.executable, "-m", "indexer", "run", "--exit-at-head"],
             cwd=ROOT,
             env=env,
-            capture_output=True,
+            stderr=subprocess.PIPE,
             text=True,
-            check=True,
         )
+        output: list[str] = []
+        reader = threading.Thread(target=lambda: output.append(process.stderr.read()))
+        reader.start()
+        # sample the child's resident set (rusage maxrss would count the pre-exec fork of
+        # this process, which holds every log of the baseline)
+        watched, peak = psutil.Process(process.pid), 0
+        while process.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                peak = max(peak, watched.memory_info().rss)
+            time.sleep(0.01)
+        reader.join()
         wall = time.perf_counter() - started
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        rates = re.findall(r"(\d+) events, (\d+) events/s", done.stderr)
+        stderr = "".join(output)
+        if process.returncode != 0:
+            raise SystemExit(f"indexer failed:\n{stderr[-2000:]}")
+        peak_mb = peak / 2**20
+        rates = re.findall(r"(\d+) events, (\d+) events/s", stderr)
         indexed, own_rate = (int(rates[-1][0]), int(rates[-1][1])) if rates else (0, 0)
 
     fetch_rate = count / fetch_seconds

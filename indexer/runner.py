@@ -121,10 +121,10 @@ class Indexer:
                 last = first + (last - first) // 2
                 self.range_size = max(1, last - first + 1)
                 continue
-            if len(logs) < self.settings.target_logs // 4:
-                self.range_size = min(self.settings.max_range, self.range_size * 2)
-            elif len(logs) > self.settings.target_logs:
-                self.range_size = max(1, self.range_size // 2)
+            # aim the next range at `target_logs`: memory and transaction size stay bounded
+            covered = last - first + 1
+            wanted = covered * self.settings.target_logs // max(len(logs), 1)
+            self.range_size = max(1, min(self.settings.max_range, wanted, covered * 2))
             return self.decoder.decode_all(logs), last
 
     def _headers(self, numbers: Sequence[int], rpc: Rpc | None = None) -> list[BlockHeader]:
@@ -194,7 +194,28 @@ class Indexer:
         headers = self._headers(list(range(max(first, window_floor), last + 1)), rpc)
         tip = headers[-1] if headers and headers[-1].number == last else None
         tip = tip or self._headers([last], rpc)[0]
-        return RangeRead(first, last, head, events, headers, tip)
+        return RangeRead(first, last, head, self._cross_check(events, headers, rpc), headers, tip)
+
+    def _cross_check(
+        self, events: list[Event], headers: Sequence[BlockHeader], rpc: Rpc
+    ) -> list[Event]:
+        """A node may answer eth_getLogs with nothing for blocks that hold our logs. Inside
+        the window each block's bloom filter says whether it may: such a block is asked again
+        on its own (by hash) before its emptiness is believed."""
+        with_logs = {e.block_number for e in events}
+        missed: list[Event] = []
+        for header in headers:
+            if header.number in with_logs or not header.may_have_logs_of(self.decoder.addresses):
+                continue
+            logs = rpc.call(
+                "eth_getLogs", [{"address": self.decoder.addresses, "blockHash": header.hash}]
+            )
+            if logs:
+                log.warning("node omitted %d logs of block %d; recovered", len(logs), header.number)
+                missed.extend(self.decoder.decode_all(logs))
+        if not missed:
+            return events
+        return sorted(events + missed, key=lambda e: e.order)
 
     def step(self, checkpoint: Checkpoint, head: int, stop_at: int) -> tuple[Checkpoint, int]:
         """Index the next range after `checkpoint`; returns the new checkpoint and the number

@@ -29,7 +29,7 @@ class Settings:
     confirmations: int = 64
     reorg_window: int = 64
     poll_seconds: float = 1.0
-    initial_range: int = 2_000
+    initial_range: int = 100
     max_range: int = 100_000
     target_logs: int = 10_000
 
@@ -48,7 +48,7 @@ class Settings:
             confirmations=_int(env, "INDEXER_CONFIRMATIONS", window) or 0,
             reorg_window=window,
             poll_seconds=float(env.get("INDEXER_POLL_SECONDS") or 1.0),
-            initial_range=_int(env, "INDEXER_INITIAL_RANGE", 2_000) or 2_000,
+            initial_range=_int(env, "INDEXER_INITIAL_RANGE", 100) or 100,
             max_range=_int(env, "INDEXER_MAX_RANGE", 100_000) or 100_000,
             target_logs=_int(env, "INDEXER_TARGET_LOGS", 10_000) or 10_000,
         )

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+from eth_utils import keccak
 from psycopg.types.json import Jsonb
 
 from indexer.decode import Event
@@ -35,6 +36,7 @@ class BlockHeader:
     hash: str
     parent_hash: str
     timestamp: int
+    logs_bloom: str = ""
 
     @classmethod
     def from_rpc(cls, block: dict[str, Any]) -> BlockHeader:
@@ -43,7 +45,21 @@ class BlockHeader:
             hash=block["hash"].lower(),
             parent_hash=block["parentHash"].lower(),
             timestamp=int(block["timestamp"], 16),
+            logs_bloom=block.get("logsBloom") or "",
         )
+
+    def may_have_logs_of(self, addresses: Sequence[str]) -> bool:
+        """The block's bloom filter admits a log from one of `addresses` (false positives
+        happen; false negatives do not)."""
+        if not self.logs_bloom:
+            return True
+        bloom = int(self.logs_bloom, 16)
+        for address in addresses:
+            digest = keccak(bytes.fromhex(address[2:]))
+            bits = [((digest[i] << 8) | digest[i + 1]) & 2047 for i in (0, 2, 4)]
+            if all(bloom >> bit & 1 for bit in bits):
+                return True
+        return False
 
 
 def connect(database_url: str) -> psycopg.Connection[Any]:

@@ -85,6 +85,20 @@ def test_flaky_rpc_gives_the_same_tables(chain, flaky_rpc, database_url, make_da
     assert diff(projections(database_url), projections(direct)) == ""
 
 
+def test_empty_log_answers_are_cross_checked_against_block_blooms(
+    chain, flaky_rpc, database_url, make_database
+):
+    chain.generate_activity(300, seed=26, max_txs_per_block=5)
+    flaky_rpc.configure(drop=0, http502=0, error=0, delay=0, empty_logs=0.5)
+
+    index_to_head(flaky_rpc.url, database_url, initial_range=3, max_range=3)
+
+    assert flaky_rpc.counts["empty_logs"] > 0
+    direct = make_database()
+    index_to_head(chain.rpc_url, direct)
+    assert diff(projections(database_url), projections(direct)) == ""
+
+
 def test_a_second_indexer_waits_and_takes_over(chain, database_url, deployments_dir, tmp_path):
     chain.generate_activity(100, seed=23)
     env = cli_env(chain.rpc_url, database_url, deployments_dir)

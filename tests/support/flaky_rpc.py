@@ -11,8 +11,9 @@ Each HTTP request draws once from a seeded RNG and then, by the configured rates
 - `error`: a JSON-RPC error: for `eth_getLogs` code -32005 "query returned more than 10000
   results", otherwise -32000 "header not found" (one per call of a batch);
 - `delay`: forwarded after sleeping `delay_range` seconds (0.5-2 s by default);
-- `empty_logs`: forwarded, but an `eth_getLogs` answer is replaced by `[]` (a lagging
-  provider); requests of other methods are just forwarded;
+- `empty_logs`: forwarded, but the answer to an `eth_getLogs` over a block range is replaced
+  by `[]` (a lagging provider); a query by `blockHash` is answered truthfully, as by a node
+  that knows the block; requests of other methods are just forwarded;
 - otherwise forwarded untouched.
 
 `counts` says what was done per kind (plus `requests` and `forwarded`); `by_method` counts
@@ -233,7 +234,11 @@ class FlakyRpc:
             return data, False
         replies = reply if isinstance(reply, list) else [reply]
         log_ids = {
-            c.get("id") for c in calls if isinstance(c, dict) and c.get("method") == "eth_getLogs"
+            c.get("id")
+            for c in calls
+            if isinstance(c, dict)
+            and c.get("method") == "eth_getLogs"
+            and "blockHash" not in (c.get("params") or [{}])[0]
         }
         emptied = False
         for item in replies:
