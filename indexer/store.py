@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 from eth_utils import keccak
 from psycopg.types.json import Jsonb
+from sqlalchemy.dialects import postgresql
 
 from indexer.decode import Event
 from indexer.projections import ALL, Key, Projection, Row
@@ -242,19 +243,24 @@ def _apply_forward(conn: psycopg.Connection[Any], chain_id: int, events: Sequenc
 
 
 def _key_filter(projection: Projection, keys: Sequence[Key]) -> tuple[str, list[Any]]:
-    width = len(projection.key_fields)
+    """`(k1, k2) IN (unnest(arrays))`: one fixed query text whatever the number of keys."""
+    table = projection.model.__table__  # type: ignore[attr-defined]
+    types = [table.c[f].type.compile(dialect=_DIALECT) for f in projection.key_fields]
     fields = ", ".join(projection.key_fields)
-    placeholders = ", ".join("(" + ", ".join(["%s"] * width) + ")" for _ in keys)
-    params = [v for key in keys for v in key]
-    return f"({fields}) IN ({placeholders})", params
+    arrays = ", ".join(f"%s::{kind}[]" for kind in types)
+    params = [[key[i] for key in keys] for i in range(len(projection.key_fields))]
+    return f"({fields}) IN (SELECT * FROM unnest({arrays}))", params
+
+
+_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
 def _load_rows(
     conn: psycopg.Connection[Any], chain_id: int, projection: Projection, keys: Iterable[Key]
 ) -> Iterator[tuple[Key, Row]]:
     ordered = list(keys)
-    for start in range(0, len(ordered), 500):
-        chunk = ordered[start : start + 500]
+    for start in range(0, len(ordered), 10_000):
+        chunk = ordered[start : start + 10_000]
         where, params = _key_filter(projection, chunk)
         cur = conn.execute(
             f"SELECT * FROM {projection.table_name} WHERE chain_id = %s AND {where}",
