@@ -367,17 +367,18 @@ def _claimable(
     cumulative_amount: uint256,
     proof: DynArray[bytes32, MAX_PROOF],
 ) -> uint256:
-    entry: Root = self._roots[epoch]
+    # two fields read on their own: loading the whole struct would cost a third cold slot
+    root: bytes32 = self._roots[epoch].root
     # dev: the root must exist
-    assert entry.root != empty(bytes32), "payout: unknown epoch"
-    if block.timestamp < entry.claimable_at:
+    assert root != empty(bytes32), "payout: unknown epoch"
+    if block.timestamp < self._roots[epoch].claimable_at:
         # dev: a vetoed root never pays
         assert not self.revoked[epoch], "payout: root revoked"
         # dev: the guardian may still veto it
         raise "payout: root not claimable yet"
     # dev: the leaf must be in the tree
     assert merkle_proof_verification._verify(
-        proof, entry.root, self._leaf(account, token, cumulative_amount)
+        proof, root, self._leaf(account, token, cumulative_amount)
     ), "payout: invalid proof"
     already: uint256 = self.claimed[account][token]
     if cumulative_amount <= already:
