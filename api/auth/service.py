@@ -1,0 +1,104 @@
+"""Sign-in logic: issue a nonce, verify a signed EIP-4361 message against our own domain,
+URI, chain and nonce, and issue or check the JWT bound to the wallet."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+import redis
+from eth_utils import to_checksum_address
+from siwe import (
+    DomainMismatch,
+    ExpiredMessage,
+    InvalidSignature,
+    NotYetValidMessage,
+    SiweMessage,
+    VerificationError,
+)
+
+from api.core.errors import PayloadTooLarge, Unauthorized
+from api.core.settings import Settings
+
+NONCE_KEY = "siwe:nonce:{}"
+
+
+def issue_nonce(cache: redis.Redis, settings: Settings) -> str:
+    """A 128-bit single-use nonce, remembered for `nonce_ttl_seconds`."""
+    nonce = secrets.token_hex(16)
+    cache.set(NONCE_KEY.format(nonce), "1", ex=settings.nonce_ttl_seconds, nx=True)
+    return nonce
+
+
+def _reject(code: str, message: str) -> Unauthorized:
+    return Unauthorized(message, code=code)
+
+
+def verify_sign_in(cache: redis.Redis, settings: Settings, message: str, signature: str) -> str:
+    """The checksummed wallet that signed `message`, once; every failure is a 401 that
+    says which check failed. The nonce is consumed only by a message that passed them all."""
+    if len(message.encode()) > settings.max_message_bytes:
+        raise PayloadTooLarge(f"a sign-in message is at most {settings.max_message_bytes} bytes")
+    try:
+        parsed = SiweMessage.from_message(message)
+    except Exception:
+        raise _reject("malformed_message", "the message is not an EIP-4361 message") from None
+    if parsed.domain != settings.siwe_domain:
+        raise _reject("wrong_domain", f"the message is for {parsed.domain}, not this site")
+    if str(parsed.uri).rstrip("/") != settings.siwe_uri.rstrip("/"):
+        raise _reject("wrong_uri", f"the message is for {parsed.uri}, not {settings.siwe_uri}")
+    if int(parsed.chain_id) != settings.chain_id:
+        raise _reject("wrong_chain", f"sign in on chain {settings.chain_id}, not {parsed.chain_id}")
+    now = datetime.now(UTC)
+    issued = datetime.fromisoformat(str(parsed.issued_at).replace("Z", "+00:00"))
+    if issued < now - timedelta(seconds=settings.nonce_ttl_seconds):
+        raise _reject("message_too_old", "the message was issued too long ago; sign in again")
+    try:
+        parsed.verify(signature, domain=settings.siwe_domain, timestamp=now)
+    except ExpiredMessage:
+        raise _reject("expired_message", "the message has expired") from None
+    except NotYetValidMessage:
+        raise _reject("not_yet_valid", "the message is not valid yet") from None
+    except (InvalidSignature, DomainMismatch, VerificationError):
+        raise _reject("bad_signature", "the signature does not match the message") from None
+    # single use: of many requests carrying the same message, exactly one deletes the nonce
+    if not cache.getdel(NONCE_KEY.format(parsed.nonce)):
+        raise _reject("unknown_nonce", "the nonce was never issued, has expired or was used")
+    return to_checksum_address(parsed.address)
+
+
+def issue_token(settings: Settings, wallet: str) -> str:
+    now = int(time.time())
+    claims = {
+        "sub": wallet.lower(),
+        "iat": now,
+        "nbf": now,
+        "exp": now + settings.jwt_ttl_seconds,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+    }
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+
+
+def wallet_from_token(settings: Settings, token: str) -> str:
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            settings.jwt_secret,
+            algorithms=["HS256"],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise _reject("token_expired", "the session has expired; sign in again") from None
+    except jwt.PyJWTError:
+        raise _reject("invalid_token", "the session token is not valid") from None
+    subject = str(claims["sub"])
+    try:
+        return to_checksum_address(subject)
+    except ValueError:
+        raise _reject("invalid_token", "the session token is not valid") from None

@@ -1,0 +1,1 @@
+"""Shared API plumbing: settings, errors, database, Redis, chain client. Nothing domain-specific."""

@@ -1,0 +1,43 @@
+"""API settings, from the environment (`BUZZER_` prefix, plus the usual service URLs)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BUZZER_", extra="ignore")
+
+    database_url: str = Field(
+        default="", validation_alias=AliasChoices("DATABASE_URL", "BUZZER_DATABASE_URL")
+    )
+    redis_url: str = Field(
+        default="", validation_alias=AliasChoices("REDIS_URL", "BUZZER_REDIS_URL")
+    )
+    rpc_url: str = Field(
+        default="http://127.0.0.1:8545", validation_alias=AliasChoices("RPC_URL", "BUZZER_RPC_URL")
+    )
+    chain_id: int = Field(
+        default=1337, validation_alias=AliasChoices("CHAIN_ID", "BUZZER_CHAIN_ID")
+    )
+
+    # Sign-in with Ethereum: the domain and URI our own pages put in the message
+    siwe_domain: str = "localhost:8000"
+    siwe_uri: str = "http://localhost:8000"
+    nonce_ttl_seconds: int = 300
+    max_message_bytes: int = 4_096
+
+    jwt_secret: str = Field(default="", min_length=0)
+    jwt_ttl_seconds: int = 24 * 3600
+    jwt_issuer: str = "buzzer-network"
+    jwt_audience: str = "buzzer-api"
+
+    cors_origins: list[str] = ["http://localhost:8000"]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,136 @@
+"""The FastAPI application: `create_app(settings)`; `uvicorn api.main:app` serves it."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import httpx
+import psycopg
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+from api.auth.router import router as auth_router
+from api.core import errors
+from api.core.redis import connect as connect_redis
+from api.core.settings import Settings, get_settings
+from api.deps import SettingsDep
+
+log = logging.getLogger("api")
+
+REQUESTS = Counter("buzzer_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram("buzzer_http_request_seconds", "HTTP request latency", ["route"])
+
+
+class ConfigurationError(RuntimeError):
+    """The API cannot start with these settings."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    if len(settings.jwt_secret) < 32:
+        raise ConfigurationError("BUZZER_JWT_SECRET must be set to at least 32 characters")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.redis = connect_redis(settings.redis_url)
+        yield
+        app.state.redis.close()
+
+    app = FastAPI(title="Buzzer Network API", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    errors.install(app)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["X-Request-ID"],
+    )
+
+    @app.middleware("http")
+    async def request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        elapsed = time.perf_counter() - started
+        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        LATENCY.labels(route).observe(elapsed)
+        response.headers["X-Request-ID"] = rid
+        log.info(
+            "%s %s %d %.1fms rid=%s",
+            request.method,
+            request.url.path,
+            response.status_code,
+            elapsed * 1000,
+            rid,
+        )
+        return response
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    def readyz(request: Request, settings: SettingsDep) -> Response:
+        """PostgreSQL, Redis and the chain's RPC are reachable."""
+        checks = {
+            "postgres": _check_postgres(settings.database_url),
+            "redis": _check_redis(request),
+            "rpc": _check_rpc(settings.rpc_url, settings.chain_id),
+        }
+        ready = all(result == "ok" for result in checks.values())
+        body = {"status": "ready" if ready else "not ready", "checks": checks}
+        if not ready:
+            body = errors.error_body("not_ready", "a dependency is unreachable", checks)
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(auth_router)
+    return app
+
+
+def _check_postgres(database_url: str) -> str:
+    if not database_url:
+        return "DATABASE_URL is not set"
+    try:
+        with psycopg.connect(database_url, connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return f"unreachable: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
+    return "ok"
+
+
+def _check_redis(request: Request) -> str:
+    try:
+        request.app.state.redis.ping()
+    except Exception as exc:
+        return f"unreachable: {exc}"
+    return "ok"
+
+
+def _check_rpc(rpc_url: str, chain_id: int) -> str:
+    try:
+        reply = httpx.post(
+            rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}, timeout=2
+        ).json()
+        served = int(reply["result"], 16)
+    except Exception as exc:
+        return f"unreachable: {exc}"
+    return "ok" if served == chain_id else f"serves chain {served}, expected {chain_id}"
+
+
+def app_from_env() -> FastAPI:
+    return create_app()

@@ -1,0 +1,171 @@
+"""Sign-in with Ethereum: real signatures from eth-account, every rejection a clear 401
+in the one error shape, nonces single-use even under concurrency, JWTs that cannot be forged."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+
+from tests.api.conftest import SECRET, Wallet, sign_in
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def test_sign_in_gives_a_token_bound_to_the_wallet(client, wallet):
+    token = sign_in(client, wallet)
+
+    me = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+
+    assert me.status_code == 200
+    assert me.json() == {"wallet": wallet.address}
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"], audience="buzzer-api")
+    assert claims["sub"] == wallet.address.lower()
+    assert claims["exp"] - claims["iat"] == 24 * 3600
+
+
+def test_nonces_are_long_and_fresh(client):
+    nonces = {client.get("/api/v1/auth/nonce").json()["nonce"] for _ in range(20)}
+    assert len(nonces) == 20
+    assert all(len(n) * 4 >= 96 for n in nonces)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code"),
+    [
+        ({"domain": "evil.example"}, "wrong_domain"),
+        ({"uri": "https://evil.example"}, "wrong_uri"),
+        ({"uri": "http://buzzer.test"}, "wrong_uri"),
+        ({"chain_id": 8453}, "wrong_chain"),
+        ({"expiration_time": iso(datetime.now(UTC) - timedelta(seconds=5))}, "expired_message"),
+        ({"not_before": iso(datetime.now(UTC) + timedelta(minutes=5))}, "not_yet_valid"),
+        ({"issued_at": iso(datetime.now(UTC) - timedelta(hours=1))}, "message_too_old"),
+    ],
+    ids=["domain", "uri", "scheme", "chain", "expired", "not-yet-valid", "too-old"],
+)
+def test_correctly_signed_but_wrong_messages_are_refused(client, wallet, overrides, code):
+    nonce = client.get("/api/v1/auth/nonce").json()["nonce"]
+    message = wallet.message(nonce, **overrides)
+
+    reply = client.post(
+        "/api/v1/auth/verify", json={"message": message, "signature": wallet.sign(message)}
+    )
+
+    assert reply.status_code == 401
+    assert reply.json()["error"]["code"] == code
+    assert set(reply.json()["error"]) == {"code", "message", "details"}
+
+
+def test_a_nonce_we_never_issued_is_refused(client, wallet):
+    message = wallet.message("abcdef0123456789")
+    reply = client.post(
+        "/api/v1/auth/verify", json={"message": message, "signature": wallet.sign(message)}
+    )
+    assert reply.status_code == 401
+    assert reply.json()["error"]["code"] == "unknown_nonce"
+
+
+def test_a_signature_by_another_wallet_is_refused(client, wallet):
+    nonce = client.get("/api/v1/auth/nonce").json()["nonce"]
+    message = wallet.message(nonce)
+    reply = client.post(
+        "/api/v1/auth/verify", json={"message": message, "signature": Wallet().sign(message)}
+    )
+    assert reply.status_code == 401
+    assert reply.json()["error"]["code"] == "bad_signature"
+
+
+def test_a_nonce_is_used_once(client, wallet):
+    nonce = client.get("/api/v1/auth/nonce").json()["nonce"]
+    message = wallet.message(nonce)
+    body = {"message": message, "signature": wallet.sign(message)}
+    assert client.post("/api/v1/auth/verify", json=body).status_code == 200
+    again = client.post("/api/v1/auth/verify", json=body)
+    assert again.status_code == 401
+    assert again.json()["error"]["code"] == "unknown_nonce"
+
+
+def test_fifty_parallel_verifies_of_one_message_give_one_token(client, wallet):
+    nonce = client.get("/api/v1/auth/nonce").json()["nonce"]
+    message = wallet.message(nonce)
+    body = {"message": message, "signature": wallet.sign(message)}
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(
+            pool.map(lambda _: client.post("/api/v1/auth/verify", json=body).status_code, range(50))
+        )
+
+    assert statuses.count(200) == 1
+    assert statuses.count(401) == 49
+
+
+def test_an_oversized_message_is_refused_before_any_work(client, wallet):
+    nonce = client.get("/api/v1/auth/nonce").json()["nonce"]
+    message = wallet.message(nonce, statement="x" * 5_000)
+    reply = client.post(
+        "/api/v1/auth/verify", json={"message": message, "signature": wallet.sign(message)}
+    )
+    assert reply.status_code == 413
+    assert reply.json()["error"]["code"] == "payload_too_large"
+
+
+def test_malformed_input_gets_the_error_shape(client):
+    reply = client.post("/api/v1/auth/verify", json={"message": "hello", "signature": "0x12"})
+    assert reply.status_code == 401
+    assert reply.json()["error"]["code"] == "malformed_message"
+    reply = client.post("/api/v1/auth/verify", json={"message": "hello"})
+    assert reply.status_code == 422
+    assert reply.json()["error"]["code"] == "validation_error"
+    assert reply.json()["error"]["details"]["problems"][0]["field"] == "body.signature"
+
+
+def forged(claims_change: dict, key: str = SECRET, algorithm: str = "HS256") -> str:
+    now = int(time.time())
+    claims = {
+        "sub": "0x" + "ab" * 20,
+        "iat": now,
+        "exp": now + 60,
+        "iss": "buzzer-network",
+        "aud": "buzzer-api",
+    }
+    claims.update(claims_change)
+    return jwt.encode(claims, key, algorithm=algorithm)
+
+
+@pytest.mark.parametrize(
+    ("token", "code"),
+    [
+        (forged({}, key="another-secret-" + "y" * 40), "invalid_token"),
+        (forged({"exp": int(time.time()) - 10}), "token_expired"),
+        (forged({"aud": "someone-else"}), "invalid_token"),
+        (forged({"iss": "someone-else"}), "invalid_token"),
+        (jwt.encode({"sub": "0x" + "ab" * 20}, key="", algorithm="none"), "invalid_token"),
+        ("not.a.token", "invalid_token"),
+    ],
+    ids=["wrong-key", "expired", "audience", "issuer", "alg-none", "garbage"],
+)
+def test_bad_tokens_are_refused(client, token, code):
+    reply = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert reply.status_code == 401
+    assert reply.json()["error"]["code"] == code
+
+
+def test_a_tampered_subject_is_refused(client, wallet):
+    token = sign_in(client, wallet)
+    header, _, signature = token.split(".")
+    other = forged({"sub": "0x" + "cd" * 20}).split(".")[1]
+    reply = client.get(
+        "/api/v1/auth/me", headers={"Authorization": f"Bearer {header}.{other}.{signature}"}
+    )
+    assert reply.status_code == 401
+
+
+def test_no_token_is_refused(client):
+    reply = client.get("/api/v1/auth/me")
+    assert reply.status_code == 401
+    assert reply.json()["error"]["code"] == "no_token"

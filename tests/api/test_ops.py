@@ -1,0 +1,57 @@
+"""Health, readiness, metrics, request ids and the error shape for unknown routes."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.core.settings import Settings
+from api.main import ConfigurationError, create_app
+
+
+def test_healthz_and_request_id(client):
+    reply = client.get("/healthz", headers={"X-Request-ID": "abc123"})
+    assert reply.json() == {"status": "ok"}
+    assert reply.headers["X-Request-ID"] == "abc123"
+    assert len(client.get("/healthz").headers["X-Request-ID"]) == 32
+
+
+def test_readyz_names_what_is_unreachable(settings):
+    broken = settings.model_copy(
+        update={"rpc_url": "http://127.0.0.1:9", "database_url": "postgresql://x@127.0.0.1:9/x"}
+    )
+    with TestClient(create_app(broken)) as client:
+        reply = client.get("/readyz")
+    assert reply.status_code == 503
+    checks = reply.json()["error"]["details"]
+    assert checks["redis"] == "ok"
+    assert checks["rpc"].startswith("unreachable")
+    assert checks["postgres"].startswith("unreachable")
+
+
+def test_metrics_count_requests(client):
+    client.get("/healthz")
+    text = client.get("/metrics").text
+    assert 'buzzer_http_requests_total{method="GET",route="/healthz",status="200"}' in text
+
+
+def test_unknown_route_uses_the_error_shape(client):
+    reply = client.get("/api/v1/nothing-here")
+    assert reply.status_code == 404
+    assert reply.json()["error"]["code"] == "not_found"
+
+
+def test_the_app_refuses_to_start_without_a_real_secret(settings):
+    with pytest.raises(ConfigurationError, match="BUZZER_JWT_SECRET"):
+        create_app(Settings(**{**settings.model_dump(), "jwt_secret": "short"}))
+
+
+def test_readyz_is_ready_with_postgres_redis_and_the_chain(settings, pg_server, anvil_session):
+    live = settings.model_copy(update={"rpc_url": anvil_session.url, "database_url": pg_server})
+    with TestClient(create_app(live)) as client:
+        reply = client.get("/readyz")
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == {
+        "status": "ready",
+        "checks": {"postgres": "ok", "redis": "ok", "rpc": "ok"},
+    }
