@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 
 from api.auth import service
 from api.auth.schemas import NonceOut, TokenOut, VerifyIn, WalletOut
+from api.core.ratelimit import per_ip
 from api.deps import CacheDep, SettingsDep, WalletDep
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+def _auth_limit(request: Request) -> int:
+    limit: int = request.app.state.settings.rate_limit_auth_per_minute
+    return limit
+
+
+router = APIRouter(
+    prefix="/api/v1/auth",
+    tags=["auth"],
+    dependencies=[Depends(per_ip("auth", _auth_limit))],
+)
 
 
 @router.get("/nonce", response_model=NonceOut)

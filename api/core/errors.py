@@ -26,6 +26,7 @@ class ApiError(Exception):
         self.details = details or {}
         self.status = kw.get("status", self.status)
         self.code = kw.get("code", self.code)
+        self.headers: dict[str, str] = kw.get("headers", {})
 
 
 class Unauthorized(ApiError):
@@ -48,6 +49,11 @@ class PayloadTooLarge(ApiError):
     code = "payload_too_large"
 
 
+class TooManyRequests(ApiError):
+    status = 429
+    code = "rate_limited"
+
+
 class Unavailable(ApiError):
     status = 503
     code = "unavailable"
@@ -62,7 +68,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status)
+        return JSONResponse(
+            error_body(exc.code, exc.message, exc.details),
+            status_code=exc.status,
+            headers=exc.headers,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
 
     cors_origins: list[str] = ["http://localhost:8000"]
 
+    # requests per minute, per client IP and (signed in) per wallet
+    rate_limit_ip_per_minute: int = 120
+    rate_limit_wallet_per_minute: int = 240
+    rate_limit_auth_per_minute: int = 20
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

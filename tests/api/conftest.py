@@ -42,6 +42,7 @@ def settings(redis_url: str) -> Settings:
         siwe_uri="https://buzzer.test",
         jwt_secret=SECRET,
         nonce_ttl_seconds=300,
+        rate_limit_auth_per_minute=10_000,  # the rate-limit tests set their own
     )
 
 

@@ -1,0 +1,52 @@
+"""Rate limits in Redis: a counter per client and minute; past the limit, 429 with
+`Retry-After`. If Redis cannot be reached the request goes through (and is logged): a
+limiter must not take the API down with it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import redis
+from fastapi import Request
+
+from api.core.errors import TooManyRequests
+
+log = logging.getLogger("api.ratelimit")
+WINDOW = 60
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def hit(cache: redis.Redis, bucket: str, who: str, limit: int) -> None:
+    """Count one request of `who` in `bucket`; raise 429 past `limit` per minute."""
+    now = int(time.time())
+    window = now - now % WINDOW
+    key = f"rl:{bucket}:{who}:{window}"
+    try:
+        with cache.pipeline() as pipe:
+            pipe.incr(key)
+            pipe.expire(key, WINDOW + 5)
+            count = int(pipe.execute()[0])
+    except redis.RedisError as exc:
+        log.warning("rate limiter unavailable (%s); letting the request through", exc)
+        return
+    if count > limit:
+        retry_after = window + WINDOW - now
+        raise TooManyRequests(
+            f"too many requests; try again in {retry_after} s",
+            {"limit_per_minute": limit},
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+def per_ip(bucket: str, limit_of: Callable[[Request], int]) -> Callable[[Request], None]:
+    """A dependency limiting each client IP to `limit_of(request)` requests a minute."""
+
+    def dependency(request: Request) -> None:
+        hit(request.app.state.redis, bucket, client_ip(request), limit_of(request))
+
+    return dependency
