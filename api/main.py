@@ -17,9 +17,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 
 from api.auth.router import router as auth_router
 from api.core import errors
+from api.core.db import make_engine
 from api.core.redis import connect as connect_redis
 from api.core.settings import Settings, get_settings
 from api.deps import SettingsDep
+from api.publishers.router import router as publishers_router
 
 log = logging.getLogger("api")
 
@@ -39,8 +41,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.redis = connect_redis(settings.redis_url)
+        app.state.engine = make_engine(settings.database_url) if settings.database_url else None
         yield
         app.state.redis.close()
+        if app.state.engine is not None:
+            app.state.engine.dispose()
 
     app = FastAPI(title="Buzzer Network API", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
@@ -99,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(auth_router)
+    app.include_router(publishers_router)
     return app
 
 

@@ -9,11 +9,15 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
-import indexer.models  # noqa: F401  (registers the indexer's tables)
 from indexer.migrate import sqlalchemy_url
 
 config = context.config
 url = config.attributes.get("database_url") or os.environ.get("DATABASE_URL", "")
+if "database_url" not in config.attributes:
+    # the `alembic` command line (autogenerate) needs every model; the indexer's own
+    # `upgrade` does not, and must not import the API
+    import api.publishers.models  # noqa: F401
+    import indexer.models  # noqa: F401
 target_metadata = SQLModel.metadata
 
 

@@ -56,8 +56,8 @@ def client(settings: Settings) -> Iterator[TestClient]:
 class Wallet:
     """A wallet that signs sign-in messages, as a browser wallet would."""
 
-    def __init__(self) -> None:
-        self.account = Account.create()
+    def __init__(self, account: Any = None) -> None:
+        self.account = account or Account.create()
         self.address = self.account.address
 
     def message(self, nonce: str, **overrides: Any) -> str:
@@ -97,4 +97,13 @@ def sign_in(client: TestClient, wallet: Wallet) -> str:
     return token
 
 
-from tests.support.fixtures import anvil_session, pg_server  # noqa: E402, F401
+from tests.support.fixtures import (  # noqa: E402, F401
+    anvil,
+    anvil_session,
+    chain,
+    database_url,
+    deployment,
+    deployment_record,
+    deployments_dir,
+    pg_server,
+)

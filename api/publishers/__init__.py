@@ -1,0 +1,1 @@
+"""Publishers (seed B2): profile, on-chain registration, and (to come) sites and slots."""

@@ -1,0 +1,120 @@
+"""Publisher profiles and their on-chain status (from the indexer's projection)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import text
+from sqlmodel import Session, select
+
+from api.core.chain import TxData, transaction
+from api.core.errors import ApiError, NotFound
+from api.publishers.models import PublisherProfile
+from api.publishers.schemas import (
+    OnChainStatus,
+    PublisherCreate,
+    PublisherPublic,
+    PublisherUpdate,
+    RegistrationIn,
+)
+
+
+class AlreadyExists(ApiError):
+    status = 409
+    code = "already_exists"
+
+
+def _profile(session: Session, wallet: str) -> PublisherProfile:
+    profile = session.exec(
+        select(PublisherProfile).where(PublisherProfile.wallet == wallet.lower())
+    ).first()
+    if profile is None:
+        raise NotFound("this wallet has no publisher profile yet: create one first")
+    return profile
+
+
+def onchain_status(session: Session, chain_id: int, wallet: str) -> OnChainStatus:
+    row = session.execute(
+        text(
+            "SELECT pub_id, payment_wallet, quality_score, domain_hash, suspended"
+            " FROM publishers_onchain WHERE chain_id = :chain AND wallet = :wallet"
+        ),
+        {"chain": chain_id, "wallet": wallet.lower()},
+    ).first()
+    if row is None:
+        return OnChainStatus(registered=False)
+    return OnChainStatus(
+        registered=True,
+        pub_id=row.pub_id,
+        payment_wallet=row.payment_wallet,
+        quality_score=row.quality_score,
+        domain_hash=row.domain_hash,
+        suspended=row.suspended,
+    )
+
+
+def public(session: Session, chain_id: int, profile: PublisherProfile) -> PublisherPublic:
+    return PublisherPublic(
+        wallet=profile.wallet,
+        website_url=profile.website_url,
+        email=profile.email,
+        onchain=onchain_status(session, chain_id, profile.wallet),
+    )
+
+
+def create(session: Session, chain_id: int, wallet: str, body: PublisherCreate) -> PublisherPublic:
+    exists = session.exec(
+        select(PublisherProfile).where(PublisherProfile.wallet == wallet.lower())
+    ).first()
+    if exists is not None:
+        raise AlreadyExists("this wallet already has a publisher profile")
+    profile = PublisherProfile(
+        wallet=wallet.lower(),
+        website_url=str(body.website_url),
+        email=str(body.email) if body.email else None,
+    )
+    session.add(profile)
+    session.commit()
+    session.refresh(profile)
+    return public(session, chain_id, profile)
+
+
+def read(session: Session, chain_id: int, wallet: str) -> PublisherPublic:
+    return public(session, chain_id, _profile(session, wallet))
+
+
+def update(session: Session, chain_id: int, wallet: str, body: PublisherUpdate) -> PublisherPublic:
+    profile = _profile(session, wallet)
+    changes = body.model_dump(exclude_unset=True)
+    if "website_url" in changes and changes["website_url"] is not None:
+        profile.website_url = str(body.website_url)
+    if "email" in changes:
+        profile.email = str(body.email) if body.email else None
+    profile.updated_at = datetime.now(UTC)
+    session.add(profile)
+    session.commit()
+    session.refresh(profile)
+    return public(session, chain_id, profile)
+
+
+def registration_tx(session: Session, chain_id: int, wallet: str, body: RegistrationIn) -> TxData:
+    """`PublisherRegistry.register(pub_id, payment_wallet)` for the wallet to sign; refused
+    with a clear error when it would revert."""
+    _profile(session, wallet)
+    if onchain_status(session, chain_id, wallet).registered:
+        raise AlreadyExists("this wallet is already registered on-chain")
+    taken = session.execute(
+        text("SELECT 1 FROM publishers_onchain WHERE chain_id = :chain AND pub_id = :pub_id"),
+        {"chain": chain_id, "pub_id": body.pub_id},
+    ).first()
+    if taken is not None:
+        raise AlreadyExists(f"pub_id {body.pub_id!r} is taken", code="pub_id_taken")
+    payment_wallet = body.payment_wallet or wallet
+    return transaction(
+        chain_id,
+        "PublisherRegistry",
+        "register",
+        body.pub_id,
+        payment_wallet,
+        description=f"Register publisher {body.pub_id!r}, paid to {payment_wallet}",
+    )
