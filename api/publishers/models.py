@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+from sqlalchemy import BigInteger
 from sqlmodel import Field, SQLModel
 
 
@@ -20,5 +21,27 @@ class PublisherProfile(SQLModel, table=True):
     wallet: str = Field(unique=True, index=True, description="lowercase hex address")
     email: str | None = None
     website_url: str
+    created_at: datetime = Field(default_factory=_now)
+    updated_at: datetime = Field(default_factory=_now)
+
+
+class AdSlot(SQLModel, table=True):
+    """A place on a publisher's site where ads appear. `slot_id` is the public name sites
+    send to `/x402/ad`; the prices are what agents or ad-free visitors pay by x402 (USDC
+    atomic units; no price means that case gets no 402)."""
+
+    __tablename__ = "ad_slots"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    publisher_id: uuid.UUID = Field(foreign_key="publisher_profiles.id", index=True)
+    slot_id: str = Field(unique=True, index=True)
+    name: str
+    format: str
+    width: int
+    height: int
+    status: str = "active"
+    agent_price: int | None = Field(default=None, sa_type=BigInteger)
+    ad_free_price: int | None = Field(default=None, sa_type=BigInteger)
+    no_fill_price: int | None = Field(default=None, sa_type=BigInteger)
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)

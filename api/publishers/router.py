@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, Response, status
 
 from api.core.chain import TxData
 from api.core.db import SessionDep
 from api.deps import SettingsDep, WalletDep
-from api.publishers import service
-from api.publishers.schemas import PublisherCreate, PublisherPublic, PublisherUpdate, RegistrationIn
+from api.publishers import service, slots
+from api.publishers.schemas import (
+    IntegrationCode,
+    PublisherCreate,
+    PublisherPublic,
+    PublisherUpdate,
+    RegistrationIn,
+    SlotCreate,
+    SlotPublic,
+    SlotUpdate,
+)
 
 router = APIRouter(prefix="/api/v1/publishers", tags=["publishers"])
 
@@ -43,3 +52,42 @@ def registration_tx(
     """The transaction that registers the wallet on-chain, ready for the wallet to sign.
     The profile shows `onchain.registered` once the indexer has seen the event."""
     return service.registration_tx(session, settings.chain_id, wallet, body)
+
+
+@router.post("/me/slots", response_model=SlotPublic, status_code=status.HTTP_201_CREATED)
+def create_slot(body: SlotCreate, wallet: WalletDep, session: SessionDep) -> SlotPublic:
+    """A new ad slot; its `slot_id` is what the page sends to `/x402/ad`."""
+    return slots.create(session, wallet, body)
+
+
+@router.get("/me/slots", response_model=list[SlotPublic])
+def list_slots(wallet: WalletDep, session: SessionDep) -> list[SlotPublic]:
+    return slots.list_slots(session, wallet)
+
+
+@router.get("/me/slots/{slot_id}", response_model=SlotPublic)
+def read_slot(slot_id: str, wallet: WalletDep, session: SessionDep) -> SlotPublic:
+    return slots.read(session, wallet, slot_id)
+
+
+@router.patch("/me/slots/{slot_id}", response_model=SlotPublic)
+def update_slot(
+    slot_id: str, body: SlotUpdate, wallet: WalletDep, session: SessionDep
+) -> SlotPublic:
+    """Rename, pause or resume, resize, or re-price a slot."""
+    return slots.update(session, wallet, slot_id, body)
+
+
+@router.delete("/me/slots/{slot_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_slot(slot_id: str, wallet: WalletDep, session: SessionDep) -> Response:
+    slots.delete(session, wallet, slot_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/me/slots/{slot_id}/integration", response_model=IntegrationCode)
+def integration_code(
+    slot_id: str, request: Request, wallet: WalletDep, session: SessionDep, settings: SettingsDep
+) -> IntegrationCode:
+    """The HTML/JS snippet for the page, and a server-side relay for agents."""
+    pub_id = service.onchain_status(session, settings.chain_id, wallet).pub_id
+    return slots.integration(session, wallet, slot_id, str(request.base_url), pub_id)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+from typing import Annotated
+
 from pydantic import BaseModel, EmailStr, Field, HttpUrl
 
 
@@ -36,3 +39,55 @@ class RegistrationIn(BaseModel):
     payment_wallet: str | None = Field(
         default=None, pattern=r"^0x[0-9a-fA-F]{40}$", description="defaults to the wallet"
     )
+
+
+class SlotFormat(StrEnum):
+    banner = "banner"
+    native = "native"
+    video = "video"
+
+
+class SlotStatus(StrEnum):
+    active = "active"
+    paused = "paused"
+
+
+Price = Annotated[int, Field(ge=0, le=10**12, description="USDC atomic units (6 decimals)")]
+Dimension = Annotated[int, Field(ge=1, le=4096)]
+
+
+class SlotCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    format: SlotFormat
+    width: Dimension
+    height: Dimension
+    agent_price: Price | None = None
+    ad_free_price: Price | None = None
+    no_fill_price: Price | None = None
+
+
+class SlotUpdate(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    status: SlotStatus | None = None
+    width: Dimension | None = None
+    height: Dimension | None = None
+    agent_price: Price | None = None
+    ad_free_price: Price | None = None
+    no_fill_price: Price | None = None
+
+
+class SlotPublic(BaseModel):
+    slot_id: str
+    name: str
+    format: SlotFormat
+    width: int
+    height: int
+    status: SlotStatus
+    agent_price: int | None
+    ad_free_price: int | None
+    no_fill_price: int | None
+
+
+class IntegrationCode(BaseModel):
+    html: str = Field(description="paste where the ad should appear")
+    server_relay: str = Field(description="optional: relay x402 402s to agents from your server")

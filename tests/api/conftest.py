@@ -16,6 +16,17 @@ from siwe import SiweMessage
 
 from api.core.settings import Settings
 from api.main import create_app
+from indexer.migrate import upgrade
+from tests.support.fixtures import (  # noqa: F401 (fixtures used by name)
+    anvil,
+    anvil_session,
+    chain,
+    database_url,
+    deployment,
+    deployment_record,
+    deployments_dir,
+    pg_server,
+)
 
 SECRET = "test-secret-" + "x" * 40
 
@@ -97,13 +108,17 @@ def sign_in(client: TestClient, wallet: Wallet) -> str:
     return token
 
 
-from tests.support.fixtures import (  # noqa: E402, F401
-    anvil,
-    anvil_session,
-    chain,
-    database_url,
-    deployment,
-    deployment_record,
-    deployments_dir,
-    pg_server,
-)
+@pytest.fixture
+def api(settings, database_url, anvil, deployments_dir, monkeypatch):
+    """The app on a migrated fresh database, the session anvil and its deployment."""
+    monkeypatch.setenv("BUZZER_DEPLOYMENTS_DIR", str(deployments_dir))
+    upgrade(database_url)
+    live = settings.model_copy(update={"database_url": database_url, "rpc_url": anvil.url})
+    with TestClient(create_app(live)) as client:
+        client.app.state.redis.flushdb()
+        yield client
+
+
+def auth(client: TestClient, wallet: Wallet) -> dict[str, str]:
+    """Sign `wallet` in; the headers that carry its session."""
+    return {"Authorization": f"Bearer {sign_in(client, wallet)}"}

@@ -5,27 +5,10 @@ from __future__ import annotations
 
 import pytest
 from eth_abi import decode
-from fastapi.testclient import TestClient
 
-from api.main import create_app
-from indexer.migrate import upgrade
-from tests.api.conftest import Wallet, sign_in
+from tests.api.conftest import Wallet, auth
 from tests.indexer.helpers import index_to_head
 from tests.support.chain import dev_account
-
-
-@pytest.fixture
-def api(settings, database_url, anvil, deployments_dir, monkeypatch):
-    monkeypatch.setenv("BUZZER_DEPLOYMENTS_DIR", str(deployments_dir))
-    upgrade(database_url)
-    live = settings.model_copy(update={"database_url": database_url, "rpc_url": anvil.url})
-    with TestClient(create_app(live)) as client:
-        client.app.state.redis.flushdb()
-        yield client
-
-
-def auth(client: TestClient, wallet: Wallet) -> dict[str, str]:
-    return {"Authorization": f"Bearer {sign_in(client, wallet)}"}
 
 
 def test_profile_create_read_update(api, wallet):

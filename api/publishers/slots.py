@@ -1,0 +1,115 @@
+"""Ad slots of the signed-in publisher, and the code that puts one on a page."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import UTC, datetime
+
+from sqlmodel import Session, select
+
+from api.core.errors import NotFound
+from api.publishers.models import AdSlot, PublisherProfile
+from api.publishers.schemas import IntegrationCode, SlotCreate, SlotPublic, SlotUpdate
+from api.publishers.service import _profile
+
+
+def public(slot: AdSlot) -> SlotPublic:
+    return SlotPublic.model_validate(slot, from_attributes=True)
+
+
+def _own_slot(session: Session, profile: PublisherProfile, slot_id: str) -> AdSlot:
+    # another publisher's slot is indistinguishable from a missing one
+    slot = session.exec(
+        select(AdSlot).where(AdSlot.slot_id == slot_id, AdSlot.publisher_id == profile.id)
+    ).first()
+    if slot is None:
+        raise NotFound(f"you have no slot {slot_id!r}")
+    return slot
+
+
+def create(session: Session, wallet: str, body: SlotCreate) -> SlotPublic:
+    profile = _profile(session, wallet)
+    slot = AdSlot(
+        publisher_id=profile.id,
+        slot_id="slot_" + secrets.token_hex(8),
+        **body.model_dump(mode="json"),
+    )
+    session.add(slot)
+    session.commit()
+    session.refresh(slot)
+    return public(slot)
+
+
+def list_slots(session: Session, wallet: str) -> list[SlotPublic]:
+    profile = _profile(session, wallet)
+    slots = session.exec(
+        select(AdSlot).where(AdSlot.publisher_id == profile.id).order_by(AdSlot.created_at)  # type: ignore[arg-type]
+    ).all()
+    return [public(slot) for slot in slots]
+
+
+def read(session: Session, wallet: str, slot_id: str) -> SlotPublic:
+    return public(_own_slot(session, _profile(session, wallet), slot_id))
+
+
+def update(session: Session, wallet: str, slot_id: str, body: SlotUpdate) -> SlotPublic:
+    slot = _own_slot(session, _profile(session, wallet), slot_id)
+    for field, value in body.model_dump(mode="json", exclude_unset=True).items():
+        setattr(slot, field, value)
+    slot.updated_at = datetime.now(UTC)
+    session.add(slot)
+    session.commit()
+    session.refresh(slot)
+    return public(slot)
+
+
+def delete(session: Session, wallet: str, slot_id: str) -> None:
+    slot = _own_slot(session, _profile(session, wallet), slot_id)
+    session.delete(slot)
+    session.commit()
+
+
+def integration(
+    session: Session, wallet: str, slot_id: str, api_base: str, pub_id: str | None
+) -> IntegrationCode:
+    slot = _own_slot(session, _profile(session, wallet), slot_id)
+    params = {"pub_id": pub_id or "<register on-chain first>", "slot_id": slot.slot_id}
+    config = json.dumps({**params, "format": slot.format, "api": api_base.rstrip("/")})
+    size = f"width:{slot.width}px;height:{slot.height}px"
+    html = f"""<div id="buzzer-{slot.slot_id}" style="{size}"></div>
+<script>
+(function (c) {{
+  var box = document.getElementById("buzzer-" + c.slot_id);
+  var q = new URLSearchParams({{pub_id: c.pub_id, slot_id: c.slot_id, format: c.format}});
+  fetch(c.api + "/x402/ad?" + q, {{credentials: "omit"}}).then(function (r) {{
+    if (r.status !== 200) return;
+    return r.json().then(function (ad) {{
+      var a = document.createElement("a");
+      a.href = ad.click_url; a.rel = "sponsored noopener"; a.target = "_blank";
+      var img = document.createElement("img");
+      img.src = ad.creative_url; img.width = ad.width; img.height = ad.height; img.alt = "Ad";
+      img.onload = function () {{ navigator.sendBeacon(ad.impression_url); }};
+      a.appendChild(img); box.appendChild(a);
+    }});
+  }});
+}})({config});
+</script>"""
+    server_relay = f'''# Relay Buzzer's x402 answer to agents calling your own server (httpx).
+import httpx
+
+BUZZER_AD = "{api_base.rstrip("/")}/x402/ad"
+PARAMS = {json.dumps(params)}
+
+
+def buzzer_ad(payment_header: str | None = None) -> tuple[int, dict, dict]:
+    """(status, headers, body): 200 with an ad or a paid receipt, 402 with the x402
+    PAYMENT-REQUIRED header to pass on unchanged, or 204 when there is nothing to show."""
+    headers = {{"PAYMENT-SIGNATURE": payment_header}} if payment_header else {{}}
+    query = {{**PARAMS, "format": "{slot.format}"}}
+    reply = httpx.get(BUZZER_AD, params=query, headers=headers)
+    relayed = {{k: v for k, v in reply.headers.items()
+               if k.lower() in ("payment-required", "payment-response")}}
+    return reply.status_code, relayed, (reply.json() if reply.content else {{}})
+'''
+    return IntegrationCode(html=html, server_relay=server_relay)

@@ -1,0 +1,91 @@
+"""Ad slots: CRUD with validation, strictly the caller's own, and integration code that
+names the slot, its size and format, and the publisher's on-chain id."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+
+from tests.api.conftest import Wallet, auth
+
+SLOT = {"name": "Sidebar", "format": "banner", "width": 300, "height": 250, "agent_price": 1_000}
+
+
+@pytest.fixture
+def publisher(api, wallet):
+    headers = auth(api, wallet)
+    api.post("/api/v1/publishers", json={"website_url": "https://a.example"}, headers=headers)
+    return headers
+
+
+def test_slot_lifecycle(api, publisher):
+    created = api.post("/api/v1/publishers/me/slots", json=SLOT, headers=publisher)
+    assert created.status_code == 201, created.text
+    slot = created.json()
+    assert slot["slot_id"].startswith("slot_") and slot["status"] == "active"
+    assert (slot["width"], slot["height"], slot["agent_price"], slot["ad_free_price"]) == (
+        300,
+        250,
+        1_000,
+        None,
+    )
+    path = f"/api/v1/publishers/me/slots/{slot['slot_id']}"
+
+    paused = api.patch(path, json={"status": "paused", "ad_free_price": 5_000}, headers=publisher)
+
+    assert paused.json()["status"] == "paused"
+    assert paused.json()["ad_free_price"] == 5_000
+    assert [
+        s["slot_id"] for s in api.get("/api/v1/publishers/me/slots", headers=publisher).json()
+    ] == [slot["slot_id"]]
+    assert api.delete(path, headers=publisher).status_code == 204
+    assert api.get(path, headers=publisher).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"format": "popunder"},
+        {"width": 0},
+        {"height": 5000},
+        {"agent_price": -1},
+        {"name": ""},
+    ],
+    ids=["format", "width", "height", "price", "name"],
+)
+def test_bad_slots_are_refused(api, publisher, change):
+    reply = api.post("/api/v1/publishers/me/slots", json={**SLOT, **change}, headers=publisher)
+    assert reply.status_code == 422
+    assert reply.json()["error"]["code"] == "validation_error"
+    assert api.get("/api/v1/publishers/me/slots", headers=publisher).json() == []
+
+
+def test_another_wallet_can_neither_see_nor_change_a_slot(api, publisher):
+    slot_id = api.post("/api/v1/publishers/me/slots", json=SLOT, headers=publisher).json()[
+        "slot_id"
+    ]
+    intruder = auth(api, Wallet())
+    api.post("/api/v1/publishers", json={"website_url": "https://b.example"}, headers=intruder)
+    path = f"/api/v1/publishers/me/slots/{slot_id}"
+
+    assert api.get(path, headers=intruder).status_code == 404
+    assert api.patch(path, json={"status": "paused"}, headers=intruder).status_code == 404
+    assert api.delete(path, headers=intruder).status_code == 404
+    assert api.get(f"{path}/integration", headers=intruder).status_code == 404
+    assert api.get("/api/v1/publishers/me/slots", headers=intruder).json() == []
+    assert api.get(path, headers=publisher).json()["status"] == "active"
+
+
+def test_integration_code_names_the_slot(api, publisher):
+    slot_id = api.post("/api/v1/publishers/me/slots", json=SLOT, headers=publisher).json()[
+        "slot_id"
+    ]
+
+    code = api.get(f"/api/v1/publishers/me/slots/{slot_id}/integration", headers=publisher).json()
+
+    assert f'"slot_id": "{slot_id}"' in code["html"]
+    assert "width:300px;height:250px" in code["html"]
+    assert "/x402/ad?" in code["html"] and "sendBeacon(ad.impression_url)" in code["html"]
+    ast.parse(code["server_relay"])  # the relay is valid Python
+    assert "PAYMENT-SIGNATURE" in code["server_relay"]
