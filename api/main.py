@@ -21,6 +21,7 @@ from api.core.db import make_engine
 from api.core.redis import connect as connect_redis
 from api.core.settings import Settings, get_settings
 from api.deps import SettingsDep
+from api.publishers.domains import SafeFetcher, dns_txt
 from api.publishers.router import router as publishers_router
 
 log = logging.getLogger("api")
@@ -49,6 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Buzzer Network API", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    app.state.domain_fetcher = SafeFetcher()
+    app.state.txt_lookup = dns_txt
     errors.install(app)
     app.add_middleware(
         CORSMiddleware,

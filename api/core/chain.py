@@ -53,3 +53,37 @@ def transaction(
         chainId=chain_id,
         description=description,
     )
+
+
+def send_as(rpc_url: str, private_key: str, tx: TxData, timeout: float = 30.0) -> str:
+    """Sign and send `tx` with a backend key (the ORACLE), wait for success; the tx hash."""
+    from eth_account import Account
+    from web3 import Web3
+
+    if not private_key:
+        raise ChainError("no ORACLE key is configured (BUZZER_ORACLE_PRIVATE_KEY)")
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    account = Account.from_key(private_key)
+    params = {
+        "from": account.address,
+        "to": Web3.to_checksum_address(tx.to),
+        "data": tx.data,
+        "value": int(tx.value, 16),
+        "chainId": tx.chainId,
+        "nonce": w3.eth.get_transaction_count(account.address, "pending"),
+    }
+    params["gas"] = w3.eth.estimate_gas(params)  # type: ignore[arg-type]
+    fees = w3.eth.fee_history(1, "latest")
+    base = int(fees["baseFeePerGas"][-1])
+    params["maxFeePerGas"] = 2 * base + 10**9
+    params["maxPriorityFeePerGas"] = 10**9
+    signed = account.sign_transaction(params)
+    tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout)
+    if receipt["status"] != 1:
+        raise ChainError(f"{tx.description} reverted: {tx_hash.hex()}")
+    return "0x" + bytes(tx_hash).hex().removeprefix("0x")
+
+
+class ChainError(Exception):
+    """A backend transaction could not be sent or reverted."""

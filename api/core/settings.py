@@ -37,6 +37,9 @@ class Settings(BaseSettings):
 
     cors_origins: list[str] = ["http://localhost:8000"]
 
+    # the ORACLE key that records verified domains and quality scores on-chain
+    oracle_private_key: str = ""
+
     # requests per minute, per client IP and (signed in) per wallet
     rate_limit_ip_per_minute: int = 120
     rate_limit_wallet_per_minute: int = 240

@@ -9,6 +9,8 @@ from api.core.db import SessionDep
 from api.deps import SettingsDep, WalletDep
 from api.publishers import service, slots
 from api.publishers.schemas import (
+    DomainInstructions,
+    DomainVerified,
     IntegrationCode,
     PublisherCreate,
     PublisherPublic,
@@ -17,6 +19,7 @@ from api.publishers.schemas import (
     SlotCreate,
     SlotPublic,
     SlotUpdate,
+    VerifyDomainIn,
 )
 
 router = APIRouter(prefix="/api/v1/publishers", tags=["publishers"])
@@ -91,3 +94,30 @@ def integration_code(
     """The HTML/JS snippet for the page, and a server-side relay for agents."""
     pub_id = service.onchain_status(session, settings.chain_id, wallet).pub_id
     return slots.integration(session, wallet, slot_id, str(request.base_url), pub_id)
+
+
+@router.get("/me/domain", response_model=DomainInstructions)
+def domain_instructions(
+    wallet: WalletDep, session: SessionDep, settings: SettingsDep
+) -> DomainInstructions:
+    """How to prove the website's domain: a DNS TXT record, a file, or a meta tag."""
+    return service.domain_instructions(session, settings.jwt_secret, wallet)
+
+
+@router.post("/me/domain/verify", response_model=DomainVerified)
+def verify_domain(
+    body: VerifyDomainIn,
+    request: Request,
+    wallet: WalletDep,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> DomainVerified:
+    """Check the proof; on success the domain is recorded on-chain (our ads.txt)."""
+    return service.verify_domain(
+        session,
+        settings,
+        wallet,
+        body.method,
+        request.app.state.domain_fetcher,
+        request.app.state.txt_lookup,
+    )

@@ -91,3 +91,28 @@ class SlotPublic(BaseModel):
 class IntegrationCode(BaseModel):
     html: str = Field(description="paste where the ad should appear")
     server_relay: str = Field(description="optional: relay x402 402s to agents from your server")
+
+
+class VerificationMethod(StrEnum):
+    dns = "dns"
+    well_known = "well_known"
+    meta = "meta"
+
+
+class DomainInstructions(BaseModel):
+    domain: str
+    token: str
+    dns_txt: str
+    well_known_url: str
+    meta_tag: str
+
+
+class VerifyDomainIn(BaseModel):
+    method: VerificationMethod
+
+
+class DomainVerified(BaseModel):
+    domain: str
+    method: VerificationMethod
+    domain_hash: str
+    tx_hash: str

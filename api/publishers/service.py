@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
+from eth_utils import keccak
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from api.core.chain import TxData, transaction
+from api.core.chain import ChainError, TxData, send_as, transaction
 from api.core.errors import ApiError, NotFound
+from api.core.settings import Settings
+from api.publishers import domains
 from api.publishers.models import PublisherProfile
 from api.publishers.schemas import (
+    DomainInstructions,
+    DomainVerified,
     OnChainStatus,
     PublisherCreate,
     PublisherPublic,
     PublisherUpdate,
     RegistrationIn,
+    VerificationMethod,
 )
 
 
@@ -117,4 +125,67 @@ def registration_tx(session: Session, chain_id: int, wallet: str, body: Registra
         body.pub_id,
         payment_wallet,
         description=f"Register publisher {body.pub_id!r}, paid to {payment_wallet}",
+    )
+
+
+def _domain_of(profile: PublisherProfile) -> str:
+    host = urlsplit(profile.website_url).hostname or ""
+    return host.lower().removeprefix("www.")
+
+
+def domain_instructions(session: Session, secret: str, wallet: str) -> DomainInstructions:
+    profile = _profile(session, wallet)
+    domain = _domain_of(profile)
+    token = domains.verification_token(secret, wallet, domain)
+    return DomainInstructions(
+        domain=domain,
+        token=token,
+        dns_txt=f"_buzzer.{domain} TXT {domains.TOKEN_NAME}={token}",
+        well_known_url=f"https://{domain}/.well-known/buzzer.txt (containing {token})",
+        meta_tag=f'<meta name="{domains.TOKEN_NAME}" content="{token}">',
+    )
+
+
+def verify_domain(
+    session: Session,
+    settings: Settings,
+    wallet: str,
+    method: VerificationMethod,
+    fetcher: domains.SafeFetcher,
+    txt_lookup: Callable[[str], list[str]],
+) -> DomainVerified:
+    """Check the proof; on success the ORACLE records the domain on-chain for the wallet."""
+    guide = domain_instructions(session, settings.jwt_secret, wallet)
+    if not onchain_status(session, settings.chain_id, wallet).registered:
+        raise AlreadyExists(
+            "register the wallet on-chain first: the domain is bound to that registration",
+            code="not_registered",
+            status=409,
+        )
+    if method is VerificationMethod.dns:
+        proven = domains.check_dns_txt(txt_lookup, guide.domain, guide.token)
+    elif method is VerificationMethod.well_known:
+        proven = domains.check_well_known(fetcher, guide.domain, guide.token)
+    else:
+        proven = domains.check_meta_tag(fetcher, guide.domain, guide.token)
+    if not proven:
+        raise domains.VerificationFailed(
+            f"no {method.value} proof with token {guide.token} found for {guide.domain}",
+            {"instructions": guide.model_dump()},
+        )
+    domain_hash = keccak(text=guide.domain)
+    tx = transaction(
+        settings.chain_id,
+        "PublisherRegistry",
+        "set_domain_verified",
+        wallet,
+        domain_hash,
+        description=f"Record {guide.domain} as verified for {wallet}",
+    )
+    try:
+        tx_hash = send_as(settings.rpc_url, settings.oracle_private_key, tx)
+    except ChainError as exc:
+        raise ApiError(str(exc), status=503, code="chain_unavailable") from None
+    return DomainVerified(
+        domain=guide.domain, method=method, domain_hash="0x" + domain_hash.hex(), tx_hash=tx_hash
     )
