@@ -21,6 +21,7 @@ from api.core.db import make_engine
 from api.core.redis import connect as connect_redis
 from api.core.settings import Settings, get_settings
 from api.deps import SettingsDep
+from api.privacy.router import router as privacy_router
 from api.publishers.domains import SafeFetcher, dns_txt
 from api.publishers.router import router as publishers_router
 
@@ -106,8 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(auth_router)
-    app.include_router(publishers_router)
+    for router in (auth_router, publishers_router, privacy_router):
+        app.include_router(router, responses=errors.ERROR_RESPONSES)
     return app
 
 

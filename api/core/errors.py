@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("api")
@@ -57,6 +58,34 @@ class TooManyRequests(ApiError):
 class Unavailable(ApiError):
     status = 503
     code = "unavailable"
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx and 5xx answer."""
+
+    error: ErrorDetail
+
+
+_DESCRIPTIONS = {
+    400: "bad request",
+    401: "not signed in, or the session is not valid",
+    403: "not allowed",
+    404: "not found (or not yours)",
+    409: "conflicts with the current state",
+    413: "too large",
+    422: "the request is not valid",
+    429: "too many requests; see Retry-After",
+    503: "a dependency is unavailable",
+}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text} for status, text in _DESCRIPTIONS.items()
+}
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:

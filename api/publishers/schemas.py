@@ -7,14 +7,16 @@ from typing import Annotated
 
 from pydantic import BaseModel, EmailStr, Field, HttpUrl
 
+WebsiteUrl = Annotated[HttpUrl, Field(json_schema_extra={"pattern": "^https?://"})]
+
 
 class PublisherCreate(BaseModel):
-    website_url: HttpUrl
+    website_url: WebsiteUrl
     email: EmailStr | None = None
 
 
 class PublisherUpdate(BaseModel):
-    website_url: HttpUrl | None = None
+    website_url: WebsiteUrl | None = None
     email: EmailStr | None = None
 
 
