@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from api.auth.router import router as auth_router
+from api.campaigns.router import advertisers, campaigns
 from api.core import errors
 from api.core.db import make_engine
 from api.core.redis import connect as connect_redis
@@ -107,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    for router in (auth_router, publishers_router, privacy_router):
+    for router in (auth_router, publishers_router, advertisers, campaigns, privacy_router):
         app.include_router(router, responses=errors.ERROR_RESPONSES)
     return app
 

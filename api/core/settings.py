@@ -37,6 +37,9 @@ class Settings(BaseSettings):
 
     cors_origins: list[str] = ["http://localhost:8000"]
 
+    # the token campaigns pay in unless they name another (default: the deployment's TestUSDC)
+    payment_token: str = ""
+
     # the ORACLE key that records verified domains and quality scores on-chain
     oracle_private_key: str = ""
 

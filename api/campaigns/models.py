@@ -1,0 +1,52 @@
+"""Advertiser profiles and campaign drafts. Budgets and bids are integer atomic units."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Numeric
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AdvertiserProfile(SQLModel, table=True):
+    __tablename__ = "advertiser_profiles"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    wallet: str = Field(unique=True, index=True)
+    company_name: str
+    website_url: str
+    created_at: datetime = Field(default_factory=_now)
+    updated_at: datetime = Field(default_factory=_now)
+
+
+class CampaignDraft(SQLModel, table=True):
+    """What the advertiser builds; once registered on-chain, `onchain_id` links it to
+    the indexer's `campaigns_onchain` (matched by advertiser and metadata hash)."""
+
+    __tablename__ = "campaign_drafts"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    advertiser_id: uuid.UUID = Field(foreign_key="advertiser_profiles.id", index=True)
+    name: str
+    objective: str
+    bid_model: str
+    bid: int = Field(sa_column=Column(Numeric(78, 0), nullable=False))
+    token: str
+    total_budget: int = Field(sa_column=Column(Numeric(78, 0), nullable=False))
+    daily_budget: int | None = Field(default=None, sa_column=Column(Numeric(78, 0)))
+    targeting: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    format: str
+    landing_url: str
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    metadata_hash: str
+    onchain_id: int | None = Field(default=None, sa_type=BigInteger)
+    created_at: datetime = Field(default_factory=_now)
+    updated_at: datetime = Field(default_factory=_now)

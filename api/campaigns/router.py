@@ -1,0 +1,87 @@
+"""`/api/v1/advertisers` and `/api/v1/campaigns`: the signed-in wallet's own only."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from api.campaigns import service
+from api.campaigns.schemas import (
+    AdvertiserCreate,
+    AdvertiserPublic,
+    AdvertiserUpdate,
+    CampaignCreate,
+    CampaignPublic,
+    FundingIn,
+)
+from api.core.chain import TxData
+from api.core.db import SessionDep
+from api.deps import SettingsDep, WalletDep
+
+advertisers = APIRouter(prefix="/api/v1/advertisers", tags=["advertisers"])
+campaigns = APIRouter(prefix="/api/v1/campaigns", tags=["campaigns"])
+
+
+@advertisers.post("", response_model=AdvertiserPublic, status_code=status.HTTP_201_CREATED)
+def create_advertiser(
+    body: AdvertiserCreate, wallet: WalletDep, session: SessionDep
+) -> AdvertiserPublic:
+    return service.create_advertiser(session, wallet, body)
+
+
+@advertisers.get("/me", response_model=AdvertiserPublic)
+def read_advertiser(wallet: WalletDep, session: SessionDep) -> AdvertiserPublic:
+    return service.read_advertiser(session, wallet)
+
+
+@advertisers.patch("/me", response_model=AdvertiserPublic)
+def update_advertiser(
+    body: AdvertiserUpdate, wallet: WalletDep, session: SessionDep
+) -> AdvertiserPublic:
+    return service.update_advertiser(session, wallet, body)
+
+
+@campaigns.post("", response_model=CampaignPublic, status_code=status.HTTP_201_CREATED)
+def create_campaign(
+    body: CampaignCreate, wallet: WalletDep, session: SessionDep, settings: SettingsDep
+) -> CampaignPublic:
+    """A campaign draft; register and fund it on-chain with the transactions below."""
+    return service.create_campaign(session, settings, wallet, body)
+
+
+@campaigns.get("", response_model=list[CampaignPublic])
+def list_campaigns(
+    wallet: WalletDep, session: SessionDep, settings: SettingsDep
+) -> list[CampaignPublic]:
+    return service.list_campaigns(session, settings, wallet)
+
+
+@campaigns.get("/{campaign_id}", response_model=CampaignPublic)
+def read_campaign(
+    campaign_id: str, wallet: WalletDep, session: SessionDep, settings: SettingsDep
+) -> CampaignPublic:
+    return service.read_campaign(session, settings, wallet, campaign_id)
+
+
+@campaigns.delete("/{campaign_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_campaign(
+    campaign_id: str, wallet: WalletDep, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """Delete a draft (a campaign registered on-chain can only be ended)."""
+    service.delete_campaign(session, settings, wallet, campaign_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@campaigns.post("/{campaign_id}/registration-tx", response_model=TxData)
+def registration_tx(
+    campaign_id: str, wallet: WalletDep, session: SessionDep, settings: SettingsDep
+) -> TxData:
+    """`CampaignRegistry.register(...)` for the advertiser's wallet to sign."""
+    return service.registration_tx(session, settings, wallet, campaign_id)
+
+
+@campaigns.post("/{campaign_id}/funding-txs", response_model=list[TxData])
+def funding_txs(
+    campaign_id: str, body: FundingIn, wallet: WalletDep, session: SessionDep, settings: SettingsDep
+) -> list[TxData]:
+    """approve + deposit (or a deposit with value for ETH), to sign in order."""
+    return service.funding_txs(session, settings, wallet, campaign_id, body.amount)

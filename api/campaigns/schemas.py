@@ -1,0 +1,129 @@
+"""Campaign and advertiser bodies, with the seed's validation rules."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, HttpUrl, field_validator, model_validator
+
+from api.campaigns.targeting import CATEGORIES, COUNTRIES, DEVICES
+
+WebsiteUrl = Annotated[HttpUrl, Field(json_schema_extra={"pattern": "^https?://"})]
+Amount = Annotated[int, Field(gt=0, lt=2**255, description="atomic units of the token")]
+
+
+class AdvertiserCreate(BaseModel):
+    company_name: str = Field(min_length=1, max_length=200)
+    website_url: WebsiteUrl
+
+
+class AdvertiserUpdate(BaseModel):
+    company_name: str | None = Field(default=None, min_length=1, max_length=200)
+    website_url: WebsiteUrl | None = None
+
+
+class AdvertiserPublic(BaseModel):
+    wallet: str
+    company_name: str
+    website_url: str
+
+
+class Objective(StrEnum):
+    awareness = "awareness"
+    clicks = "clicks"
+    conversions = "conversions"
+
+
+class BidModel(StrEnum):
+    cpm = "cpm"
+    cpc = "cpc"
+
+
+class Format(StrEnum):
+    banner = "banner"
+    native = "native"
+    video = "video"
+
+
+class Targeting(BaseModel):
+    geo: list[str] = Field(default_factory=list, description="ISO 3166-1 alpha-2; empty = all")
+    categories: list[str] = Field(default_factory=list, description="empty = all")
+    devices: list[str] = Field(default_factory=list, description="desktop, mobile, tablet")
+    quality_min: int = Field(default=0, ge=0, le=100)
+
+    @field_validator("geo")
+    @classmethod
+    def _countries(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - COUNTRIES)
+        if unknown:
+            raise ValueError(f"unknown ISO country codes: {', '.join(unknown)}")
+        return sorted(set(value))
+
+    @field_validator("categories")
+    @classmethod
+    def _categories(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - CATEGORIES)
+        if unknown:
+            raise ValueError(f"unknown categories: {', '.join(unknown)}")
+        return sorted(set(value))
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - DEVICES)
+        if unknown:
+            raise ValueError(f"unknown devices: {', '.join(unknown)}")
+        return sorted(set(value))
+
+
+class CampaignCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    objective: Objective = Objective.awareness
+    bid_model: BidModel
+    bid: Amount
+    token: str | None = Field(
+        default=None, pattern=r"^0x[0-9a-fA-F]{40}$", description="default: the network's USDC"
+    )
+    total_budget: Amount
+    daily_budget: Amount | None = None
+    targeting: Targeting = Field(default_factory=Targeting)
+    format: Format
+    landing_url: WebsiteUrl
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CampaignCreate:
+        if self.daily_budget is not None and self.daily_budget > self.total_budget:
+            raise ValueError("daily_budget cannot exceed total_budget")
+        if self.bid > self.total_budget:
+            raise ValueError("bid cannot exceed total_budget")
+        if self.start_date and self.end_date and self.end_date <= self.start_date:
+            raise ValueError("end_date must be after start_date")
+        return self
+
+
+class CampaignPublic(BaseModel):
+    id: str
+    name: str
+    objective: Objective
+    bid_model: BidModel
+    bid: int
+    token: str
+    total_budget: int
+    daily_budget: int | None
+    targeting: dict[str, Any]
+    format: Format
+    landing_url: str
+    start_date: datetime | None
+    end_date: datetime | None
+    metadata_hash: str
+    status: str = Field(description="draft, registered, funded, active, paused or ended")
+    onchain_id: int | None
+    escrow_balance: int
+
+
+class FundingIn(BaseModel):
+    amount: Amount

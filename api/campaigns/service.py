@@ -1,0 +1,267 @@
+"""Advertisers and campaigns: profile, drafts, and the on-chain transactions that register
+and fund a campaign. A draft's status follows what the indexer saw on-chain."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from eth_utils import keccak, to_checksum_address
+from sqlalchemy import text
+from sqlmodel import Session, select
+
+from api.campaigns.models import AdvertiserProfile, CampaignDraft
+from api.campaigns.schemas import (
+    AdvertiserCreate,
+    AdvertiserPublic,
+    AdvertiserUpdate,
+    CampaignCreate,
+    CampaignPublic,
+)
+from api.core.chain import TxData, deployment, transaction
+from api.core.errors import ApiError, NotFound
+from api.core.settings import Settings
+
+ZERO = "0x0000000000000000000000000000000000000000"
+ONCHAIN_STATUS = {1: "active", 2: "paused", 3: "ended"}
+
+
+class Conflict(ApiError):
+    status = 409
+    code = "conflict"
+
+
+def _advertiser(session: Session, wallet: str) -> AdvertiserProfile:
+    found = session.exec(
+        select(AdvertiserProfile).where(AdvertiserProfile.wallet == wallet.lower())
+    ).first()
+    if found is None:
+        raise NotFound("this wallet has no advertiser profile yet: create one first")
+    return found
+
+
+def _public_advertiser(profile: AdvertiserProfile) -> AdvertiserPublic:
+    return AdvertiserPublic(
+        wallet=profile.wallet, company_name=profile.company_name, website_url=profile.website_url
+    )
+
+
+def create_advertiser(session: Session, wallet: str, body: AdvertiserCreate) -> AdvertiserPublic:
+    exists = session.exec(
+        select(AdvertiserProfile).where(AdvertiserProfile.wallet == wallet.lower())
+    ).first()
+    if exists is not None:
+        raise Conflict("this wallet already has an advertiser profile", code="already_exists")
+    profile = AdvertiserProfile(
+        wallet=wallet.lower(), company_name=body.company_name, website_url=str(body.website_url)
+    )
+    session.add(profile)
+    session.commit()
+    return _public_advertiser(profile)
+
+
+def read_advertiser(session: Session, wallet: str) -> AdvertiserPublic:
+    return _public_advertiser(_advertiser(session, wallet))
+
+
+def update_advertiser(session: Session, wallet: str, body: AdvertiserUpdate) -> AdvertiserPublic:
+    profile = _advertiser(session, wallet)
+    if body.company_name is not None:
+        profile.company_name = body.company_name
+    if body.website_url is not None:
+        profile.website_url = str(body.website_url)
+    profile.updated_at = datetime.now(UTC)
+    session.add(profile)
+    session.commit()
+    return _public_advertiser(profile)
+
+
+def metadata_hash(body: CampaignCreate) -> str:
+    """keccak256 of the canonical JSON of what the ad server must honour: targeting,
+    format and landing page. It goes on-chain at registration."""
+    content = {
+        "targeting": body.targeting.model_dump(),
+        "format": body.format.value,
+        "landing_url": str(body.landing_url),
+    }
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return "0x" + keccak(text=canonical).hex()
+
+
+def _default_token(settings: Settings) -> str:
+    return settings.payment_token or deployment(settings.chain_id).address("TestUSDC")
+
+
+def _own_campaign(session: Session, wallet: str, campaign_id: str) -> CampaignDraft:
+    advertiser = _advertiser(session, wallet)
+    try:
+        key = uuid.UUID(campaign_id)
+    except ValueError:
+        raise NotFound(f"you have no campaign {campaign_id!r}") from None
+    draft = session.exec(
+        select(CampaignDraft).where(
+            CampaignDraft.id == key, CampaignDraft.advertiser_id == advertiser.id
+        )
+    ).first()
+    if draft is None:  # another advertiser's campaign looks exactly like a missing one
+        raise NotFound(f"you have no campaign {campaign_id!r}")
+    return draft
+
+
+def _onchain(session: Session, settings: Settings, wallet: str, draft: CampaignDraft) -> Any:
+    if draft.onchain_id is None:
+        row = session.execute(
+            text(
+                "SELECT campaign_id FROM campaigns_onchain WHERE chain_id = :chain"
+                " AND advertiser = :advertiser AND metadata_hash = :hash"
+                " AND campaign_id NOT IN (SELECT onchain_id FROM campaign_drafts"
+                "   WHERE onchain_id IS NOT NULL) ORDER BY campaign_id LIMIT 1"
+            ),
+            {"chain": settings.chain_id, "advertiser": wallet.lower(), "hash": draft.metadata_hash},
+        ).first()
+        if row is None:
+            return None
+        draft.onchain_id = int(row.campaign_id)
+        session.add(draft)
+        session.commit()
+    return session.execute(
+        text(
+            "SELECT c.status, coalesce(b.balance, 0) AS balance FROM campaigns_onchain c"
+            " LEFT JOIN escrow_balances b ON b.chain_id = c.chain_id"
+            "  AND b.campaign_id = c.campaign_id WHERE c.chain_id = :chain AND c.campaign_id = :id"
+        ),
+        {"chain": settings.chain_id, "id": draft.onchain_id},
+    ).first()
+
+
+def public_campaign(
+    session: Session, settings: Settings, wallet: str, draft: CampaignDraft
+) -> CampaignPublic:
+    onchain = _onchain(session, settings, wallet, draft)
+    balance = int(onchain.balance) if onchain else 0
+    if onchain is None:
+        status = "draft"
+    elif onchain.status != 1:
+        status = ONCHAIN_STATUS.get(onchain.status, "unknown")
+    elif balance == 0:
+        status = "registered"
+    elif draft.start_date and draft.start_date > datetime.now(UTC):
+        status = "funded"
+    else:
+        status = "active"
+    return CampaignPublic(
+        id=str(draft.id),
+        name=draft.name,
+        objective=draft.objective,  # type: ignore[arg-type]
+        bid_model=draft.bid_model,  # type: ignore[arg-type]
+        bid=int(draft.bid),
+        token=draft.token,
+        total_budget=int(draft.total_budget),
+        daily_budget=int(draft.daily_budget) if draft.daily_budget is not None else None,
+        targeting=draft.targeting,
+        format=draft.format,  # type: ignore[arg-type]
+        landing_url=draft.landing_url,
+        start_date=draft.start_date,
+        end_date=draft.end_date,
+        metadata_hash=draft.metadata_hash,
+        status=status,
+        onchain_id=draft.onchain_id,
+        escrow_balance=balance,
+    )
+
+
+def create_campaign(
+    session: Session, settings: Settings, wallet: str, body: CampaignCreate
+) -> CampaignPublic:
+    advertiser = _advertiser(session, wallet)
+    draft = CampaignDraft(
+        advertiser_id=advertiser.id,
+        name=body.name,
+        objective=body.objective.value,
+        bid_model=body.bid_model.value,
+        bid=body.bid,
+        token=to_checksum_address(body.token or _default_token(settings)),
+        total_budget=body.total_budget,
+        daily_budget=body.daily_budget,
+        targeting=body.targeting.model_dump(),
+        format=body.format.value,
+        landing_url=str(body.landing_url),
+        start_date=body.start_date,
+        end_date=body.end_date,
+        metadata_hash=metadata_hash(body),
+    )
+    session.add(draft)
+    session.commit()
+    return public_campaign(session, settings, wallet, draft)
+
+
+def list_campaigns(session: Session, settings: Settings, wallet: str) -> list[CampaignPublic]:
+    advertiser = _advertiser(session, wallet)
+    drafts = session.exec(
+        select(CampaignDraft)
+        .where(CampaignDraft.advertiser_id == advertiser.id)
+        .order_by(CampaignDraft.created_at)  # type: ignore[arg-type]
+    ).all()
+    return [public_campaign(session, settings, wallet, d) for d in drafts]
+
+
+def read_campaign(
+    session: Session, settings: Settings, wallet: str, campaign_id: str
+) -> CampaignPublic:
+    return public_campaign(session, settings, wallet, _own_campaign(session, wallet, campaign_id))
+
+
+def delete_campaign(session: Session, settings: Settings, wallet: str, campaign_id: str) -> None:
+    draft = _own_campaign(session, wallet, campaign_id)
+    if _onchain(session, settings, wallet, draft) is not None:
+        raise Conflict("a campaign registered on-chain cannot be deleted; end it instead")
+    session.delete(draft)
+    session.commit()
+
+
+def registration_tx(session: Session, settings: Settings, wallet: str, campaign_id: str) -> TxData:
+    draft = _own_campaign(session, wallet, campaign_id)
+    if _onchain(session, settings, wallet, draft) is not None:
+        raise Conflict("this campaign is already registered on-chain")
+    return transaction(
+        settings.chain_id,
+        "CampaignRegistry",
+        "register",
+        draft.token,
+        0 if draft.bid_model == "cpm" else 1,
+        int(draft.bid),
+        bytes.fromhex(draft.metadata_hash[2:]),
+        description=f"Register campaign {draft.name!r}",
+    )
+
+
+def funding_txs(
+    session: Session, settings: Settings, wallet: str, campaign_id: str, amount: int
+) -> list[TxData]:
+    """approve + deposit for a token; deposit with value for ETH."""
+    draft = _own_campaign(session, wallet, campaign_id)
+    if _onchain(session, settings, wallet, draft) is None:
+        raise Conflict("register the campaign on-chain before funding it", code="not_registered")
+    assert draft.onchain_id is not None
+    escrow = deployment(settings.chain_id).address("PaymentEscrow")
+    deposit = transaction(
+        settings.chain_id,
+        "PaymentEscrow",
+        "deposit",
+        draft.onchain_id,
+        amount,
+        draft.token,
+        value=amount if draft.token == ZERO else 0,
+        description=f"Deposit {amount} into campaign {draft.onchain_id}",
+    )
+    if draft.token == ZERO:
+        return [deposit]
+    approve = TxData(
+        to=draft.token,
+        data="0x095ea7b3" + escrow[2:].lower().rjust(64, "0") + f"{amount:064x}",
+        chainId=settings.chain_id,
+        description=f"Allow the escrow to take {amount}",
+    )
+    return [approve, deposit]
