@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -16,11 +17,12 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from api.auth.router import router as auth_router
-from api.campaigns.router import advertisers, campaigns
+from api.campaigns.router import advertisers, campaigns, creatives_files
 from api.core import errors
 from api.core.db import make_engine
 from api.core.redis import connect as connect_redis
 from api.core.settings import Settings, get_settings
+from api.core.storage import LocalStorage
 from api.deps import SettingsDep
 from api.privacy.router import router as privacy_router
 from api.publishers.domains import SafeFetcher, dns_txt
@@ -54,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.domain_fetcher = SafeFetcher()
     app.state.txt_lookup = dns_txt
+    app.state.storage = LocalStorage(Path(settings.storage_dir))
     errors.install(app)
     app.add_middleware(
         CORSMiddleware,
@@ -108,7 +111,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    for router in (auth_router, publishers_router, advertisers, campaigns, privacy_router):
+    routers = (auth_router, publishers_router, advertisers, campaigns, privacy_router)
+    for router in (*routers, creatives_files):
         app.include_router(router, responses=errors.ERROR_RESPONSES)
     return app
 

@@ -50,3 +50,18 @@ class CampaignDraft(SQLModel, table=True):
     onchain_id: int | None = Field(default=None, sa_type=BigInteger)
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)
+
+
+class Creative(SQLModel, table=True):
+    """An uploaded creative of a campaign, stored under its CID."""
+
+    __tablename__ = "creatives"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    campaign_id: uuid.UUID = Field(foreign_key="campaign_drafts.id", index=True)
+    cid: str = Field(index=True)
+    content_type: str
+    size: int
+    width: int | None = None
+    height: int | None = None
+    created_at: datetime = Field(default_factory=_now)

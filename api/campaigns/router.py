@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, UploadFile, status
 
-from api.campaigns import service
+from api.campaigns import creatives, service
 from api.campaigns.schemas import (
     AdvertiserCreate,
     AdvertiserPublic,
     AdvertiserUpdate,
     CampaignCreate,
     CampaignPublic,
+    CreativePublic,
     FundingIn,
 )
 from api.core.chain import TxData
 from api.core.db import SessionDep
+from api.core.errors import NotFound, PayloadTooLarge
 from api.deps import SettingsDep, WalletDep
 
 advertisers = APIRouter(prefix="/api/v1/advertisers", tags=["advertisers"])
@@ -85,3 +87,52 @@ def funding_txs(
 ) -> list[TxData]:
     """approve + deposit (or a deposit with value for ETH), to sign in order."""
     return service.funding_txs(session, settings, wallet, campaign_id, body.amount)
+
+
+@campaigns.post(
+    "/{campaign_id}/creatives", response_model=CreativePublic, status_code=status.HTTP_201_CREATED
+)
+async def upload_creative(
+    campaign_id: str,
+    file: UploadFile,
+    request: Request,
+    wallet: WalletDep,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> CreativePublic:
+    """Upload an image (≤ 1 MB; banners in a standard size) or a video (≤ 10 MB)."""
+    data = await file.read(creatives.VIDEO_LIMIT + 1)
+    if len(data) > creatives.VIDEO_LIMIT:
+        raise PayloadTooLarge("a creative is at most 10 MB (video) or 1 MB (image)")
+    stored = creatives.upload(
+        session, settings, request.app.state.storage, wallet, campaign_id, data
+    )
+    return CreativePublic(
+        cid=stored.cid,
+        url=str(request.url_for("serve_creative", cid=stored.cid)),
+        content_type=stored.content_type,
+        size=stored.size,
+        width=stored.width,
+        height=stored.height,
+    )
+
+
+creatives_files = APIRouter(tags=["creatives"])
+
+
+@creatives_files.get("/creatives/{cid}", name="serve_creative")
+def serve_creative(cid: str, request: Request) -> Response:
+    """A creative by its CID: immutable, so cached for a year."""
+    data = request.app.state.storage.get(cid)
+    if data is None:
+        raise NotFound(f"no creative {cid}")
+    kind, _, _ = creatives.sniff(data)
+    return Response(
+        data,
+        media_type=kind,
+        headers={
+            "Cache-Control": "public, max-age=31536000, immutable",
+            "ETag": f'"{cid}"',
+            "X-Content-Type-Options": "nosniff",
+        },
+    )

@@ -127,3 +127,12 @@ class CampaignPublic(BaseModel):
 
 class FundingIn(BaseModel):
     amount: Amount
+
+
+class CreativePublic(BaseModel):
+    cid: str
+    url: str
+    content_type: str
+    size: int
+    width: int | None
+    height: int | None

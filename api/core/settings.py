@@ -37,6 +37,9 @@ class Settings(BaseSettings):
 
     cors_origins: list[str] = ["http://localhost:8000"]
 
+    # where uploaded creatives are kept (content-addressed)
+    storage_dir: str = ".run/creatives"
+
     # the token campaigns pay in unless they name another (default: the deployment's TestUSDC)
     payment_token: str = ""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,8 +45,9 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(redis_url: str) -> Settings:
+def settings(redis_url: str, tmp_path: Path) -> Settings:
     return Settings(
+        storage_dir=str(tmp_path / "creatives"),
         redis_url=redis_url,
         database_url=os.environ.get("DATABASE_URL", ""),
         chain_id=1337,
