@@ -86,6 +86,57 @@ def indexer(rpc_url: str, database_url: str) -> Iterator[subprocess.Popen[bytes]
                 process.kill()
 
 
+LOCAL_ORACLE_KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"  # anvil #2
+API_PORT = 8000
+
+
+@contextmanager
+def api_server(rpc_url: str, database_url: str, chain_id: int) -> Iterator[subprocess.Popen[bytes]]:
+    """uvicorn serving the API on ${API_PORT:-8000}, stopped on exit."""
+    import secrets
+
+    port = int(os.environ.get("API_PORT") or API_PORT)
+    env = {
+        **os.environ,
+        "RPC_URL": rpc_url,
+        "DATABASE_URL": database_url,
+        "CHAIN_ID": str(chain_id),
+        "BUZZER_SIWE_DOMAIN": f"localhost:{port}",
+        "BUZZER_SIWE_URI": f"http://localhost:{port}",
+    }
+    if not env.get("BUZZER_JWT_SECRET"):
+        logger.info("BUZZER_JWT_SECRET is not set: sessions use a random secret for this run")
+        env["BUZZER_JWT_SECRET"] = secrets.token_hex(32)
+    if chain_id == LOCAL_CHAIN_ID:
+        env.setdefault("BUZZER_ORACLE_PRIVATE_KEY", LOCAL_ORACLE_KEY)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "api.main:app_from_env",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
 class StackError(Exception):
     """The stack cannot start; the message says why and what to do."""
 
@@ -296,14 +347,23 @@ def serve(
     stop: threading.Event,
     node: subprocess.Popen[bytes] | None = None,
 ) -> None:
-    with database(environ, fresh=fresh) as database_url, indexer(rpc_url, database_url) as proc:
+    chain_id = int(rpc(rpc_url, "eth_chainId"), 16)
+    with (
+        database(environ, fresh=fresh) as database_url,
+        indexer(rpc_url, database_url) as proc,
+        api_server(rpc_url, database_url, chain_id) as api,
+    ):
         logger.info("indexer following %s into %s", rpc_url, database_url)
+        port = int(os.environ.get("API_PORT") or API_PORT)
+        logger.info("API on http://localhost:%d (docs at /docs)", port)
         logger.info("stack is up on %s; Ctrl-C to stop", rpc_url)
         while not stop.wait(0.5):
             if node is not None and node.poll() is not None:
                 raise StackError(f"anvil exited with code {node.returncode}")
             if proc.poll() is not None:
                 raise StackError(f"the indexer exited with code {proc.returncode}")
+            if api.poll() is not None:
+                raise StackError(f"the API exited with code {api.returncode}")
 
 
 def run(environ: Mapping[str, str], deploy_args: Sequence[str]) -> None:
