@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, Numeric
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+from api.core.fields import utcnow
 
 
 class AdvertiserProfile(SQLModel, table=True):
@@ -22,8 +20,8 @@ class AdvertiserProfile(SQLModel, table=True):
     wallet: str = Field(unique=True, index=True)
     company_name: str
     website_url: str
-    created_at: datetime = Field(default_factory=_now)
-    updated_at: datetime = Field(default_factory=_now)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class CampaignDraft(SQLModel, table=True):
@@ -48,8 +46,8 @@ class CampaignDraft(SQLModel, table=True):
     end_date: datetime | None = None
     metadata_hash: str
     onchain_id: int | None = Field(default=None, sa_type=BigInteger)
-    created_at: datetime = Field(default_factory=_now)
-    updated_at: datetime = Field(default_factory=_now)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class Creative(SQLModel, table=True):
@@ -64,4 +62,4 @@ class Creative(SQLModel, table=True):
     size: int
     width: int | None = None
     height: int | None = None
-    created_at: datetime = Field(default_factory=_now)
+    created_at: datetime = Field(default_factory=utcnow)

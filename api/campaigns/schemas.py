@@ -6,11 +6,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, HttpUrl, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from api.campaigns.targeting import CATEGORIES, COUNTRIES, DEVICES
+from api.core.fields import WebsiteUrl
 
-WebsiteUrl = Annotated[HttpUrl, Field(json_schema_extra={"pattern": "^https?://"})]
 Amount = Annotated[int, Field(gt=0, lt=2**255, description="atomic units of the token")]
 
 
@@ -56,26 +56,24 @@ class Targeting(BaseModel):
     @field_validator("geo")
     @classmethod
     def _countries(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - COUNTRIES)
-        if unknown:
-            raise ValueError(f"unknown ISO country codes: {', '.join(unknown)}")
-        return sorted(set(value))
+        return _known(value, COUNTRIES, "ISO country codes")
 
     @field_validator("categories")
     @classmethod
     def _categories(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - CATEGORIES)
-        if unknown:
-            raise ValueError(f"unknown categories: {', '.join(unknown)}")
-        return sorted(set(value))
+        return _known(value, CATEGORIES, "categories")
 
     @field_validator("devices")
     @classmethod
     def _devices(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - DEVICES)
-        if unknown:
-            raise ValueError(f"unknown devices: {', '.join(unknown)}")
-        return sorted(set(value))
+        return _known(value, DEVICES, "devices")
+
+
+def _known(values: list[str], allowed: frozenset[str], what: str) -> list[str]:
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        raise ValueError(f"unknown {what}: {', '.join(unknown)}")
+    return sorted(set(values))
 
 
 class CampaignCreate(BaseModel):

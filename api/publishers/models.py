@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import BigInteger
 from sqlmodel import Field, SQLModel
 
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+from api.core.fields import utcnow
 
 
 class PublisherProfile(SQLModel, table=True):
@@ -21,8 +19,8 @@ class PublisherProfile(SQLModel, table=True):
     wallet: str = Field(unique=True, index=True, description="lowercase hex address")
     email: str | None = None
     website_url: str
-    created_at: datetime = Field(default_factory=_now)
-    updated_at: datetime = Field(default_factory=_now)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class AdSlot(SQLModel, table=True):
@@ -43,5 +41,5 @@ class AdSlot(SQLModel, table=True):
     agent_price: int | None = Field(default=None, sa_type=BigInteger)
     ad_free_price: int | None = Field(default=None, sa_type=BigInteger)
     no_fill_price: int | None = Field(default=None, sa_type=BigInteger)
-    created_at: datetime = Field(default_factory=_now)
-    updated_at: datetime = Field(default_factory=_now)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
