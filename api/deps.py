@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth.service import wallet_from_token
 from api.core.errors import Unauthorized
+from api.core.ratelimit import hit
 from api.core.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False)
@@ -40,3 +41,12 @@ def current_wallet(
 
 
 WalletDep = Annotated[str, Depends(current_wallet)]
+
+
+def wallet_rate_limit(request: Request, wallet: WalletDep) -> None:
+    """Each signed-in wallet gets `rate_limit_wallet_per_minute` requests a minute."""
+    limit: int = request.app.state.settings.rate_limit_wallet_per_minute
+    hit(request.app.state.redis, "wallet", wallet.lower(), limit)
+
+
+WalletLimited = Depends(wallet_rate_limit)

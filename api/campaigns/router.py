@@ -17,10 +17,12 @@ from api.campaigns.schemas import (
 from api.core.chain import TxData
 from api.core.db import SessionDep
 from api.core.errors import NotFound, PayloadTooLarge
-from api.deps import SettingsDep, WalletDep
+from api.deps import SettingsDep, WalletDep, WalletLimited
 
-advertisers = APIRouter(prefix="/api/v1/advertisers", tags=["advertisers"])
-campaigns = APIRouter(prefix="/api/v1/campaigns", tags=["campaigns"])
+advertisers = APIRouter(
+    prefix="/api/v1/advertisers", tags=["advertisers"], dependencies=[WalletLimited]
+)
+campaigns = APIRouter(prefix="/api/v1/campaigns", tags=["campaigns"], dependencies=[WalletLimited])
 
 
 @advertisers.post("", response_model=AdvertiserPublic, status_code=status.HTTP_201_CREATED)

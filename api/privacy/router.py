@@ -9,11 +9,11 @@ from fastapi import APIRouter
 from sqlmodel import Session, select
 
 from api.core.db import SessionDep
-from api.deps import SettingsDep, WalletDep
+from api.deps import SettingsDep, WalletDep, WalletLimited
 from api.publishers.models import AdSlot, PublisherProfile
 from api.publishers.service import onchain_status
 
-router = APIRouter(prefix="/api/v1/privacy", tags=["privacy"])
+router = APIRouter(prefix="/api/v1/privacy", tags=["privacy"], dependencies=[WalletLimited])
 
 ONCHAIN_NOTE = (
     "Registrations, verified domains, quality scores, campaign budgets and payouts are "

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response, status
 
 from api.core.chain import TxData
 from api.core.db import SessionDep
-from api.deps import SettingsDep, WalletDep
+from api.deps import SettingsDep, WalletDep, WalletLimited
 from api.publishers import service, slots
 from api.publishers.schemas import (
     DomainInstructions,
@@ -22,7 +22,7 @@ from api.publishers.schemas import (
     VerifyDomainIn,
 )
 
-router = APIRouter(prefix="/api/v1/publishers", tags=["publishers"])
+router = APIRouter(prefix="/api/v1/publishers", tags=["publishers"], dependencies=[WalletLimited])
 
 
 @router.post("", response_model=PublisherPublic, status_code=status.HTTP_201_CREATED)

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from api.core.ratelimit import hit
 from api.core.redis import FAST_FAIL
 from api.main import create_app
+from tests.api.conftest import Wallet, auth
 
 
 def test_a_burst_on_the_nonce_route_is_limited(settings):
@@ -37,3 +38,12 @@ def test_without_redis_the_limiter_lets_requests_through():
     unreachable = redis.Redis(unix_socket_path="/nonexistent/redis.sock", **FAST_FAIL)
     for _ in range(5):
         hit(unreachable, "auth", "10.0.0.1", limit=1)  # no 429, no crash
+
+
+def test_each_wallet_has_its_own_budget(api, wallet):
+    api.app.state.settings.rate_limit_wallet_per_minute = 3
+    mine = auth(api, wallet)
+    theirs = auth(api, Wallet())
+    statuses = [api.get("/api/v1/privacy/export", headers=mine).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    assert api.get("/api/v1/privacy/export", headers=theirs).status_code == 200
