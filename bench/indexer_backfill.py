@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from eth_abi import decode as abi_decode  # noqa: E402
 
 from indexer.contracts import load_abi  # noqa: E402
-from indexer.decode import Decoder, _canonical_type  # noqa: E402
+from indexer.decode import Decoder, canonical_type  # noqa: E402
 from tests.support import postgres  # noqa: E402
 from tests.support.anvil import deploy, start_anvil  # noqa: E402
 from tests.support.chain import ChainDriver  # noqa: E402
@@ -68,7 +68,7 @@ def eth_abi_decode(logs: list, decoder: Decoder) -> float:
     for name in set(decoder.contract_by_address.values()):
         for item in load_abi(name):
             if item.get("type") == "event":
-                types = [_canonical_type(i) for i in item["inputs"]]
+                types = [canonical_type(i) for i in item["inputs"]]
                 topic0 = "0x" + keccak(text=f"{item['name']}({','.join(types)})").hex()
                 indexed = [t for t, i in zip(types, item["inputs"], strict=True) if i["indexed"]]
                 plain = [t for t, i in zip(types, item["inputs"], strict=True) if not i["indexed"]]

@@ -28,10 +28,10 @@ SUBJECT_ARGS = (
 )
 
 
-def _canonical_type(param: Mapping[str, Any]) -> str:
+def canonical_type(param: Mapping[str, Any]) -> str:
     kind: str = param["type"]
     if kind.startswith("tuple"):
-        inner = ",".join(_canonical_type(c) for c in param["components"])
+        inner = ",".join(canonical_type(c) for c in param["components"])
         return f"({inner}){kind[5:]}"
     return kind
 
@@ -142,13 +142,13 @@ class Decoder:
                 if item.get("type") != "event" or item.get("anonymous"):
                     continue
                 inputs = item["inputs"]
-                signature = f"{item['name']}({','.join(_canonical_type(i) for i in inputs)})"
+                signature = f"{item['name']}({','.join(canonical_type(i) for i in inputs)})"
                 spec = EventSpec(
                     contract=name,
                     name=item["name"],
-                    indexed=tuple((i["name"], _canonical_type(i)) for i in inputs if i["indexed"]),
+                    indexed=tuple((i["name"], canonical_type(i)) for i in inputs if i["indexed"]),
                     data_names=tuple(i["name"] for i in inputs if not i["indexed"]),
-                    data_types=tuple(_canonical_type(i) for i in inputs if not i["indexed"]),
+                    data_types=tuple(canonical_type(i) for i in inputs if not i["indexed"]),
                 )
                 topic0 = "0x" + keccak(text=signature).hex()
                 self._specs[(name, topic0)] = spec

@@ -11,7 +11,7 @@ from eth_utils import keccak
 from pydantic import BaseModel
 
 from indexer.contracts import Deployment, load_abi, load_deployment
-from indexer.decode import _canonical_type
+from indexer.decode import canonical_type
 
 
 class TxData(BaseModel):
@@ -38,7 +38,7 @@ def _function(contract: str, name: str, arity: int) -> dict[str, Any]:
 
 def call_data(contract: str, name: str, *args: Any) -> str:
     function = _function(contract, name, len(args))
-    types = [_canonical_type(i) for i in function["inputs"]]
+    types = [canonical_type(i) for i in function["inputs"]]
     selector = keccak(text=f"{name}({','.join(types)})")[:4]
     return "0x" + (selector + encode(types, list(args))).hex()
 
