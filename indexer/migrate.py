@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from alembic import command
@@ -13,16 +14,13 @@ ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
 
 
 def sqlalchemy_url(database_url: str) -> str:
-    """`postgresql://…` as SQLAlchemy's psycopg 3 dialect wants it."""
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if database_url.startswith(prefix):
-            return "postgresql+psycopg://" + database_url[len(prefix) :]
-    return database_url
+    """`postgres[ql][+driver]://…` as SQLAlchemy's psycopg 3 dialect wants it."""
+    return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql+psycopg://", database_url)
 
 
 def libpq_url(database_url: str) -> str:
-    """`postgresql+psycopg://…` as psycopg (libpq) wants it."""
-    return database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    """`postgresql+driver://…` as psycopg (libpq) wants it."""
+    return re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", database_url)
 
 
 def alembic_config(database_url: str, ini: Path = ALEMBIC_INI) -> Config:

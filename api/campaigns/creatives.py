@@ -13,8 +13,8 @@ from PIL import Image, UnidentifiedImageError
 from sqlmodel import Session, select
 
 from api.campaigns.models import CampaignDraft, Creative
-from api.campaigns.service import Conflict, _onchain, _own_campaign
-from api.core.errors import ApiError, PayloadTooLarge
+from api.campaigns.service import onchain_row, own_campaign
+from api.core.errors import ApiError, Conflict, PayloadTooLarge
 from api.core.settings import Settings
 from api.core.storage import Storage
 
@@ -67,8 +67,8 @@ def upload(
     campaign_id: str,
     data: bytes,
 ) -> Creative:
-    draft = _own_campaign(session, wallet, campaign_id)
-    if _onchain(session, settings, wallet, draft) is not None:
+    draft = own_campaign(session, wallet, campaign_id)
+    if onchain_row(session, settings, wallet, draft) is not None:
         raise Conflict("the campaign is registered: its creatives are fixed by its metadata hash")
     if len(data) > VIDEO_LIMIT:
         raise PayloadTooLarge("a creative is at most 10 MB (video) or 1 MB (image)")

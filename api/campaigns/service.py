@@ -20,23 +20,22 @@ from api.campaigns.schemas import (
     CampaignCreate,
     CampaignPublic,
 )
-from api.core.chain import TxData, deployment, transaction
-from api.core.errors import ApiError, NotFound
+from api.core.chain import TxData, call_data, deployment, transaction
+from api.core.errors import Conflict, NotFound
 from api.core.settings import Settings
 
 ZERO = "0x0000000000000000000000000000000000000000"
 ONCHAIN_STATUS = {1: "active", 2: "paused", 3: "ended"}
 
 
-class Conflict(ApiError):
-    status = 409
-    code = "conflict"
+def find_advertiser(session: Session, wallet: str) -> AdvertiserProfile | None:
+    return session.exec(
+        select(AdvertiserProfile).where(AdvertiserProfile.wallet == wallet.lower())
+    ).first()
 
 
 def _advertiser(session: Session, wallet: str) -> AdvertiserProfile:
-    found = session.exec(
-        select(AdvertiserProfile).where(AdvertiserProfile.wallet == wallet.lower())
-    ).first()
+    found = find_advertiser(session, wallet)
     if found is None:
         raise NotFound("this wallet has no advertiser profile yet: create one first")
     return found
@@ -49,10 +48,7 @@ def _public_advertiser(profile: AdvertiserProfile) -> AdvertiserPublic:
 
 
 def create_advertiser(session: Session, wallet: str, body: AdvertiserCreate) -> AdvertiserPublic:
-    exists = session.exec(
-        select(AdvertiserProfile).where(AdvertiserProfile.wallet == wallet.lower())
-    ).first()
-    if exists is not None:
+    if find_advertiser(session, wallet) is not None:
         raise Conflict("this wallet already has an advertiser profile", code="already_exists")
     profile = AdvertiserProfile(
         wallet=wallet.lower(), company_name=body.company_name, website_url=str(body.website_url)
@@ -94,7 +90,7 @@ def _default_token(settings: Settings) -> str:
     return settings.payment_token or deployment(settings.chain_id).address("TestUSDC")
 
 
-def _own_campaign(session: Session, wallet: str, campaign_id: str) -> CampaignDraft:
+def own_campaign(session: Session, wallet: str, campaign_id: str) -> CampaignDraft:
     advertiser = _advertiser(session, wallet)
     try:
         key = uuid.UUID(campaign_id)
@@ -110,7 +106,7 @@ def _own_campaign(session: Session, wallet: str, campaign_id: str) -> CampaignDr
     return draft
 
 
-def _onchain(session: Session, settings: Settings, wallet: str, draft: CampaignDraft) -> Any:
+def onchain_row(session: Session, settings: Settings, wallet: str, draft: CampaignDraft) -> Any:
     if draft.onchain_id is None:
         row = session.execute(
             text(
@@ -139,7 +135,7 @@ def _onchain(session: Session, settings: Settings, wallet: str, draft: CampaignD
 def public_campaign(
     session: Session, settings: Settings, wallet: str, draft: CampaignDraft
 ) -> CampaignPublic:
-    onchain = _onchain(session, settings, wallet, draft)
+    onchain = onchain_row(session, settings, wallet, draft)
     balance = int(onchain.balance) if onchain else 0
     if onchain is None:
         status = "draft"
@@ -210,20 +206,20 @@ def list_campaigns(session: Session, settings: Settings, wallet: str) -> list[Ca
 def read_campaign(
     session: Session, settings: Settings, wallet: str, campaign_id: str
 ) -> CampaignPublic:
-    return public_campaign(session, settings, wallet, _own_campaign(session, wallet, campaign_id))
+    return public_campaign(session, settings, wallet, own_campaign(session, wallet, campaign_id))
 
 
 def delete_campaign(session: Session, settings: Settings, wallet: str, campaign_id: str) -> None:
-    draft = _own_campaign(session, wallet, campaign_id)
-    if _onchain(session, settings, wallet, draft) is not None:
+    draft = own_campaign(session, wallet, campaign_id)
+    if onchain_row(session, settings, wallet, draft) is not None:
         raise Conflict("a campaign registered on-chain cannot be deleted; end it instead")
     session.delete(draft)
     session.commit()
 
 
 def registration_tx(session: Session, settings: Settings, wallet: str, campaign_id: str) -> TxData:
-    draft = _own_campaign(session, wallet, campaign_id)
-    if _onchain(session, settings, wallet, draft) is not None:
+    draft = own_campaign(session, wallet, campaign_id)
+    if onchain_row(session, settings, wallet, draft) is not None:
         raise Conflict("this campaign is already registered on-chain")
     return transaction(
         settings.chain_id,
@@ -241,8 +237,8 @@ def funding_txs(
     session: Session, settings: Settings, wallet: str, campaign_id: str, amount: int
 ) -> list[TxData]:
     """approve + deposit for a token; deposit with value for ETH."""
-    draft = _own_campaign(session, wallet, campaign_id)
-    if _onchain(session, settings, wallet, draft) is None:
+    draft = own_campaign(session, wallet, campaign_id)
+    if onchain_row(session, settings, wallet, draft) is None:
         raise Conflict("register the campaign on-chain before funding it", code="not_registered")
     assert draft.onchain_id is not None
     escrow = deployment(settings.chain_id).address("PaymentEscrow")
@@ -260,7 +256,7 @@ def funding_txs(
         return [deposit]
     approve = TxData(
         to=draft.token,
-        data="0x095ea7b3" + escrow[2:].lower().rjust(64, "0") + f"{amount:064x}",
+        data=call_data("TestUSDC", "approve", escrow, amount),  # any ERC-20's approve
         chainId=settings.chain_id,
         description=f"Allow the escrow to take {amount}",
     )

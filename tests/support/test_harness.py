@@ -21,6 +21,7 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError
 
 from api.settlement.merkle import Leaf
+from indexer.migrate import libpq_url, sqlalchemy_url
 from tests.support import postgres
 from tests.support.anvil import Anvil
 from tests.support.chain import (
@@ -92,14 +93,14 @@ def test_database_url_prefers_the_environment_and_says_when_it_is_down() -> None
         pass
     if os.environ.get("DATABASE_URL"):
         with postgres.database_url() as url:
-            assert url == postgres.libpq_url(os.environ["DATABASE_URL"])
+            assert url == libpq_url(os.environ["DATABASE_URL"])
 
 
 def test_url_helpers_keep_the_socket_host() -> None:
     embedded = "postgresql://postgres:@/postgres?host=/tmp/x"
     assert postgres.with_database(embedded, "db1") == "postgresql://postgres:@/db1?host=/tmp/x"
-    assert postgres.sqlalchemy_url(embedded).startswith("postgresql+psycopg://postgres:@/postgres")
-    assert postgres.libpq_url("postgresql+psycopg://u@h/d") == "postgresql://u@h/d"
+    assert sqlalchemy_url(embedded).startswith("postgresql+psycopg://postgres:@/postgres")
+    assert libpq_url("postgresql+psycopg://u@h/d") == "postgresql://u@h/d"
 
 
 # -- tables ----------------------------------------------------------------------------------
