@@ -11,8 +11,11 @@ from api.campaigns.schemas import (
     AdvertiserUpdate,
     CampaignCreate,
     CampaignPublic,
+    CampaignUpdate,
     CreativePublic,
     FundingIn,
+    StatusIn,
+    WithdrawIn,
 )
 from api.core.chain import TxData
 from api.core.db import SessionDep
@@ -66,6 +69,19 @@ def read_campaign(
     return service.read_campaign(session, settings, wallet, campaign_id)
 
 
+@campaigns.patch("/{campaign_id}", response_model=CampaignPublic)
+def update_campaign(
+    campaign_id: str,
+    body: CampaignUpdate,
+    wallet: WalletDep,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> CampaignPublic:
+    """Edit a campaign. After registration, a new bid, targeting, format or landing page
+    takes effect once the `metadata-tx` is signed; token and bid model are fixed."""
+    return service.update_campaign(session, settings, wallet, campaign_id, body)
+
+
 @campaigns.delete("/{campaign_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_campaign(
     campaign_id: str, wallet: WalletDep, session: SessionDep, settings: SettingsDep
@@ -89,6 +105,51 @@ def funding_txs(
 ) -> list[TxData]:
     """approve + deposit (or a deposit with value for ETH), to sign in order."""
     return service.funding_txs(session, settings, wallet, campaign_id, body.amount)
+
+
+@campaigns.post("/{campaign_id}/metadata-tx", response_model=TxData)
+def metadata_tx(
+    campaign_id: str, wallet: WalletDep, session: SessionDep, settings: SettingsDep
+) -> TxData:
+    """`CampaignRegistry.update_metadata`: puts an edited bid and targeting on-chain."""
+    return service.metadata_tx(session, settings, wallet, campaign_id)
+
+
+@campaigns.post("/{campaign_id}/status-tx", response_model=TxData)
+def status_tx(
+    campaign_id: str, body: StatusIn, wallet: WalletDep, session: SessionDep, settings: SettingsDep
+) -> TxData:
+    """Pause, resume (`active`) or end a registered campaign; ending is final."""
+    return service.status_tx(session, settings, wallet, campaign_id, body.status)
+
+
+@campaigns.post("/{campaign_id}/withdraw-request-tx", response_model=TxData)
+def withdraw_request_tx(
+    campaign_id: str,
+    body: WithdrawIn,
+    wallet: WalletDep,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> TxData:
+    """Ask for unspent budget back. Serving stops while it is pending; the money can be
+    withdrawn after the escrow's delay, less whatever settlement spends meanwhile."""
+    return service.withdraw_request_tx(session, settings, wallet, campaign_id, body.amount)
+
+
+@campaigns.post("/{campaign_id}/withdraw-cancel-tx", response_model=TxData)
+def withdraw_cancel_tx(
+    campaign_id: str, wallet: WalletDep, session: SessionDep, settings: SettingsDep
+) -> TxData:
+    """Drop the pending withdraw request; the campaign serves again."""
+    return service.withdraw_cancel_tx(session, settings, wallet, campaign_id)
+
+
+@campaigns.post("/{campaign_id}/withdraw-tx", response_model=TxData)
+def withdraw_tx(
+    campaign_id: str, wallet: WalletDep, session: SessionDep, settings: SettingsDep
+) -> TxData:
+    """Take the matured withdraw request's money back to the advertiser's wallet."""
+    return service.withdraw_tx(session, settings, wallet, campaign_id)
 
 
 @campaigns.post(

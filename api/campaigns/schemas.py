@@ -103,6 +103,47 @@ class CampaignCreate(BaseModel):
         return self
 
 
+class CampaignUpdate(BaseModel):
+    """Fields to change. Once a campaign is registered on-chain its token and bid model are
+    fixed; a new bid, targeting, format or landing page takes effect when the advertiser
+    signs the `metadata-tx` (until then `pending_update` is true and the campaign pauses
+    serving, because the ad server honours only what the chain records)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    objective: Objective | None = None
+    bid_model: BidModel | None = None
+    bid: Amount | None = None
+    token: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
+    total_budget: Amount | None = None
+    daily_budget: Amount | None = None
+    targeting: Targeting | None = None
+    format: Format | None = None
+    landing_url: WebsiteUrl | None = None
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+
+
+class CampaignStatus(StrEnum):
+    active = "active"
+    paused = "paused"
+    ended = "ended"
+
+
+class StatusIn(BaseModel):
+    status: CampaignStatus
+
+
+class WithdrawIn(BaseModel):
+    amount: Amount
+
+
+class WithdrawPublic(BaseModel):
+    amount: int
+    available_at: datetime
+    status: str = Field(description="pending, cancelled or withdrawn")
+    paid: int
+
+
 class CampaignPublic(BaseModel):
     id: str
     name: str
@@ -121,6 +162,11 @@ class CampaignPublic(BaseModel):
     status: str = Field(description="draft, registered, funded, active, paused or ended")
     onchain_id: int | None
     escrow_balance: int
+    onchain_bid: int | None = Field(description="the bid the chain records, once registered")
+    pending_update: bool = Field(
+        description="edited since registration: sign the metadata-tx for it to take effect"
+    )
+    withdraw: WithdrawPublic | None = Field(description="the latest withdraw request")
 
 
 class FundingIn(BaseModel):

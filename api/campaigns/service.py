@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eth_utils import keccak, to_checksum_address
+from pydantic import ValidationError
 from sqlalchemy import text
 from sqlmodel import Session, select
 
@@ -19,9 +20,12 @@ from api.campaigns.schemas import (
     AdvertiserUpdate,
     CampaignCreate,
     CampaignPublic,
+    CampaignStatus,
+    CampaignUpdate,
+    WithdrawPublic,
 )
-from api.core.chain import TxData, call_data, deployment, transaction
-from api.core.errors import Conflict, NotFound
+from api.core.chain import TxData, call_data, chain_time, deployment, transaction
+from api.core.errors import Conflict, NotFound, Unprocessable
 from api.core.settings import Settings
 
 ZERO = "0x0000000000000000000000000000000000000000"
@@ -124,9 +128,14 @@ def onchain_row(session: Session, settings: Settings, wallet: str, draft: Campai
         session.commit()
     return session.execute(
         text(
-            "SELECT c.status, coalesce(b.balance, 0) AS balance FROM campaigns_onchain c"
+            "SELECT c.status, c.bid, c.metadata_hash, coalesce(b.balance, 0) AS balance,"
+            " w.amount AS w_amount, w.available_at AS w_available_at, w.status AS w_status,"
+            " w.paid AS w_paid FROM campaigns_onchain c"
             " LEFT JOIN escrow_balances b ON b.chain_id = c.chain_id"
-            "  AND b.campaign_id = c.campaign_id WHERE c.chain_id = :chain AND c.campaign_id = :id"
+            "  AND b.campaign_id = c.campaign_id"
+            " LEFT JOIN withdraw_requests w ON w.chain_id = c.chain_id"
+            "  AND w.campaign_id = c.campaign_id"
+            " WHERE c.chain_id = :chain AND c.campaign_id = :id"
         ),
         {"chain": settings.chain_id, "id": draft.onchain_id},
     ).first()
@@ -137,6 +146,14 @@ def public_campaign(
 ) -> CampaignPublic:
     onchain = onchain_row(session, settings, wallet, draft)
     balance = int(onchain.balance) if onchain else 0
+    withdraw = None
+    if onchain is not None and onchain.w_status is not None:
+        withdraw = WithdrawPublic(
+            amount=int(onchain.w_amount),
+            available_at=datetime.fromtimestamp(onchain.w_available_at, UTC),
+            status=onchain.w_status,
+            paid=int(onchain.w_paid),
+        )
     if onchain is None:
         status = "draft"
     elif onchain.status != 1:
@@ -165,7 +182,14 @@ def public_campaign(
         status=status,
         onchain_id=draft.onchain_id,
         escrow_balance=balance,
+        onchain_bid=int(onchain.bid) if onchain else None,
+        pending_update=onchain is not None and not _matches_chain(draft, onchain),
+        withdraw=withdraw,
     )
+
+
+def _matches_chain(draft: CampaignDraft, onchain: Any) -> bool:
+    return onchain.metadata_hash == draft.metadata_hash and int(onchain.bid) == int(draft.bid)
 
 
 def create_campaign(
@@ -261,3 +285,176 @@ def funding_txs(
         description=f"Allow the escrow to take {amount}",
     )
     return [approve, deposit]
+
+
+FIXED_AT_REGISTRATION = ("token", "bid_model")
+STATUS_CODE = {CampaignStatus.active: 1, CampaignStatus.paused: 2, CampaignStatus.ended: 3}
+
+
+def update_campaign(
+    session: Session, settings: Settings, wallet: str, campaign_id: str, body: CampaignUpdate
+) -> CampaignPublic:
+    """Edit a campaign; the merged result passes the same checks as a new one. Registered
+    campaigns keep their token and bid model; other on-chain fields wait for `metadata-tx`."""
+    draft = own_campaign(session, wallet, campaign_id)
+    changes = body.model_dump(exclude_unset=True)
+    onchain = onchain_row(session, settings, wallet, draft)
+    if onchain is not None:
+        if ONCHAIN_STATUS.get(onchain.status) == "ended":
+            raise Conflict("an ended campaign cannot be changed", code="campaign_ended")
+        fixed = [f for f in FIXED_AT_REGISTRATION if f in changes]
+        if fixed:
+            raise Conflict(
+                f"{', '.join(fixed)} cannot change once the campaign is registered on-chain",
+                code="fixed_at_registration",
+            )
+    current = {
+        "name": draft.name,
+        "objective": draft.objective,
+        "bid_model": draft.bid_model,
+        "bid": int(draft.bid),
+        "token": draft.token,
+        "total_budget": int(draft.total_budget),
+        "daily_budget": int(draft.daily_budget) if draft.daily_budget is not None else None,
+        "targeting": draft.targeting,
+        "format": draft.format,
+        "landing_url": draft.landing_url,
+        "start_date": draft.start_date,
+        "end_date": draft.end_date,
+    }
+    try:
+        merged = CampaignCreate.model_validate({**current, **changes})
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(["body", *map(str, e["loc"])]).rstrip("."), "problem": e["msg"]}
+            for e in exc.errors()
+        ]
+        raise Unprocessable("the campaign would not be valid", {"problems": problems}) from None
+    draft.name = merged.name
+    draft.objective = merged.objective.value
+    draft.bid_model = merged.bid_model.value
+    draft.bid = merged.bid
+    draft.token = to_checksum_address(merged.token or draft.token)
+    draft.total_budget = merged.total_budget
+    draft.daily_budget = merged.daily_budget
+    draft.targeting = merged.targeting.model_dump()
+    draft.format = merged.format.value
+    draft.landing_url = str(merged.landing_url)
+    draft.start_date = merged.start_date
+    draft.end_date = merged.end_date
+    draft.metadata_hash = metadata_hash(merged)
+    draft.updated_at = datetime.now(UTC)
+    session.add(draft)
+    session.commit()
+    return public_campaign(session, settings, wallet, draft)
+
+
+def _registered(
+    session: Session, settings: Settings, wallet: str, campaign_id: str
+) -> tuple[CampaignDraft, Any]:
+    draft = own_campaign(session, wallet, campaign_id)
+    onchain = onchain_row(session, settings, wallet, draft)
+    if onchain is None:
+        raise Conflict("register the campaign on-chain first", code="not_registered")
+    return draft, onchain
+
+
+def metadata_tx(session: Session, settings: Settings, wallet: str, campaign_id: str) -> TxData:
+    """`CampaignRegistry.update_metadata` with the edited bid and metadata hash."""
+    draft, onchain = _registered(session, settings, wallet, campaign_id)
+    if _matches_chain(draft, onchain):
+        raise Conflict("the chain already records this bid and metadata", code="no_change")
+    if ONCHAIN_STATUS.get(onchain.status) == "ended":
+        raise Conflict("an ended campaign cannot be changed", code="campaign_ended")
+    return transaction(
+        settings.chain_id,
+        "CampaignRegistry",
+        "update_metadata",
+        draft.onchain_id,
+        int(draft.bid),
+        bytes.fromhex(draft.metadata_hash[2:]),
+        description=f"Update campaign {draft.onchain_id}: bid {int(draft.bid)} and targeting",
+    )
+
+
+def status_tx(
+    session: Session, settings: Settings, wallet: str, campaign_id: str, status: CampaignStatus
+) -> TxData:
+    """Resume, pause or end (ending is final)."""
+    draft, onchain = _registered(session, settings, wallet, campaign_id)
+    current = ONCHAIN_STATUS.get(onchain.status)
+    if current == "ended":
+        raise Conflict("an ended campaign stays ended", code="campaign_ended")
+    if current == status.value:
+        raise Conflict(f"the campaign is already {current}", code="no_change")
+    verb = {"active": "Resume", "paused": "Pause", "ended": "End"}[status.value]
+    return transaction(
+        settings.chain_id,
+        "CampaignRegistry",
+        "update_status",
+        draft.onchain_id,
+        STATUS_CODE[status],
+        description=f"{verb} campaign {draft.onchain_id}",
+    )
+
+
+def withdraw_request_tx(
+    session: Session, settings: Settings, wallet: str, campaign_id: str, amount: int
+) -> TxData:
+    """Ask for unspent budget back; the campaign stops serving while the request is pending,
+    and the money can be taken after the escrow's delay (settlement may spend some first)."""
+    draft, onchain = _registered(session, settings, wallet, campaign_id)
+    if amount > int(onchain.balance):
+        raise Conflict(
+            f"the escrow holds {int(onchain.balance)} for this campaign, less than {amount}",
+            code="above_balance",
+        )
+    return transaction(
+        settings.chain_id,
+        "PaymentEscrow",
+        "request_withdraw",
+        draft.onchain_id,
+        draft.token,
+        amount,
+        description=f"Request to withdraw {amount} from campaign {draft.onchain_id}",
+    )
+
+
+def _pending_withdraw(onchain: Any) -> None:
+    if onchain.w_status != "pending":
+        raise Conflict("this campaign has no pending withdraw request", code="no_pending_withdraw")
+
+
+def withdraw_cancel_tx(
+    session: Session, settings: Settings, wallet: str, campaign_id: str
+) -> TxData:
+    draft, onchain = _registered(session, settings, wallet, campaign_id)
+    _pending_withdraw(onchain)
+    return transaction(
+        settings.chain_id,
+        "PaymentEscrow",
+        "cancel_withdraw",
+        draft.onchain_id,
+        draft.token,
+        description=f"Cancel the withdraw request of campaign {draft.onchain_id}",
+    )
+
+
+def withdraw_tx(session: Session, settings: Settings, wallet: str, campaign_id: str) -> TxData:
+    draft, onchain = _registered(session, settings, wallet, campaign_id)
+    _pending_withdraw(onchain)
+    if chain_time(settings.rpc_url) < int(onchain.w_available_at):
+        available = datetime.fromtimestamp(onchain.w_available_at, UTC)
+        raise Conflict(
+            f"the withdraw delay is not over: available at {available.isoformat()}",
+            {"available_at": available.isoformat()},
+            code="withdraw_not_ready",
+        )
+    return transaction(
+        settings.chain_id,
+        "PaymentEscrow",
+        "withdraw",
+        draft.onchain_id,
+        draft.token,
+        description=f"Withdraw from campaign {draft.onchain_id}",
+    )

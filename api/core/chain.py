@@ -85,5 +85,28 @@ def send_as(rpc_url: str, private_key: str, tx: TxData, timeout: float = 30.0) -
     return "0x" + bytes(tx_hash).hex().removeprefix("0x")
 
 
+def chain_time(rpc_url: str, timeout: float = 3.0) -> int:
+    """The latest block's timestamp: what the next transaction's checks are measured against
+    (a local chain's clock can run ahead of ours). Our own clock if the node is unreachable."""
+    import time
+
+    import httpx
+
+    try:
+        reply = httpx.post(
+            rpc_url,
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "eth_getBlockByNumber",
+                "params": ["latest", False],
+            },
+            timeout=timeout,
+        )
+        return max(int(time.time()), int(reply.json()["result"]["timestamp"], 16))
+    except (httpx.HTTPError, KeyError, TypeError, ValueError):
+        return int(time.time())
+
+
 class ChainError(Exception):
     """A backend transaction could not be sent or reverted."""

@@ -50,6 +50,13 @@ class Conflict(ApiError):
     code = "conflict"
 
 
+class Unprocessable(ApiError):
+    """Well-formed but not valid: the same code as a request that fails validation."""
+
+    status = 422
+    code = "validation_error"
+
+
 class PayloadTooLarge(ApiError):
     status = 413
     code = "payload_too_large"
