@@ -16,8 +16,10 @@ url = config.attributes.get("database_url") or os.environ.get("DATABASE_URL", ""
 if "database_url" not in config.attributes:
     # the `alembic` command line (autogenerate) needs every model; the indexer's own
     # `upgrade` does not, and must not import the API
+    import api.ads.models
     import api.campaigns.models
-    import api.publishers.models  # noqa: F401
+    import api.publishers.models
+    import api.settlement.models  # noqa: F401
     import indexer.models  # noqa: F401
 target_metadata = SQLModel.metadata
 

@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     rate_limit_wallet_per_minute: int = 240
     rate_limit_auth_per_minute: int = 20
 
+    # x402: the key that sends `transferWithAuthorization` (it pays the gas, holds no USDC),
+    # how long an authorization may live, how long settlement waits for the receipt before
+    # answering "pending", and how long the access receipt of a payment lasts
+    facilitator_private_key: str = ""
+    x402_max_timeout_seconds: int = 300
+    x402_settle_timeout_seconds: int = 30
+    x402_receipt_ttl_seconds: int = 3600
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import BigInteger
 from sqlmodel import Field, SQLModel
@@ -43,3 +43,15 @@ class AdSlot(SQLModel, table=True):
     no_fill_price: int | None = Field(default=None, sa_type=BigInteger)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class TrafficDaily(SQLModel, table=True):
+    """A publisher's billable events per UTC day, and how many passed invalid-traffic
+    filtering: the rollup the tracking writer keeps and the quality score reads."""
+
+    __tablename__ = "publisher_traffic_daily"
+
+    wallet: str = Field(primary_key=True, description="lowercase publisher wallet")
+    day: date = Field(primary_key=True)
+    events: int = Field(default=0, sa_type=BigInteger)
+    verified: int = Field(default=0, sa_type=BigInteger)

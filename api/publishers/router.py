@@ -7,10 +7,11 @@ from fastapi import APIRouter, Request, Response, status
 from api.core.chain import TxData
 from api.core.db import SessionDep
 from api.deps import SettingsDep, WalletDep, WalletLimited
-from api.publishers import service, slots
+from api.publishers import earnings, service, slots
 from api.publishers.schemas import (
     DomainInstructions,
     DomainVerified,
+    EarningsPublic,
     IntegrationCode,
     PublisherCreate,
     PublisherPublic,
@@ -121,3 +122,15 @@ def verify_domain(
         request.app.state.domain_fetcher,
         request.app.state.txt_lookup,
     )
+
+
+@router.get("/me/earnings", response_model=EarningsPublic)
+def read_earnings(wallet: WalletDep, session: SessionDep, settings: SettingsDep) -> EarningsPublic:
+    """Earned, claimable, pending and claimed per token, from settled epochs."""
+    return earnings.summary(session, settings, wallet)
+
+
+@router.post("/me/claim-txs", response_model=list[TxData])
+def claim_txs(wallet: WalletDep, session: SessionDep, settings: SettingsDep) -> list[TxData]:
+    """`PublisherPayout.claim` with the newest claimable proof, one per token."""
+    return earnings.claim_txs(session, settings, wallet)

@@ -118,3 +118,18 @@ class DomainVerified(BaseModel):
     method: VerificationMethod
     domain_hash: str
     tx_hash: str
+
+
+class TokenEarnings(BaseModel):
+    account: str = Field(description="the wallet the leaf pays")
+    token: str
+    earned: int = Field(description="cumulative earnings in the newest settled root")
+    claimed: int = Field(description="paid out on-chain so far")
+    claimable: int = Field(description="what a claim would pay now")
+    pending: int = Field(description="earned but still in the challenge period")
+    latest_epoch: int
+    claimable_epoch: int | None
+
+
+class EarningsPublic(BaseModel):
+    tokens: list[TokenEarnings] = Field(description="empty until the first settlement")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from alembic import command
 
+import api.ads.models
 import api.campaigns.models
-import api.publishers.models  # noqa: F401
+import api.publishers.models
+import api.settlement.models  # noqa: F401
 import indexer.models  # noqa: F401
 from indexer.migrate import alembic_config, upgrade
 
