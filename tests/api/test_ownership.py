@@ -1,0 +1,104 @@
+"""Route by route: wallet B, signed in with its own publisher and advertiser profiles, can
+neither read nor change wallet A's slots, campaigns or creatives, and A's data is unchanged
+afterwards. Every route that names a resource must be in the matrix, so a new route cannot
+skip this check. (`/me` routes name no resource: they resolve to the caller's own.)"""
+
+from __future__ import annotations
+
+import re
+
+from tests.api.conftest import Wallet, auth
+from tests.api.test_campaigns import CAMPAIGN
+from tests.api.test_creatives import png
+from tests.api.test_slots import SLOT
+
+# (method, path, json body or None); {slot} and {campaign} are A's
+MATRIX = [
+    ("GET", "/api/v1/publishers/me/slots/{slot}", None),
+    ("PATCH", "/api/v1/publishers/me/slots/{slot}", {"status": "paused"}),
+    ("DELETE", "/api/v1/publishers/me/slots/{slot}", None),
+    ("GET", "/api/v1/publishers/me/slots/{slot}/integration", None),
+    ("GET", "/api/v1/campaigns/{campaign}", None),
+    ("PATCH", "/api/v1/campaigns/{campaign}", {"name": "Taken over"}),
+    ("DELETE", "/api/v1/campaigns/{campaign}", None),
+    ("POST", "/api/v1/campaigns/{campaign}/registration-tx", None),
+    ("POST", "/api/v1/campaigns/{campaign}/funding-txs", {"amount": 1}),
+    ("POST", "/api/v1/campaigns/{campaign}/metadata-tx", None),
+    ("POST", "/api/v1/campaigns/{campaign}/status-tx", {"status": "paused"}),
+    ("POST", "/api/v1/campaigns/{campaign}/withdraw-request-tx", {"amount": 1}),
+    ("POST", "/api/v1/campaigns/{campaign}/withdraw-cancel-tx", None),
+    ("POST", "/api/v1/campaigns/{campaign}/withdraw-tx", None),
+    ("POST", "/api/v1/campaigns/{campaign}/creatives", "upload"),
+]
+PUBLIC = {"/creatives/{cid}"}  # content-addressed files served to every page
+
+
+def owned_by_a(api) -> tuple[dict[str, str], dict[str, str]]:
+    a = auth(api, Wallet())
+    api.post("/api/v1/publishers", json={"website_url": "https://a.example"}, headers=a)
+    slot = api.post("/api/v1/publishers/me/slots", json=SLOT, headers=a).json()["slot_id"]
+    api.post(
+        "/api/v1/advertisers",
+        json={"company_name": "A", "website_url": "https://a.example"},
+        headers=a,
+    )
+    campaign = api.post("/api/v1/campaigns", json=CAMPAIGN, headers=a).json()["id"]
+    upload = api.post(
+        f"/api/v1/campaigns/{campaign}/creatives",
+        files={"file": ("a.png", png(300, 250))},
+        headers=a,
+    )
+    assert upload.status_code == 201, upload.text
+    return a, {"slot": slot, "campaign": campaign}
+
+
+def everything_of(api, headers) -> dict[str, object]:
+    return {
+        path: api.get(path, headers=headers).json()
+        for path in (
+            "/api/v1/publishers/me",
+            "/api/v1/publishers/me/slots",
+            "/api/v1/advertisers/me",
+            "/api/v1/campaigns",
+            "/api/v1/privacy/export",
+        )
+    }
+
+
+def test_every_resource_route_is_in_the_matrix(api):
+    named = {
+        (method.upper(), path)
+        for path, operations in api.app.openapi()["paths"].items()
+        if "{" in path and path not in PUBLIC
+        for method in operations
+    }
+    covered = {
+        (method, re.sub(r"\{slot\}", "{slot_id}", re.sub(r"\{campaign\}", "{campaign_id}", path)))
+        for method, path, _ in MATRIX
+    }
+    assert named == covered
+
+
+def test_wallet_b_cannot_read_or_change_wallet_a(api):
+    a, ids = owned_by_a(api)
+    before = everything_of(api, a)
+    b = auth(api, Wallet())
+    api.post("/api/v1/publishers", json={"website_url": "https://b.example"}, headers=b)
+    api.post(
+        "/api/v1/advertisers",
+        json={"company_name": "B", "website_url": "https://b.example"},
+        headers=b,
+    )
+
+    for method, template, body in MATRIX:
+        path = template.format(**ids)
+        if body == "upload":
+            reply = api.post(path, files={"file": ("b.png", png(300, 250, 1))}, headers=b)
+        else:
+            reply = api.request(method, path, json=body, headers=b)
+        assert reply.status_code == 404, (method, path, reply.text)
+        assert reply.json()["error"]["code"] == "not_found"
+
+    assert everything_of(api, a) == before
+    exported = api.get("/api/v1/privacy/export", headers=b).text
+    assert ids["slot"] not in exported and ids["campaign"] not in exported
