@@ -16,6 +16,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
+from api.ads.catalog import Catalog, bump
+from api.ads.payments import Payments
+from api.ads.router import Serving
+from api.ads.router import router as ads_router
 from api.auth.router import router as auth_router
 from api.campaigns.router import advertisers, campaigns, creatives_files
 from api.core import errors
@@ -30,6 +34,8 @@ from api.publishers.router import router as publishers_router
 
 log = logging.getLogger("api")
 
+PUBLIC_PREFIXES = ("/x402/", "/track/", "/creatives/")
+EXPOSED = "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE, X-Request-ID"
 REQUESTS = Counter("buzzer_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("buzzer_http_request_seconds", "HTTP request latency", ["route"])
 
@@ -47,7 +53,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.redis = connect_redis(settings.redis_url)
         app.state.engine = make_engine(settings.database_url) if settings.database_url else None
+        catalog = Catalog(app.state.engine, app.state.redis, settings.chain_id)
+        payments = None
+        if settings.facilitator_private_key and app.state.engine is not None:
+            payments = Payments.from_settings(settings, app.state.engine)
+        app.state.serving = Serving(settings, catalog, app.state.redis, payments)
+        catalog.start()
         yield
+        catalog.stop()
         app.state.redis.close()
         if app.state.engine is not None:
             app.state.engine.dispose()
@@ -65,6 +78,40 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["*"],
         expose_headers=["X-Request-ID"],
     )
+
+    @app.middleware("http")
+    async def public_cors(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """Ads, tracking and creatives are fetched from every publisher's pages."""
+        if not request.url.path.startswith(PUBLIC_PREFIXES):
+            return await call_next(request)
+        if request.method == "OPTIONS":
+            response = Response(status_code=204)
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = (
+                "Content-Type, PAYMENT-SIGNATURE, X-PAYMENT"
+            )
+            response.headers["Access-Control-Max-Age"] = "86400"
+        else:
+            response = await call_next(request)
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Access-Control-Expose-Headers"] = EXPOSED
+        return response
+
+    @app.middleware("http")
+    async def catalog_changes(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """An edit of a campaign, slot or profile tells every worker to reload its ads."""
+        response = await call_next(request)
+        if (
+            request.method in ("POST", "PATCH", "PUT", "DELETE")
+            and request.url.path.startswith(("/api/v1/campaigns", "/api/v1/publishers"))
+            and response.status_code < 400
+        ):
+            bump(request.app.state.redis)
+        return response
 
     @app.middleware("http")
     async def request_id(
@@ -111,7 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    routers = (auth_router, publishers_router, advertisers, campaigns, privacy_router)
+    routers = (auth_router, publishers_router, advertisers, campaigns, privacy_router, ads_router)
     for router in (*routers, creatives_files):
         app.include_router(router, responses=errors.ERROR_RESPONSES)
     return app

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from indexer import store
 from indexer.contracts import ContractsError, load_abi, load_deployment
 from indexer.decode import Decoder, Event
+from indexer.notify import Notifier
 from indexer.rpc import RangeTooLarge, Rpc
 from indexer.settings import ConfigError, Settings
 from indexer.store import BlockHeader, Checkpoint
@@ -78,6 +79,7 @@ class Indexer:
         self._reader_rpc = Rpc(settings.rpc_url)
         self._prefetched: tuple[int, Future[RangeRead]] | None = None
         self.chain_id = self.rpc.chain_id()
+        self.notifier = Notifier(settings.redis_url)
         if settings.chain_id is not None and settings.chain_id != self.chain_id:
             raise ConfigError(
                 f"CHAIN_ID is {settings.chain_id} but the RPC at {settings.rpc_url} "
@@ -165,6 +167,7 @@ class Indexer:
                     )
                     loaded = store.load_checkpoint(self.conn, self.chain_id)
                     assert loaded is not None
+                    self.notifier.changed()
                     return loaded
         oldest = numbers[-1]
         raise ReorgTooDeep(
@@ -242,6 +245,8 @@ class Indexer:
         store.write_range(
             self.conn, self.chain_id, read.events, read.headers, new, self.settings.reorg_window
         )
+        if read.events:
+            self.notifier.changed()
         return new, len(read.events)
 
     def _prefetch(self, first: int, last: int, head: int) -> None:

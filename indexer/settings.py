@@ -32,6 +32,7 @@ class Settings:
     initial_range: int = 100
     max_range: int = 100_000
     target_logs: int = 10_000
+    redis_url: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -51,4 +52,5 @@ class Settings:
             initial_range=_int(env, "INDEXER_INITIAL_RANGE", 100) or 100,
             max_range=_int(env, "INDEXER_MAX_RANGE", 100_000) or 100_000,
             target_logs=_int(env, "INDEXER_TARGET_LOGS", 10_000) or 10_000,
+            redis_url=env.get("REDIS_URL", ""),
         )

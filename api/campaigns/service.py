@@ -110,22 +110,49 @@ def own_campaign(session: Session, wallet: str, campaign_id: str) -> CampaignDra
     return draft
 
 
+def _link(session: Session, chain_id: int, wallet: str, draft: CampaignDraft) -> bool:
+    """Find the on-chain campaign a draft was registered as: the advertiser's oldest one
+    with the draft's metadata hash that no other draft claims."""
+    row = session.execute(
+        text(
+            "SELECT campaign_id FROM campaigns_onchain WHERE chain_id = :chain"
+            " AND advertiser = :advertiser AND metadata_hash = :hash"
+            " AND campaign_id NOT IN (SELECT onchain_id FROM campaign_drafts"
+            "   WHERE onchain_id IS NOT NULL) ORDER BY campaign_id LIMIT 1"
+        ),
+        {"chain": chain_id, "advertiser": wallet.lower(), "hash": draft.metadata_hash},
+    ).first()
+    if row is None:
+        return False
+    draft.onchain_id = int(row.campaign_id)
+    session.add(draft)
+    session.commit()
+    return True
+
+
+def link_registered(session: Session, chain_id: int) -> int:
+    """Link every draft registered on-chain since it was last looked at; how many."""
+    unlinked = session.execute(
+        text(
+            "SELECT d.id, a.wallet FROM campaign_drafts d"
+            " JOIN advertiser_profiles a ON a.id = d.advertiser_id"
+            " JOIN campaigns_onchain c ON c.chain_id = :chain AND c.advertiser = a.wallet"
+            "  AND c.metadata_hash = d.metadata_hash"
+            " WHERE d.onchain_id IS NULL ORDER BY d.created_at"
+        ),
+        {"chain": chain_id},
+    ).all()
+    linked = 0
+    for draft_id, wallet in unlinked:
+        draft = session.get(CampaignDraft, draft_id)
+        if draft is not None and draft.onchain_id is None:
+            linked += _link(session, chain_id, wallet, draft)
+    return linked
+
+
 def onchain_row(session: Session, settings: Settings, wallet: str, draft: CampaignDraft) -> Any:
-    if draft.onchain_id is None:
-        row = session.execute(
-            text(
-                "SELECT campaign_id FROM campaigns_onchain WHERE chain_id = :chain"
-                " AND advertiser = :advertiser AND metadata_hash = :hash"
-                " AND campaign_id NOT IN (SELECT onchain_id FROM campaign_drafts"
-                "   WHERE onchain_id IS NOT NULL) ORDER BY campaign_id LIMIT 1"
-            ),
-            {"chain": settings.chain_id, "advertiser": wallet.lower(), "hash": draft.metadata_hash},
-        ).first()
-        if row is None:
-            return None
-        draft.onchain_id = int(row.campaign_id)
-        session.add(draft)
-        session.commit()
+    if draft.onchain_id is None and not _link(session, settings.chain_id, wallet, draft):
+        return None
     return session.execute(
         text(
             "SELECT c.status, c.bid, c.metadata_hash, coalesce(b.balance, 0) AS balance,"

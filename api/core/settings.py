@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     x402_settle_timeout_seconds: int = 30
     x402_receipt_ttl_seconds: int = 3600
 
+    # ad serving: the EIP-712 domain of the payment token (Base USDC: "USD Coin"/"2" on
+    # mainnet, "USDC"/"2" on Sepolia), how long an ad's impression and click tokens live, and
+    # how many times a day one visitor sees one campaign
+    x402_asset_name: str = "USD Coin"
+    x402_asset_version: str = "2"
+    ad_token_ttl_seconds: int = 900
+    frequency_cap: int = 20
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -59,8 +59,7 @@ def summary(session: Session, settings: Settings, wallet: str) -> EarningsPublic
     accounts = _accounts(session, settings, wallet)
     newest = {(r.account, r.token): r for r in _leaves(session, settings.chain_id, accounts, None)}
     ready = {
-        (r.account, r.token): r
-        for r in _leaves(session, settings.chain_id, accounts, "claimable")
+        (r.account, r.token): r for r in _leaves(session, settings.chain_id, accounts, "claimable")
     }
     claimed = _claimed(session, settings.chain_id, accounts)
     tokens = []

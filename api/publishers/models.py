@@ -19,6 +19,7 @@ class PublisherProfile(SQLModel, table=True):
     wallet: str = Field(unique=True, index=True, description="lowercase hex address")
     email: str | None = None
     website_url: str
+    category: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -5,19 +5,42 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, EmailStr, Field, field_validator
 
+from api.campaigns.targeting import CATEGORIES
 from api.core.fields import WebsiteUrl
+
+CATEGORY = Field(
+    default=None, description="the site's content category; campaigns may target categories"
+)
 
 
 class PublisherCreate(BaseModel):
     website_url: WebsiteUrl
     email: EmailStr | None = None
+    category: str | None = CATEGORY
+
+    @field_validator("category")
+    @classmethod
+    def _category(cls, value: str | None) -> str | None:
+        return known_category(value)
 
 
 class PublisherUpdate(BaseModel):
     website_url: WebsiteUrl | None = None
     email: EmailStr | None = None
+    category: str | None = CATEGORY
+
+    @field_validator("category")
+    @classmethod
+    def _category(cls, value: str | None) -> str | None:
+        return known_category(value)
+
+
+def known_category(value: str | None) -> str | None:
+    if value is not None and value not in CATEGORIES:
+        raise ValueError(f"unknown category {value!r}: one of {', '.join(sorted(CATEGORIES))}")
+    return value
 
 
 class OnChainStatus(BaseModel):
@@ -33,6 +56,7 @@ class PublisherPublic(BaseModel):
     wallet: str
     website_url: str
     email: str | None
+    category: str | None
     onchain: OnChainStatus
 
 

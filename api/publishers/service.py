@@ -65,6 +65,7 @@ def public(session: Session, chain_id: int, profile: PublisherProfile) -> Publis
         wallet=profile.wallet,
         website_url=profile.website_url,
         email=profile.email,
+        category=profile.category,
         onchain=onchain_status(session, chain_id, profile.wallet),
     )
 
@@ -76,6 +77,7 @@ def create(session: Session, chain_id: int, wallet: str, body: PublisherCreate) 
         wallet=wallet.lower(),
         website_url=str(body.website_url),
         email=str(body.email) if body.email else None,
+        category=body.category,
     )
     session.add(profile)
     session.commit()
@@ -94,6 +96,8 @@ def update(session: Session, chain_id: int, wallet: str, body: PublisherUpdate) 
         profile.website_url = str(body.website_url)
     if "email" in changes:
         profile.email = str(body.email) if body.email else None
+    if "category" in changes:
+        profile.category = body.category
     profile.updated_at = datetime.now(UTC)
     session.add(profile)
     session.commit()

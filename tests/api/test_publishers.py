@@ -25,6 +25,7 @@ def test_profile_create_read_update(api, wallet):
         "wallet": wallet.address.lower(),
         "website_url": "https://news.example/",
         "email": "ops@news.example",
+        "category": None,
         "onchain": {
             "registered": False,
             "pub_id": None,
@@ -34,8 +35,10 @@ def test_profile_create_read_update(api, wallet):
             "suspended": False,
         },
     }
-    updated = api.patch("/api/v1/publishers/me", json={"email": None}, headers=headers)
-    assert updated.json()["email"] is None
+    updated = api.patch(
+        "/api/v1/publishers/me", json={"email": None, "category": "news"}, headers=headers
+    )
+    assert (updated.json()["email"], updated.json()["category"]) == (None, "news")
     assert api.get("/api/v1/publishers/me", headers=headers).json()["email"] is None
     again = api.post(
         "/api/v1/publishers", json={"website_url": "https://x.example"}, headers=headers
@@ -50,9 +53,10 @@ def test_profile_create_read_update(api, wallet):
         {"website_url": "ftp://news.example"},
         {"website_url": "not a url"},
         {"website_url": "https://news.example", "email": "not-an-email"},
+        {"website_url": "https://news.example", "category": "gossip"},
         {},
     ],
-    ids=["scheme", "garbage-url", "email", "missing"],
+    ids=["scheme", "garbage-url", "email", "category", "missing"],
 )
 def test_bad_profiles_are_refused_and_change_nothing(api, wallet, body):
     headers = auth(api, wallet)

@@ -1,0 +1,30 @@
+"""Tells the API's ad servers that the chain changed what they serve: after a range with
+events (or a reorg) is committed, `buzzer:ads:version` in Redis is bumped. Without
+`REDIS_URL`, or with Redis down, the servers notice within their 5-minute snapshot TTL."""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("indexer")
+
+VERSION_KEY = "buzzer:ads:version"
+
+
+class Notifier:
+    def __init__(self, redis_url: str) -> None:
+        self.client = None
+        if redis_url:
+            import redis
+
+            self.client = redis.Redis.from_url(
+                redis_url, socket_connect_timeout=0.5, socket_timeout=1.0
+            )
+
+    def changed(self) -> None:
+        if self.client is None:
+            return
+        try:
+            self.client.incr(VERSION_KEY)
+        except Exception as exc:  # a missed bump costs freshness, never correctness
+            log.warning("could not notify the ad servers: %s", exc)
