@@ -29,6 +29,7 @@ import json
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -659,7 +660,7 @@ class Payments:
                 )
             ).first()
 
-    def _reload(self, row_id: Any) -> X402Payment:
+    def _reload(self, row_id: uuid.UUID) -> X402Payment:
         with Session(self._engine) as session:
             return session.exec(select(X402Payment).where(X402Payment.id == row_id)).one()
 
@@ -702,7 +703,7 @@ class Payments:
             session.commit()
         return row if inserted is not None else None
 
-    def _update(self, row_id: Any, change: Callable[[X402Payment], None]) -> X402Payment:
+    def _update(self, row_id: uuid.UUID, change: Callable[[X402Payment], None]) -> X402Payment:
         """Apply `change` to a row still `settling` (locked); the row as it is after."""
         with Session(self._engine) as session:
             row = session.exec(
@@ -716,7 +717,7 @@ class Payments:
                 session.refresh(row)
             return row
 
-    def _mark_settled(self, row_id: Any, tx_hash: str) -> X402Payment:
+    def _mark_settled(self, row_id: uuid.UUID, tx_hash: str) -> X402Payment:
         def settle(row: X402Payment) -> None:
             valid_until = (utcnow() + self._receipt_ttl).replace(microsecond=0)
             row.state, row.tx_hash, row.error = SETTLED, tx_hash, None
@@ -727,14 +728,14 @@ class Payments:
 
         return self._update(row_id, settle)
 
-    def _mark_failed(self, row_id: Any, reason: str, tx_hash: str | None) -> X402Payment:
+    def _mark_failed(self, row_id: uuid.UUID, reason: str, tx_hash: str | None) -> X402Payment:
         def fail(row: X402Payment) -> None:
             row.state, row.error = FAILED, reason
             row.tx_hash = tx_hash or row.tx_hash
 
         return self._update(row_id, fail)
 
-    def _hand_over(self, row_id: Any, reason: str, tx_hash: str | None) -> X402Payment:
+    def _hand_over(self, row_id: uuid.UUID, reason: str, tx_hash: str | None) -> X402Payment:
         """Leave the row `settling` for whoever asks next (or `reconcile`) to resolve."""
 
         def hand_over(row: X402Payment) -> None:

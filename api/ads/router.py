@@ -336,8 +336,7 @@ def _payment_required(
 ) -> Response:
     terms = _terms(serving, slot, price)
     url = str(request.url)
-    resource = ResourceInfo(url=url, description=CASE_TEXT[case], mime_type="application/json")
-    header = x402.payment_required_header(terms, resource, error="payment required")
+    header = _required_header(request, terms, case, "payment required")
     body = error_body("payment_required", CASE_TEXT[case], {"case": case})
     body.update(
         payment_address=terms.pay_to,
@@ -349,6 +348,13 @@ def _payment_required(
     return JSONResponse(
         body, status_code=402, headers={"PAYMENT-REQUIRED": header, "Cache-Control": "no-store"}
     )
+
+
+def _required_header(request: Request, terms: Any, case: str, error: str) -> str:
+    resource = ResourceInfo(
+        url=str(request.url), description=CASE_TEXT[case], mime_type="application/json"
+    )
+    return x402.payment_required_header(terms, resource, error=error)
 
 
 async def _paid(
@@ -364,7 +370,14 @@ async def _paid(
     if serving.payments is None:
         raise Unavailable("x402 payments are not configured on this server", code="no_payments")
     terms = _terms(serving, slot, price)
-    paid = await serving.payments.pay(header, version, terms, slot_key=f"{slot.slot_id}:{case}")
+    try:
+        paid = await serving.payments.pay(header, version, terms, slot_key=f"{slot.slot_id}:{case}")
+    except x402.PaymentRejected as exc:  # the terms again, so the client can pay anew
+        exc.headers = {
+            **exc.headers,
+            "PAYMENT-REQUIRED": _required_header(request, terms, case, exc.code),
+        }
+        raise
     body = AccessReceipt(
         receipt=paid.receipt,
         valid_until=paid.valid_until.isoformat(),

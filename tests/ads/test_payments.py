@@ -1,0 +1,485 @@
+"""x402 payments for ad slots, settled on a real anvil with real EIP-3009 signatures:
+a good payment moves exactly the price once, however often and however concurrently it is
+presented; every bad payment is refused with its x402 reason before anything is sent."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from x402.http.utils import (
+    decode_payment_response_header,
+    decode_payment_signature_header,
+    encode_payment_signature_header,
+)
+from x402.mechanisms.evm.constants import (
+    ERR_AUTHORIZATION_VALUE_MISMATCH,
+    ERR_INSUFFICIENT_BALANCE,
+    ERR_INVALID_SIGNATURE,
+    ERR_NETWORK_MISMATCH,
+    ERR_NONCE_ALREADY_USED,
+    ERR_RECIPIENT_MISMATCH,
+    ERR_SETTLEMENT_PENDING,
+    ERR_VALID_AFTER_FUTURE,
+    ERR_VALID_BEFORE_EXPIRED,
+)
+from x402.schemas import PaymentPayloadV1
+
+from api.ads.payments import (
+    ERR_ASSET_MISMATCH,
+    ERR_INVALID_NETWORK,
+    ERR_INVALID_PAYLOAD,
+    ERR_INVALID_VERSION,
+    ERR_OTHER_SLOT,
+    InvalidReceipt,
+    Paid,
+    PaymentRejected,
+    Receipt,
+    payment_required_header,
+    sign_receipt,
+    verify_receipt,
+)
+from api.core.fields import utcnow
+from tests.ads.conftest import (
+    FACILITATOR,
+    PRICE,
+    RESOURCE,
+    SECRET,
+    asks_for,
+    client_header,
+    client_header_v1,
+    fresh_address,
+    make_payments,
+    new_payer,
+    pay,
+    rows,
+    signed_header,
+)
+from tests.support.chain import dev_account
+
+pytestmark = pytest.mark.usefixtures("empty_payments")
+
+
+def facilitator_sent(node, index: int = FACILITATOR) -> int:
+    return node.sent_by(dev_account(index).address)
+
+
+def rejected(payments, header, asks, slot="slot-top", version=2) -> PaymentRejected:
+    with pytest.raises(PaymentRejected) as caught:
+        asyncio.run(payments.pay(header, version, asks, slot_key=slot))
+    assert caught.value.status == 402
+    return caught.value
+
+
+# -- the 402 answer and receipts ------------------------------------------------------------
+
+
+def test_payment_required_header_is_the_documented_v2_shape(node):
+    asks = asks_for(node, fresh_address())
+    header = payment_required_header(asks, RESOURCE, "PAYMENT-SIGNATURE header is required")
+
+    body = json.loads(base64.b64decode(header))
+    assert set(body) == {"x402Version", "error", "resource", "accepts"}
+    assert body["x402Version"] == 2
+    assert body["error"] == "PAYMENT-SIGNATURE header is required"
+    assert body["resource"] == {"url": RESOURCE.url, "description": RESOURCE.description}
+    (accept,) = body["accepts"]
+    assert accept == {
+        "scheme": "exact",
+        "network": "eip155:1337",
+        "asset": node.chain.usdc,
+        "amount": str(PRICE),
+        "payTo": asks.pay_to,
+        "maxTimeoutSeconds": 300,
+        "extra": {"name": "USD Coin", "version": "2", "paymentFlow": "upfront"},
+    }
+
+
+def test_receipts_are_refused_when_forged_tampered_expired_or_for_another_slot():
+    valid_until = (utcnow() + timedelta(hours=1)).replace(microsecond=0)
+    granted = Receipt("0x" + "ab" * 20, "0x" + "cd" * 32, "slot-top", valid_until)
+    token = sign_receipt(SECRET, granted)
+
+    assert verify_receipt(token, SECRET, slot_key="slot-top") == granted
+    body, mac = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(body + "=="))
+    other = base64.urlsafe_b64encode(json.dumps({**claims, "slot": "slot-b"}).encode())
+    refused = [
+        (f"{other.decode().rstrip('=')}.{mac}", {}),  # claims changed, old signature
+        (f"{body}.{mac[:-2]}AA", {}),  # signature changed
+        (token, {"now": valid_until}),  # expired
+        (token, {"slot_key": "slot-b"}),  # another slot
+        ("not-a-receipt", {}),
+        (f"{body}.ünïcode", {}),
+    ]
+    for candidate, options in refused:
+        with pytest.raises(InvalidReceipt):
+            verify_receipt(candidate, SECRET, **options)
+    with pytest.raises(InvalidReceipt):
+        verify_receipt(token, "another-secret-" + "y" * 40)
+
+
+# -- a good payment -------------------------------------------------------------------------
+
+
+def test_a_good_payment_moves_the_price_once_and_answers_a_receipt(node, engine, payments):
+    pay_to, payer = fresh_address(), new_payer(node, usdc=3 * PRICE)
+    asks = asks_for(node, pay_to)
+    sent = facilitator_sent(node)
+
+    paid = pay(payments, client_header(payer, asks), asks)
+
+    assert isinstance(paid, Paid)
+    assert node.chain.usdc_balance(pay_to) == PRICE
+    assert node.chain.usdc_balance(payer.address) == 2 * PRICE
+    assert facilitator_sent(node) == sent + 1
+    tx = node.chain.w3.eth.get_transaction_receipt(paid.tx_hash)
+    assert tx["status"] == 1
+    assert paid.payer == payer.address and paid.amount == PRICE and paid.slot_key == "slot-top"
+    response = decode_payment_response_header(paid.headers["PAYMENT-RESPONSE"])
+    assert response.success and response.transaction == paid.tx_hash
+    assert response.payer == payer.address and response.network == "eip155:1337"
+    receipt = verify_receipt(paid.receipt, SECRET, slot_key="slot-top")
+    assert receipt.payer == payer.address.lower() and receipt.valid_until == paid.valid_until
+    (row,) = rows(engine)
+    assert row["state"] == "settled" and row["tx_hash"] == paid.tx_hash
+    assert (row["payer"], row["pay_to"], int(row["amount"])) == (
+        payer.address.lower(),
+        pay_to.lower(),
+        PRICE,
+    )
+
+
+def test_a_replay_after_success_gets_the_same_receipt_and_moves_nothing(node, engine, payments):
+    pay_to, payer = fresh_address(), new_payer(node)
+    asks = asks_for(node, pay_to)
+    header = client_header(payer, asks)
+    first = pay(payments, header, asks)
+    sent = facilitator_sent(node)
+
+    replays = [pay(payments, header, asks) for _ in range(5)]
+
+    assert all(replay == first for replay in replays)
+    assert node.chain.usdc_balance(pay_to) == PRICE
+    assert facilitator_sent(node) == sent
+    assert len(rows(engine)) == 1
+
+
+def test_one_header_sent_50_times_at_once_transfers_once(node, engine, payments):
+    pay_to, payer = fresh_address(), new_payer(node)
+    asks = asks_for(node, pay_to)
+    header = client_header(payer, asks)
+    sent = facilitator_sent(node)
+
+    async def at_once():
+        calls = [payments.pay(header, 2, asks, slot_key="slot-top") for _ in range(50)]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(at_once())
+
+    paid = [r for r in results if isinstance(r, Paid)]
+    assert paid, results
+    assert all(isinstance(r, Paid | PaymentRejected) for r in results), results
+    assert {(p.receipt, p.tx_hash) for p in paid} == {(paid[0].receipt, paid[0].tx_hash)}
+    assert node.chain.usdc_balance(pay_to) == PRICE
+    assert facilitator_sent(node) == sent + 1
+    (row,) = rows(engine)
+    assert row["state"] == "settled"
+    assert pay(payments, header, asks) == paid[0]
+
+
+def test_someone_else_submitting_the_same_authorization_first_counts_once(node, engine, payments):
+    pay_to, payer = fresh_address(), new_payer(node)
+    asks = asks_for(node, pay_to)
+    header = client_header(payer, asks)
+    payload = decode_payment_signature_header(header).payload
+    auth, signature = payload["authorization"], bytes.fromhex(payload["signature"][2:])
+    front_run = node.chain.transact(
+        "TestUSDC",
+        "transferWithAuthorization",
+        auth["from"],
+        auth["to"],
+        int(auth["value"]),
+        int(auth["validAfter"]),
+        int(auth["validBefore"]),
+        bytes.fromhex(auth["nonce"][2:]),
+        signature[64],
+        signature[:32],
+        signature[32:64],
+        sender=7,
+    )
+    sent = facilitator_sent(node)
+
+    paid = pay(payments, header, asks)
+
+    assert paid.tx_hash == "0x" + bytes(front_run["transactionHash"]).hex()
+    assert node.chain.usdc_balance(pay_to) == PRICE
+    assert facilitator_sent(node) == sent
+    (row,) = rows(engine)
+    assert row["state"] == "settled" and row["tx_hash"] == paid.tx_hash
+    assert pay(payments, header, asks) == paid
+
+
+# -- refused before anything is sent --------------------------------------------------------
+
+
+def _bad_payments():
+    """(name, build(node, payer, asks) -> header, expected reason)."""
+    now = int(time.time())
+
+    def other_asks(node, asks, **change):
+        fields = {"pay_to": asks.pay_to, "amount": PRICE, **change}
+        return asks_for(node, **fields)
+
+    def tampered(node, payer, asks):
+        decoded = decode_payment_signature_header(client_header(payer, asks))
+        signature = decoded.payload["signature"]
+        decoded.payload["signature"] = (
+            signature[:10] + ("0" if signature[10] != "0" else "1") + (signature[11:])
+        )
+        return encode_payment_signature_header(decoded)
+
+    return [
+        (
+            "amount above the price",
+            lambda node, payer, asks: client_header(
+                payer, other_asks(node, asks, amount=PRICE + 1)
+            ),
+            ERR_AUTHORIZATION_VALUE_MISMATCH,
+        ),
+        (
+            "amount below the price",
+            lambda node, payer, asks: client_header(
+                payer, other_asks(node, asks, amount=PRICE - 1)
+            ),
+            ERR_AUTHORIZATION_VALUE_MISMATCH,
+        ),
+        (
+            "authorization below the price, accepted terms copied",
+            lambda node, payer, asks: signed_header(payer, asks, value=PRICE - 1),
+            ERR_AUTHORIZATION_VALUE_MISMATCH,
+        ),
+        (
+            "another payTo",
+            lambda node, payer, asks: client_header(
+                payer, other_asks(node, asks, pay_to=fresh_address())
+            ),
+            ERR_RECIPIENT_MISMATCH,
+        ),
+        (
+            "authorization to another address, accepted terms copied",
+            lambda node, payer, asks: signed_header(payer, asks, to=fresh_address()),
+            ERR_RECIPIENT_MISMATCH,
+        ),
+        (
+            "another asset",
+            lambda node, payer, asks: client_header(
+                payer, other_asks(node, asks, asset=node.chain.addresses["PaymentEscrow"])
+            ),
+            ERR_ASSET_MISMATCH,
+        ),
+        (
+            "another network",
+            lambda node, payer, asks: client_header(payer, other_asks(node, asks, chain_id=8453)),
+            ERR_NETWORK_MISMATCH,
+        ),
+        (
+            "validBefore passed",
+            lambda node, payer, asks: signed_header(payer, asks, valid_before=now - 10),
+            ERR_VALID_BEFORE_EXPIRED,
+        ),
+        (
+            "validBefore too close",
+            lambda node, payer, asks: signed_header(payer, asks, valid_before=now + 3),
+            ERR_VALID_BEFORE_EXPIRED,
+        ),
+        (
+            "validAfter in the future",
+            lambda node, payer, asks: signed_header(payer, asks, valid_after=now + 600),
+            ERR_VALID_AFTER_FUTURE,
+        ),
+        (
+            "signed by someone else",
+            lambda node, payer, asks: signed_header(payer, asks, signer=new_payer(node, usdc=0)),
+            ERR_INVALID_SIGNATURE,
+        ),
+        ("signature tampered with", tampered, ERR_INVALID_SIGNATURE),
+        (
+            "payer without funds",
+            lambda node, payer, asks: client_header(new_payer(node, usdc=PRICE - 1), asks),
+            ERR_INSUFFICIENT_BALANCE,
+        ),
+        ("not base64 JSON", lambda node, payer, asks: "bm90IGpzb24=", ERR_INVALID_PAYLOAD),
+        (
+            "a v1 payload in the v2 header",
+            lambda node, payer, asks: encode_payment_signature_header(
+                PaymentPayloadV1(scheme="exact", network="base", payload={})
+            ),
+            ERR_INVALID_VERSION,
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("build", "reason"),
+    [pytest.param(build, reason, id=name) for name, build, reason in _bad_payments()],
+)
+def test_a_bad_payment_is_refused_and_nothing_moves(node, engine, payments, build, reason):
+    pay_to, payer = fresh_address(), new_payer(node)
+    asks = asks_for(node, pay_to)
+    header = build(node, payer, asks)
+    sent, held = facilitator_sent(node), node.chain.usdc_balance(payer.address)
+
+    refusal = rejected(payments, header, asks)
+
+    assert refusal.code == reason, refusal.message
+    assert refusal.details["reason"] == reason and refusal.message
+    assert node.chain.usdc_balance(pay_to) == 0
+    assert node.chain.usdc_balance(payer.address) == held
+    assert facilitator_sent(node) == sent  # no settlement attempted
+    assert rows(engine) == []
+
+
+def test_a_nonce_already_used_on_chain_is_refused(node, engine, payments):
+    pay_to, elsewhere, payer = fresh_address(), fresh_address(), new_payer(node)
+    asks = asks_for(node, pay_to)
+    spent = signed_header(payer, asks, to=elsewhere, accepted=asks_for(node, elsewhere))
+    used = decode_payment_signature_header(spent).payload
+    auth, signature = used["authorization"], bytes.fromhex(used["signature"][2:])
+    node.chain.transact(
+        "TestUSDC",
+        "transferWithAuthorization",
+        auth["from"],
+        auth["to"],
+        int(auth["value"]),
+        int(auth["validAfter"]),
+        int(auth["validBefore"]),
+        bytes.fromhex(auth["nonce"][2:]),
+        signature[64],
+        signature[:32],
+        signature[32:64],
+        sender=7,
+    )
+    sent = facilitator_sent(node)
+
+    refusal = rejected(payments, signed_header(payer, asks, nonce=auth["nonce"]), asks)
+
+    assert refusal.code == ERR_NONCE_ALREADY_USED
+    assert node.chain.usdc_balance(pay_to) == 0
+    assert facilitator_sent(node) == sent
+    assert rows(engine) == []
+
+
+def test_a_payment_for_one_slot_is_refused_for_another(node, engine, payments):
+    publisher_a, publisher_b, payer = fresh_address(), fresh_address(), new_payer(node)
+    slot_a = asks_for(node, publisher_a)
+    dearer_b = asks_for(node, publisher_a, amount=2 * PRICE)
+    elsewhere_b = asks_for(node, publisher_b)
+    header = client_header(payer, slot_a)
+
+    assert rejected(payments, header, dearer_b, "slot-b").code == ERR_AUTHORIZATION_VALUE_MISMATCH
+    assert rejected(payments, header, elsewhere_b, "slot-b").code == ERR_RECIPIENT_MISMATCH
+    assert rows(engine) == []
+    paid = pay(payments, header, slot_a, "slot-a")
+    sent = facilitator_sent(node)
+    # the same price and payee, but the payment was made for slot A
+    assert rejected(payments, header, slot_a, "slot-b").code == ERR_OTHER_SLOT
+    assert pay(payments, header, slot_a, "slot-a") == paid
+    assert node.chain.usdc_balance(publisher_a) == PRICE
+    assert node.chain.usdc_balance(publisher_b) == 0
+    assert facilitator_sent(node) == sent
+
+
+def test_x402_v1_needs_a_chain_v1_can_name(node, engine, payments):
+    asks = asks_for(node, fresh_address())
+    header = encode_payment_signature_header(
+        PaymentPayloadV1(scheme="exact", network="base", payload={})
+    )
+    assert rejected(payments, header, asks, version=1).code == ERR_INVALID_NETWORK
+
+
+def test_an_x402_v1_payment_settles_on_a_chain_v1_names(base_node, engine):
+    payments = make_payments(base_node, engine, facilitator=FACILITATOR)
+    pay_to, payer = fresh_address(), new_payer(base_node)
+    asks = asks_for(base_node, pay_to)
+    header = client_header_v1(payer, asks)
+
+    paid = asyncio.run(payments.pay(header, 1, asks, slot_key="slot-top"))
+
+    assert base_node.chain.usdc_balance(pay_to) == PRICE
+    response = decode_payment_response_header(paid.headers["X-PAYMENT-RESPONSE"])
+    assert response.success and response.network == "base" and response.transaction == paid.tx_hash
+    assert asyncio.run(payments.pay(header, 1, asks, slot_key="slot-top")) == paid
+    assert rejected(payments, header, asks).code == ERR_INVALID_VERSION  # v1 sent as v2
+    assert base_node.chain.usdc_balance(pay_to) == PRICE
+
+
+# -- when the chain moves under us ----------------------------------------------------------
+
+
+def test_funds_moved_between_verify_and_settle_serve_nothing(node, engine):
+    payments = make_payments(node, engine, facilitator=FACILITATOR + 1)
+    pay_to, sink = fresh_address(), fresh_address()
+    payer = new_payer(node, usdc=PRICE, eth=10**18)
+    asks = asks_for(node, pay_to)
+
+    def drain(context):
+        usdc = node.chain.contract("TestUSDC")
+        tx = usdc.functions.transfer(sink, PRICE).build_transaction(
+            {
+                "from": payer.address,
+                "nonce": node.chain.w3.eth.get_transaction_count(payer.address),
+                "chainId": node.chain.chain_id,
+            }
+        )
+        signed = payer.sign_transaction(tx)
+        node.chain.w3.eth.wait_for_transaction_receipt(
+            node.chain.w3.eth.send_raw_transaction(signed.raw_transaction)
+        )
+
+    payments.facilitator.on_before_settle(drain)
+    header = client_header(payer, asks)
+
+    assert rejected(payments, header, asks).code == ERR_INSUFFICIENT_BALANCE
+    assert rejected(payments, header, asks).code == ERR_INSUFFICIENT_BALANCE
+    assert node.chain.usdc_balance(pay_to) == 0 and node.chain.usdc_balance(sink) == PRICE
+    assert facilitator_sent(node, FACILITATOR + 1) == 0
+    (row,) = rows(engine)
+    assert row["state"] == "failed" and row["error"] == ERR_INSUFFICIENT_BALANCE
+
+
+def test_a_confirmation_timeout_stays_pending_and_never_sends_twice(node, engine):
+    facilitator = FACILITATOR + 2
+    payments = make_payments(node, engine, facilitator=facilitator, settle_timeout_seconds=1)
+    pay_to, payer = fresh_address(), new_payer(node)
+    asks = asks_for(node, pay_to)
+    header = client_header(payer, asks)
+    node.rpc("evm_setAutomine", False)
+    try:
+        pending = rejected(payments, header, asks)
+        again = rejected(payments, header, asks)
+        assert facilitator_sent(node, facilitator) == 1  # one transaction, still in the pool
+        assert node.chain.usdc_balance(pay_to) == 0
+        assert asyncio.run(payments.reconcile()) == 0  # nothing to learn from the chain yet
+    finally:
+        node.rpc("evm_setAutomine", True)
+
+    assert pending.code == again.code == ERR_SETTLEMENT_PENDING
+    tx_hash = pending.details["tx_hash"]
+    assert tx_hash and again.details["tx_hash"] == tx_hash
+    (row,) = rows(engine)
+    assert (row["state"], row["tx_hash"]) == ("settling", tx_hash)
+
+    node.rpc("evm_mine")
+    assert asyncio.run(payments.reconcile()) == 1
+
+    paid = pay(payments, header, asks)
+    assert paid.tx_hash == tx_hash
+    assert node.chain.usdc_balance(pay_to) == PRICE
+    assert facilitator_sent(node, facilitator) == 1
+    (row,) = rows(engine)
+    assert row["state"] == "settled"
