@@ -259,3 +259,60 @@ def test_without_redis_ads_still_serve(
         answers.append(ad(other, site, user_agent=AGENT).status_code)
         answers.append(ad(other, site, geo="DE").status_code)
     assert answers == [200, 200, 200, 402, 204]
+
+
+def test_the_official_x402_client_pays_an_agent_price(api, site, chain, settings, database_url):
+    """An agent with the x402 SDK's httpx transport meets the 402, signs an EIP-3009
+    authorization and retries; the endpoint settles it on anvil before answering."""
+    import asyncio
+
+    import httpx
+    from eth_account import Account
+    from sqlalchemy import text
+    from x402 import x402Client
+    from x402.http.clients.httpx import x402_httpx_transport
+    from x402.mechanisms.evm import EthAccountSigner
+    from x402.mechanisms.evm.exact import register_exact_evm_client
+
+    from api.ads.payments import Payments
+
+    facilitator = "0x" + dev_account(20).key.hex().removeprefix("0x")
+    live = api.app.state.settings.model_copy(update={"facilitator_private_key": facilitator})
+    api.app.state.serving.payments = Payments.from_settings(live, api.app.state.engine)
+    payer = Account.create()
+    chain.mint_usdc(payer.address, 10_000)
+    client = x402Client()
+    register_exact_evm_client(client, EthAccountSigner(payer), networks="eip155:1337")
+    client.set_spend_controls(
+        {
+            "allowed_assets": [
+                {"network": "eip155:1337", "asset": chain.usdc, "max_amount_per_payment": "5000"}
+            ]
+        }
+    )
+    payee_before = chain.usdc_balance(PAYEE)
+    query = {"pub_id": site["pub"], "slot_id": site["slot"], "format": "banner"}
+
+    async def fetch() -> httpx.Response:
+        transport = x402_httpx_transport(client, httpx.ASGITransport(app=api.app))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            return await http.get("/x402/ad", params=query, headers={"User-Agent": AGENT})
+
+    reply = asyncio.run(fetch())
+
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["amount"] == 1_000 and body["payer"] == payer.address
+    assert "PAYMENT-RESPONSE" in reply.headers
+    assert chain.usdc_balance(PAYEE) - payee_before == 1_000
+    assert chain.usdc_balance(payer.address) == 9_000
+    index_to_head(chain.rpc_url, database_url)
+    with api.app.state.engine.connect() as db:
+        linked = db.execute(
+            text(
+                "SELECT p.state, o.tx_hash FROM x402_payments p JOIN x402_payments_onchain o"
+                " ON o.payer = p.payer AND o.nonce = p.nonce WHERE p.payer = :payer"
+            ),
+            {"payer": payer.address.lower()},
+        ).all()
+    assert [(state, tx) for state, tx in linked] == [("settled", body["tx_hash"])]
