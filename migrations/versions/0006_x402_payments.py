@@ -28,9 +28,7 @@ def upgrade() -> None:
         sa.Column("pay_to", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("asset", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("amount", sa.Numeric(precision=78, scale=0), nullable=False),
-        sa.Column(
-            "authorization_expires_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False
-        ),
+        sa.Column("authorization_expires_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column("state", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("error", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("tx_hash", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
