@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import psycopg
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.ads.catalog import Catalog, bump
 from api.ads.payments import Payments
@@ -24,7 +22,9 @@ from api.auth.router import router as auth_router
 from api.campaigns.router import advertisers, campaigns, creatives_files
 from api.core import errors
 from api.core.db import make_engine
+from api.core.edge import Edge
 from api.core.redis import connect as connect_redis
+from api.core.redis import connect_async
 from api.core.settings import Settings, get_settings
 from api.core.storage import LocalStorage
 from api.deps import SettingsDep
@@ -33,11 +33,6 @@ from api.publishers.domains import SafeFetcher, dns_txt
 from api.publishers.router import router as publishers_router
 
 log = logging.getLogger("api")
-
-PUBLIC_PREFIXES = ("/x402/", "/track/", "/creatives/")
-EXPOSED = "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE, X-Request-ID"
-REQUESTS = Counter("buzzer_http_requests_total", "HTTP requests", ["method", "route", "status"])
-LATENCY = Histogram("buzzer_http_request_seconds", "HTTP request latency", ["route"])
 
 
 class ConfigurationError(RuntimeError):
@@ -57,10 +52,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         payments = None
         if settings.facilitator_private_key and app.state.engine is not None:
             payments = Payments.from_settings(settings, app.state.engine)
-        app.state.serving = Serving(settings, catalog, app.state.redis, payments)
+        serving_cache = connect_async(settings.redis_url, app.state.redis)
+        app.state.serving = Serving(settings, catalog, serving_cache, payments)
         catalog.start()
         yield
         catalog.stop()
+        await serving_cache.aclose()
         app.state.redis.close()
         if app.state.engine is not None:
             app.state.engine.dispose()
@@ -79,64 +76,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=["X-Request-ID"],
     )
 
-    @app.middleware("http")
-    async def public_cors(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        """Ads, tracking and creatives are fetched from every publisher's pages."""
-        if not request.url.path.startswith(PUBLIC_PREFIXES):
-            return await call_next(request)
-        if request.method == "OPTIONS":
-            response = Response(status_code=204)
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-            response.headers["Access-Control-Allow-Headers"] = (
-                "Content-Type, PAYMENT-SIGNATURE, X-PAYMENT"
-            )
-            response.headers["Access-Control-Max-Age"] = "86400"
-        else:
-            response = await call_next(request)
-        response.headers["Access-Control-Allow-Origin"] = "*"
-        response.headers["Access-Control-Expose-Headers"] = EXPOSED
-        return response
-
-    @app.middleware("http")
-    async def catalog_changes(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        """An edit of a campaign, slot or profile tells every worker to reload its ads."""
-        response = await call_next(request)
-        if (
-            request.method in ("POST", "PATCH", "PUT", "DELETE")
-            and request.url.path.startswith(("/api/v1/campaigns", "/api/v1/publishers"))
-            and response.status_code < 400
-        ):
-            bump(request.app.state.redis)
-        return response
-
-    @app.middleware("http")
-    async def request_id(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        elapsed = time.perf_counter() - started
-        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-        LATENCY.labels(route).observe(elapsed)
-        response.headers["X-Request-ID"] = rid
-        log.info(
-            "%s %s %d %.1fms rid=%s",
-            request.method,
-            request.url.path,
-            response.status_code,
-            elapsed * 1000,
-            rid,
-        )
-        return response
+    app.add_middleware(Edge, on_catalog_change=lambda scope: bump(scope["app"].state.redis))
 
     @app.get("/healthz", tags=["ops"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         """The process is up."""
         return {"status": "ok"}
 
@@ -158,7 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    routers = (auth_router, publishers_router, advertisers, campaigns, privacy_router, ads_router)
+    # the ad endpoint first: it takes most of the traffic, and routes are matched in order
+    routers = (ads_router, auth_router, publishers_router, advertisers, campaigns, privacy_router)
     for router in (*routers, creatives_files):
         app.include_router(router, responses=errors.ERROR_RESPONSES)
     return app

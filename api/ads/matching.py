@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from heapq import merge
+from typing import Any
 
 CPM, CPC = "cpm", "cpc"
 ANY = "*"
@@ -91,41 +92,66 @@ class AdRequest:
     visitor: str | None = None
 
 
+Tier = tuple[int, list[Candidate]]  # campaigns of one eCPM
+
+
 @dataclass
 class Index:
-    """Candidates bucketed by (format, size, geo, device), each bucket best-first; a campaign
-    that targets no geo (or no device) sits under `*` and is found from every request."""
+    """Candidates bucketed by (format, size, geo, device), each bucket a list of tiers of
+    equal eCPM, best first; a campaign that targets no geo (or no device) sits under `*`
+    and is found from every request."""
 
-    buckets: dict[tuple[str, str, str, str], list[Candidate]] = field(default_factory=dict)
+    buckets: dict[tuple[str, str, str, str], list[Tier]] = field(default_factory=dict)
     size: int = 0
 
     @classmethod
     def build(cls, candidates: Iterable[Candidate]) -> Index:
-        buckets: dict[tuple[str, str, str, str], list[Candidate]] = defaultdict(list)
+        grouped: dict[tuple[str, str, str, str], dict[int, list[Candidate]]] = defaultdict(dict)
         count = 0
         for candidate in candidates:
             count += 1
+            ecpm = candidate.ecpm
             sizes = {_size_key(candidate.format, c.width, c.height) for c in candidate.creatives}
             for size in sizes:
                 for geo in candidate.geo or {ANY}:
                     for device in candidate.devices or {ANY}:
-                        buckets[(candidate.format, size, geo, device)].append(candidate)
-        for bucket in buckets.values():
-            bucket.sort(key=lambda c: -c.ecpm)
-        return cls(dict(buckets), count)
+                        tiers = grouped[(candidate.format, size, geo, device)]
+                        tiers.setdefault(ecpm, []).append(candidate)
+        buckets = {
+            key: sorted(tiers.items(), key=lambda tier: -tier[0]) for key, tiers in grouped.items()
+        }
+        return cls(buckets, count)
 
-    def walk(self, request: AdRequest) -> Iterator[Candidate]:
-        """Every candidate the request's format, size, geo and device can reach, best-first."""
+    def tiers(self, request: AdRequest) -> Iterator[Tier]:
+        """The tiers the request's format, size, geo and device can reach, best first;
+        equal tiers of different buckets come out as one."""
         size = _size_key(request.format, request.width, request.height)
-        geos = {ANY} if request.geo is None else {ANY, request.geo}
-        devices = {ANY} if request.device is None else {ANY, request.device}
+        geos = (ANY,) if request.geo is None else (ANY, request.geo)
+        devices = (ANY,) if request.device is None else (ANY, request.device)
         lists = [
             bucket
             for geo in geos
             for device in devices
             if (bucket := self.buckets.get((request.format, size, geo, device)))
         ]
-        yield from merge(*lists, key=lambda c: -c.ecpm)
+        if len(lists) == 1:
+            yield from lists[0]
+            return
+        current: Tier | None = None
+        for ecpm, members in merge(*lists, key=lambda tier: -tier[0]):
+            if current is not None and current[0] == ecpm:
+                current = (ecpm, current[1] + members)
+                continue
+            if current is not None:
+                yield current
+            current = (ecpm, members)
+        if current is not None:
+            yield current
+
+    def walk(self, request: AdRequest) -> Iterator[Candidate]:
+        """Every reachable candidate, best first (ties in index order)."""
+        for _, members in self.tiers(request):
+            yield from members
 
 
 def _size_key(format_: str, width: int | None, height: int | None) -> str:
@@ -150,53 +176,69 @@ def eligible(candidate: Candidate, request: AdRequest) -> bool:
 Take = Callable[[Candidate], bool]
 
 
+def ranked(
+    index: Index, request: AdRequest, rng: random.Random | None = None
+) -> Iterator[Candidate]:
+    """Eligible campaigns in serving order: best eCPM first, and within a tier of equal
+    eCPM drawn uniformly at random without replacement, so equal bids share the traffic
+    evenly and a request usually checks only a few campaigns."""
+    randbelow = (rng or _rng).randrange
+    seen: set[int] = set()
+    for _, members in index.tiers(request):
+        pool = list(members)
+        while pool:
+            i = randbelow(len(pool))
+            candidate = pool[i]
+            pool[i] = pool[-1]
+            pool.pop()
+            if candidate.campaign_id not in seen:
+                seen.add(candidate.campaign_id)
+                if eligible(candidate, request):
+                    yield candidate
+
+
 def choose(
     index: Index, request: AdRequest, take: Take, n: int = 1, rng: random.Random | None = None
 ) -> list[Candidate]:
-    """Up to `n` campaigns for the request, best eCPM first. `take` is asked for each
-    eligible campaign in turn (within a tier of equal eCPM, in random order) and says whether
-    it could be served: frequency cap and budget reservation happen there."""
-    rng = rng or random.Random()
+    """Up to `n` campaigns for the request, in `ranked` order, each accepted by `take`
+    (frequency cap and budget reservation happen there)."""
     chosen: list[Candidate] = []
-    seen: set[int] = set()
-    tier: list[Candidate] = []
-    tier_ecpm: int | None = None
-
-    def settle_tier() -> None:
-        rng.shuffle(tier)
-        for candidate in tier:
-            if len(chosen) < n and take(candidate):
-                chosen.append(candidate)
-        tier.clear()
-
-    for candidate in index.walk(request):
-        if candidate.campaign_id in seen or not eligible(candidate, request):
-            continue
-        seen.add(candidate.campaign_id)
-        if candidate.ecpm != tier_ecpm:
-            settle_tier()
+    for candidate in ranked(index, request, rng):
+        if take(candidate):
+            chosen.append(candidate)
             if len(chosen) >= n:
-                return chosen
-            tier_ecpm = candidate.ecpm
-        tier.append(candidate)
-    settle_tier()
+                break
     return chosen
 
 
-# KEYS: reserved spend, today's spend. ARGV: price, balance, daily budget (-1: none), ttl.
-# Reserves the price only if it fits both; answers 1 (reserved), 0 (balance), -1 (daily).
+_rng = random.Random()
+
+
+# One round trip per campaign considered. KEYS: reserved spend, today's spend, the
+# visitor's views today (a hash by campaign). ARGV: price, balance, daily budget (-1: none),
+# ttl, campaign, frequency cap (0: none), 1 to reserve (CPM) or 0 to only check (CPC).
+# Answers 1 (taken), 0 (balance), -1 (daily budget), -2 (frequency cap).
 RESERVE = """
 local price = tonumber(ARGV[1])
+local cap = tonumber(ARGV[6])
+if cap > 0 and tonumber(redis.call('HGET', KEYS[3], ARGV[5]) or '0') >= cap then return -2 end
 local reserved = tonumber(redis.call('GET', KEYS[1]) or '0')
 if reserved + price > tonumber(ARGV[2]) then return 0 end
-local daily = tonumber(ARGV[3])
-if daily >= 0 then
-  local today = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if today + price > daily then return -1 end
-  redis.call('INCRBY', KEYS[2], price)
-  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
+local ttl = tonumber(ARGV[4])
+if ARGV[7] == '1' then
+  local daily = tonumber(ARGV[3])
+  if daily >= 0 then
+    local today = tonumber(redis.call('GET', KEYS[2]) or '0')
+    if today + price > daily then return -1 end
+    redis.call('INCRBY', KEYS[2], price)
+    redis.call('EXPIRE', KEYS[2], ttl)
+  end
+  redis.call('INCRBY', KEYS[1], price)
 end
-redis.call('INCRBY', KEYS[1], price)
+if cap > 0 then
+  redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
+  redis.call('EXPIRE', KEYS[3], ttl)
+end
 return 1
 """
 
@@ -211,31 +253,54 @@ def daily_key(campaign_id: int, day: str) -> str:
     return f"buzzer:ads:daily:{campaign_id}:{day}"
 
 
+def views_key(visitor: str, day: str) -> str:
+    return f"buzzer:ads:views:{visitor}:{day}"
+
+
 class Budgets:
-    """Free budget = escrow balance − reserved; daily spend within the daily budget."""
+    """Free budget = escrow balance − reserved; daily spend within the daily budget; and
+    the frequency cap, all checked and recorded in one atomic step per campaign. `redis`
+    is a client of redis-py, blocking or asyncio (then use `reserve_async`)."""
 
-    def __init__(self, redis: object) -> None:
+    def __init__(self, redis: Any) -> None:
         self.redis = redis
-        self._script = redis.register_script(RESERVE)  # type: ignore[attr-defined]
+        self._script = redis.register_script(RESERVE)
 
-    def reserve(self, candidate: Candidate, day: str) -> bool:
-        """Reserve one impression of a CPM campaign; for CPC only check a click would fit."""
+    async def reserve_async(
+        self, candidate: Candidate, day: str, visitor: str | None = None, cap: int = 0
+    ) -> bool:
+        keys, args = self._call(candidate, day, visitor, cap)
+        return int(await self._script(keys=keys, args=args)) == 1
+
+    def reserve(
+        self, candidate: Candidate, day: str, visitor: str | None = None, cap: int = 0
+    ) -> bool:
+        """Take `candidate` for one serve: a CPM impression reserves its price; a CPC
+        campaign is only checked to afford one click (the click reserves it)."""
+        keys, args = self._call(candidate, day, visitor, cap)
+        return int(self._script(keys=keys, args=args)) == 1
+
+    @staticmethod
+    def _call(
+        candidate: Candidate, day: str, visitor: str | None, cap: int
+    ) -> tuple[list[str], list[int]]:
         balance = min(candidate.balance, SAFE_INTEGER)
-        if candidate.bid_model == CPC:
-            reserved = int(self.redis.get(reserved_key(candidate.campaign_id)) or 0)  # type: ignore[attr-defined]
-            return balance - reserved >= candidate.price
         daily = -1 if candidate.daily_budget is None else min(candidate.daily_budget, SAFE_INTEGER)
-        keys = [reserved_key(candidate.campaign_id), daily_key(candidate.campaign_id, day)]
-        return int(self._script(keys=keys, args=[candidate.price, balance, daily, 2 * 86_400])) == 1
-
-    def release(self, candidate: Candidate, day: str) -> None:
-        """Give back a reservation whose ad was not served after all."""
-        if candidate.bid_model == CPM:
-            pipe = self.redis.pipeline()  # type: ignore[attr-defined]
-            pipe.decrby(reserved_key(candidate.campaign_id), candidate.price)
-            if candidate.daily_budget is not None:
-                pipe.decrby(daily_key(candidate.campaign_id, day), candidate.price)
-            pipe.execute()
+        keys = [
+            reserved_key(candidate.campaign_id),
+            daily_key(candidate.campaign_id, day),
+            views_key(visitor or "-", day),
+        ]
+        args = [
+            candidate.price,
+            balance,
+            daily,
+            2 * 86_400,
+            candidate.campaign_id,
+            cap if visitor else 0,
+            1 if candidate.bid_model == CPM else 0,
+        ]
+        return keys, args
 
 
 AMPLE = 1_000  # without Redis, serve only campaigns with this many events of budget left

@@ -11,10 +11,12 @@ import logging
 import time
 import uuid
 from enum import StrEnum
-from typing import Annotated, Any
+from functools import lru_cache
+from typing import Any
 
 import redis
-from fastapi import APIRouter, Query, Request, Response
+import redis.asyncio
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -23,7 +25,7 @@ from x402.schemas import ResourceInfo
 from api.ads import payments as x402
 from api.ads import tokens
 from api.ads.catalog import Catalog, SlotInfo
-from api.ads.matching import AdRequest, Budgets, Candidate, ample_budget, choose
+from api.ads.matching import AdRequest, Budgets, Candidate, ample_budget, ranked
 from api.ads.traffic import device_of, is_agent, today, visitor_key
 from api.campaigns.targeting import COUNTRIES
 from api.core.chain import deployment
@@ -34,6 +36,7 @@ log = logging.getLogger("api.ads")
 router = APIRouter(tags=["ads"])
 
 REDIS_RETRY_SECONDS = 5.0
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 class AdFormat(StrEnum):
@@ -104,7 +107,11 @@ class Serving:
     """What the endpoint needs, built once per app."""
 
     def __init__(
-        self, settings: Settings, catalog: Catalog, cache: redis.Redis, payments: Any
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        cache: redis.asyncio.Redis,
+        payments: Any,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -128,6 +135,88 @@ def _serving(request: Request) -> Serving:
     return serving
 
 
+class AdQuery(BaseModel):
+    """The query of `/x402/ad`. Parsed by hand on the hot path (FastAPI's per-parameter
+    machinery costs a third of a fast request); the rules are these, and the errors have
+    the same shape as every other validation error."""
+
+    pub_id: str = Field(min_length=1, max_length=64, description="the publisher's on-chain id")
+    slot_id: str = Field(min_length=1, max_length=64)
+    format: AdFormat
+    geo: str | None = Field(default=None, pattern=r"^[A-Z]{2}$", description="ISO 3166-1")
+    device: Device | None = None
+    ad_free: bool = Field(default=False, description="the visitor pays to see no ad")
+    n: int = Field(default=1, ge=1, le=5, description="how many ads (1: one ad object)")
+
+
+TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+FORMATS = {f.value for f in AdFormat}
+DEVICES = {d.value for d in Device}
+
+
+def _query(request: Request) -> AdQuery:
+    q = request.query_params
+    problems = []
+
+    def problem(name: str, text: str) -> None:
+        problems.append({"field": f"query.{name}", "problem": text})
+
+    ids = {}
+    for name in ("pub_id", "slot_id"):
+        value = q.get(name)
+        if not value or len(value) > 64:
+            problem(name, "required, 1 to 64 characters")
+        ids[name] = value or ""
+    format_ = q.get("format")
+    if format_ not in FORMATS:
+        problem("format", f"one of {', '.join(sorted(FORMATS))}")
+    geo = q.get("geo") or None
+    if geo is not None and geo not in COUNTRIES:
+        problem("geo", "an ISO 3166-1 alpha-2 country code, upper case")
+    device = q.get("device") or None
+    if device is not None and device not in DEVICES:
+        problem("device", f"one of {', '.join(sorted(DEVICES))}")
+    ad_free = (q.get("ad_free") or "0").lower()
+    if ad_free not in TRUE | FALSE:
+        problem("ad_free", "a boolean (1 or 0)")
+    count = q.get("n") or "1"
+    if not count.isdigit() or not 1 <= int(count) <= 5:
+        problem("n", "an integer from 1 to 5")
+    if problems:
+        raise Unprocessable("the request is not valid", {"problems": problems})
+    return AdQuery.model_construct(
+        pub_id=ids["pub_id"],
+        slot_id=ids["slot_id"],
+        format=AdFormat(format_ or ""),
+        geo=geo,
+        device=Device(device) if device else None,
+        ad_free=ad_free in TRUE,
+        n=int(count),
+    )
+
+
+def _query_doc() -> list[dict[str, Any]]:
+    schema = AdQuery.model_json_schema()
+    defs = schema.get("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(defs[node["$ref"].rsplit("/", 1)[1]])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return [
+        {"name": name, "in": "query", "required": name in schema["required"], "schema": inline(p)}
+        for name, p in schema["properties"].items()
+    ]
+
+
+QUERY_DOC = _query_doc()
+
+
 @router.get(
     "/x402/ad",
     response_model=Ad | Ads | AccessReceipt,
@@ -135,20 +224,13 @@ def _serving(request: Request) -> Serving:
         204: {"description": "no ad and no price for this request"},
         402: {"model": PaymentRequiredBody, "description": "pay by x402 (PAYMENT-REQUIRED)"},
     },
+    openapi_extra={"parameters": QUERY_DOC},
 )
-async def serve_ad(
-    request: Request,
-    pub_id: Annotated[str, Query(min_length=1, max_length=64)],
-    slot_id: Annotated[str, Query(min_length=1, max_length=64)],
-    format: AdFormat,
-    geo: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$", description="ISO 3166-1")] = None,
-    device: Device | None = None,
-    ad_free: bool = False,
-    n: Annotated[int, Query(ge=1, le=5, description="how many ads (1: one ad object)")] = 1,
-) -> Response:
+async def serve_ad(request: Request) -> Response:
+    query = _query(request)
+    pub_id, slot_id, format, geo = query.pub_id, query.slot_id, query.format, query.geo
+    device, ad_free, n = query.device, query.ad_free, query.n
     serving = _serving(request)
-    if geo is not None and geo not in COUNTRIES:
-        raise Unprocessable(f"unknown country code {geo!r}", {"field": "geo"})
     slot = serving.catalog.current().slots.get(slot_id)
     if slot is None:
         slot = await run_in_threadpool(serving.catalog.slot, slot_id)
@@ -176,10 +258,10 @@ async def serve_ad(
         )
         client = request.client.host if request.client else None
         visitor = visitor_key(serving.settings.jwt_secret, client, user_agent, today())
-        ads = _fill(serving, request, slot, ad_request, visitor, n)
+        ads = await _fill(serving, request, slot, ad_request, visitor, n)
         if ads:
-            body = ads[0] if n == 1 else Ads(ads=ads)
-            return JSONResponse(body.model_dump(), headers={"Cache-Control": "no-store"})
+            body = ads[0] if n == 1 else {"ads": ads}
+            return JSONResponse(body, headers=NO_STORE)
 
     price = getattr(slot, f"{case}_price")
     if price:
@@ -204,123 +286,103 @@ def _check_slot(slot: SlotInfo | None, pub_id: str, slot_id: str, format: AdForm
         )
 
 
-def _fill(
+async def _fill(
     serving: Serving,
     request: Request,
     slot: SlotInfo,
     ad_request: AdRequest,
     visitor: str,
     n: int,
-) -> list[Ad]:
+) -> list[dict[str, Any]]:
     day = today()
     cap = serving.settings.frequency_cap
-    use_redis = serving.gate.open()
-    snapshot = serving.catalog.current()
-    seen: dict[int, int] = {}
-    if use_redis:
-        try:
-            seen = _seen_today(serving.cache, visitor, day)
-        except redis.RedisError:
-            serving.gate.failed()
-            use_redis = False
-    reserved: list[Candidate] = []
-
-    def take(candidate: Candidate) -> bool:
-        nonlocal use_redis
-        if seen.get(candidate.campaign_id, 0) >= cap:
-            return False
-        if use_redis:
+    chosen: list[Candidate] = []
+    for candidate in ranked(serving.catalog.current().index, ad_request):
+        if serving.gate.open():
             try:
-                ok = serving.budgets.reserve(candidate, day)
-            except redis.RedisError:
+                taken = await serving.budgets.reserve_async(candidate, day, visitor, cap)
+            except (redis.RedisError, OSError):
                 serving.gate.failed()
-                use_redis = False
-            else:
-                if ok:
-                    reserved.append(candidate)
-                return ok
-        return ample_budget(candidate, 0)
-
-    chosen = choose(snapshot.index, ad_request, take, n)
-    if use_redis and chosen:
-        try:
-            _count_views(serving.cache, visitor, day, chosen)
-        except redis.RedisError:
-            serving.gate.failed()
-    return [_ad(serving, request, slot, c, ad_request, visitor) for c in chosen]
-
-
-def _freq_key(visitor: str, day: str) -> str:
-    return f"buzzer:ads:freq:{visitor}:{day}"
-
-
-def _seen_today(cache: redis.Redis, visitor: str, day: str) -> dict[int, int]:
-    raw: dict[str, str] = cache.hgetall(_freq_key(visitor, day))  # type: ignore[assignment]
-    return {int(k): int(v) for k, v in raw.items()}
-
-
-def _count_views(cache: redis.Redis, visitor: str, day: str, chosen: list[Candidate]) -> None:
-    pipe = cache.pipeline()
-    for candidate in chosen:
-        pipe.hincrby(_freq_key(visitor, day), str(candidate.campaign_id), 1)
-    pipe.expire(_freq_key(visitor, day), 2 * 86_400)
-    pipe.execute()
+                taken = ample_budget(candidate, 0)
+        else:
+            taken = ample_budget(candidate, 0)
+        if taken:
+            chosen.append(candidate)
+            if len(chosen) >= n:
+                break
+    return [_ad(serving, request, slot, c, visitor) for c in chosen]
 
 
 def _ad(
-    serving: Serving,
-    request: Request,
-    slot: SlotInfo,
-    candidate: Candidate,
-    ad_request: AdRequest,
-    visitor: str,
-) -> Ad:
+    serving: Serving, request: Request, slot: SlotInfo, candidate: Candidate, visitor: str
+) -> dict[str, Any]:
+    """The seed's ad JSON, with the impression and click URLs signed for this serve."""
     creative = candidate.creative_for(slot.width, slot.height)
     assert creative is not None  # the index only holds campaigns with a fitting creative
     serve_id = uuid.uuid4().hex
     now = int(time.time())
     base = str(request.base_url).rstrip("/")
-
-    def token(kind: str) -> str:
-        return tokens.sign(
-            serving.settings.jwt_secret,
-            tokens.AdEvent(
-                kind=kind,
-                serve_id=serve_id,
-                campaign_id=candidate.campaign_id,
-                slot_id=slot.slot_id,
-                publisher=slot.wallet,
-                visitor=visitor,
-                bid_model=candidate.bid_model,
-                price=candidate.price,
-                token=candidate.token,
-                issued_at=now,
-                expires_at=now + serving.settings.ad_token_ttl_seconds,
-            ),
-        )
-
-    return Ad(
-        ad_id=serve_id,
-        campaign_id=candidate.campaign_id,
-        creative_url=f"{base}/creatives/{creative.cid}",
-        format=AdFormat(candidate.format),
-        width=creative.width or slot.width,
-        height=creative.height or slot.height,
-        click_url=f"{base}/track/click/{token('click')}",
-        impression_url=f"{base}/track/impression?token={token('imp')}",
-    )
+    claims = {
+        "serve_id": serve_id,
+        "campaign_id": candidate.campaign_id,
+        "slot_id": slot.slot_id,
+        "publisher": slot.wallet,
+        "visitor": visitor,
+        "bid_model": candidate.bid_model,
+        "price": candidate.price,
+        "token": candidate.token,
+        "issued_at": now,
+        "expires_at": now + serving.settings.ad_token_ttl_seconds,
+    }
+    secret = serving.settings.jwt_secret
+    impression = tokens.sign_claims(secret, "imp", claims)
+    click = tokens.sign_claims(secret, "click", claims)
+    return {
+        "ad_id": serve_id,
+        "campaign_id": candidate.campaign_id,
+        "creative_url": f"{base}/creatives/{creative.cid}",
+        "format": candidate.format,
+        "width": creative.width or slot.width,
+        "height": creative.height or slot.height,
+        "click_url": f"{base}/track/click/{click}",
+        "impression_url": f"{base}/track/impression?token={impression}",
+    }
 
 
 def _terms(serving: Serving, slot: SlotInfo, price: int) -> Any:
     assert slot.payment_wallet is not None
+    settings = serving.settings
+    return _cached_terms(
+        settings.chain_id,
+        serving.asset,
+        settings.x402_asset_name,
+        settings.x402_asset_version,
+        slot.payment_wallet,
+        price,
+        settings.x402_max_timeout_seconds,
+    )
+
+
+@lru_cache(maxsize=8192)
+def _cached_terms(
+    chain_id: int,
+    asset: str,
+    name: str,
+    version: str,
+    pay_to: str,
+    price: int,
+    max_timeout_seconds: int,
+) -> Any:
+    """A slot's x402 terms depend only on these; building them is most of a 402's cost.
+    (Callers never change the returned model; `_paid` hands the facilitator a copy.)"""
     return x402.requirements(
-        chain_id=serving.settings.chain_id,
-        asset=serving.asset,
-        asset_name=serving.settings.x402_asset_name,
-        asset_version=serving.settings.x402_asset_version,
-        pay_to=slot.payment_wallet,
+        chain_id=chain_id,
+        asset=asset,
+        asset_name=name,
+        asset_version=version,
+        pay_to=pay_to,
         amount=price,
-        max_timeout_seconds=serving.settings.x402_max_timeout_seconds,
+        max_timeout_seconds=max_timeout_seconds,
     )
 
 
@@ -369,7 +431,7 @@ async def _paid(
         )
     if serving.payments is None:
         raise Unavailable("x402 payments are not configured on this server", code="no_payments")
-    terms = _terms(serving, slot, price)
+    terms = _terms(serving, slot, price).model_copy(deep=True)
     try:
         paid = await serving.payments.pay(header, version, terms, slot_key=f"{slot.slot_id}:{case}")
     except x402.PaymentRejected as exc:  # the terms again, so the client can pay anew

