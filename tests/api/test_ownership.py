@@ -102,3 +102,22 @@ def test_wallet_b_cannot_read_or_change_wallet_a(api):
     assert everything_of(api, a) == before
     exported = api.get("/api/v1/privacy/export", headers=b).text
     assert ids["slot"] not in exported and ids["campaign"] not in exported
+
+
+def test_every_signed_in_route_refuses_a_missing_or_forged_session(api):
+    """Route by route, from the OpenAPI paths: no token, or a token signed with another
+    key, is a 401 in the one error shape, whatever the body."""
+    open_paths = {"/api/v1/auth/nonce", "/api/v1/auth/verify"}
+    forged = {"Authorization": "Bearer " + "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIweDAwIn0.c2lnbmF0dXJl"}
+    checked = 0
+    for path, operations in api.app.openapi()["paths"].items():
+        if not path.startswith("/api/v1/") or path in open_paths:
+            continue
+        concrete = re.sub(r"\{[^}]+\}", "00000000-0000-0000-0000-000000000000", path)
+        for method in operations:
+            for headers in ({}, forged):
+                reply = api.request(method.upper(), concrete, headers=headers)
+                assert reply.status_code == 401, (method, path, reply.text)
+                assert reply.json()["error"]["code"] in {"no_token", "invalid_token"}
+            checked += 1
+    assert checked >= 30
