@@ -63,15 +63,17 @@ def seed(database_url: str, chain_id: int, token: str, campaigns: int, publisher
             wallet = "0x" + os.urandom(20).hex()
             profile = uuid.uuid4()
             pub_id, slot_id = f"pub-{i}", f"slot-{i}"
-            profiles.append((profile, wallet, f"https://site{i}.example/", rng.choice(CATEGORIES), now, now))
+            site = f"https://site{i}.example/"
+            profiles.append((profile, wallet, site, rng.choice(CATEGORIES), now, now))
             onchain.append((chain_id, wallet, pub_id, wallet, rng.randint(20, 100), False, 1))
             slot_rows.append(
-                (uuid.uuid4(), profile, slot_id, "Top", "banner", 300, 250, "active", AGENT_PRICE, now, now)
-            )
+                (uuid.uuid4(), profile, slot_id, "Top", "banner", 300, 250, "active", AGENT_PRICE,
+                 now, now)
+            )  # fmt: skip
             slots.append([pub_id, slot_id])
         cur.executemany(
-            "INSERT INTO publisher_profiles (id, wallet, website_url, category, created_at, updated_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
+            "INSERT INTO publisher_profiles (id, wallet, website_url, category, created_at,"
+            " updated_at) VALUES (%s, %s, %s, %s, %s, %s)",
             profiles,
         )
         cur.executemany(
@@ -113,13 +115,12 @@ def seed(database_url: str, chain_id: int, token: str, campaigns: int, publisher
             )
             balances.append((chain_id, campaign_id, token, 10**12, 0, 0, 10**12, 0))
             width, height = rng.choice(SIZES)
-            creatives.append(
-                (uuid.uuid4(), draft, "bafkrei" + os.urandom(16).hex(), "image/png", 1000, width, height, now)
-            )
+            cid = "bafkrei" + os.urandom(16).hex()
+            creatives.append((uuid.uuid4(), draft, cid, "image/png", 1000, width, height, now))
         cur.executemany(
-            "INSERT INTO campaign_drafts (id, advertiser_id, name, objective, bid_model, bid, token,"
-            " total_budget, targeting, format, landing_url, metadata_hash, onchain_id, created_at,"
-            " updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            "INSERT INTO campaign_drafts (id, advertiser_id, name, objective, bid_model, bid,"
+            " token, total_budget, targeting, format, landing_url, metadata_hash, onchain_id,"
+            " created_at, updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
             drafts,
         )
         cur.executemany(
