@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -55,7 +56,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         serving_cache = connect_async(settings.redis_url, app.state.redis)
         app.state.serving = Serving(settings, catalog, serving_cache, payments)
         catalog.start()
+        reconciler = asyncio.create_task(_reconcile_forever(payments)) if payments else None
         yield
+        if reconciler is not None:
+            reconciler.cancel()
         catalog.stop()
         await serving_cache.aclose()
         app.state.redis.close()
@@ -106,6 +110,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (*routers, creatives_files):
         app.include_router(router, responses=errors.ERROR_RESPONSES)
     return app
+
+
+RECONCILE_SECONDS = 30.0
+
+
+async def _reconcile_forever(payments: Payments) -> None:
+    """Resolve x402 payments left `settling` (a timeout after sending, a crash) from the
+    chain, so a client's retry gets its receipt and nothing is ever sent twice."""
+    while True:
+        await asyncio.sleep(RECONCILE_SECONDS)
+        try:
+            resolved = await payments.reconcile()
+        except Exception:
+            log.exception("x402 reconciliation failed; retrying in %.0f s", RECONCILE_SECONDS)
+        else:
+            if resolved:
+                log.info("x402 reconciliation resolved %d payment(s)", resolved)
 
 
 def _check_postgres(database_url: str) -> str:

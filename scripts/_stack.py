@@ -368,6 +368,31 @@ def stop_requested() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
+class QualityJob:
+    """Recomputes publisher quality scores every ${QUALITY_INTERVAL_SECONDS:-3600} s
+    (`python -m api.publishers.quality`), one run at a time, never blocking the stack."""
+
+    def __init__(self, rpc_url: str, database_url: str, chain_id: int) -> None:
+        self.interval = float(os.environ.get("QUALITY_INTERVAL_SECONDS") or 3600)
+        self.env = {**os.environ, "RPC_URL": rpc_url, "DATABASE_URL": database_url,
+                    "CHAIN_ID": str(chain_id)}  # fmt: skip
+        if chain_id == LOCAL_CHAIN_ID:
+            self.env.setdefault("BUZZER_ORACLE_PRIVATE_KEY", LOCAL_ORACLE_KEY)
+        self.next_run = time.monotonic() + min(self.interval, 60)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def tick(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            if self.process.returncode != 0:
+                logger.warning("quality score job exited with %d", self.process.returncode)
+            self.process = None
+        if self.process is None and time.monotonic() >= self.next_run:
+            self.next_run = time.monotonic() + self.interval
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "api.publishers.quality"], cwd=PROJECT_ROOT, env=self.env
+            )
+
+
 def serve(
     rpc_url: str,
     fresh: bool,
@@ -386,7 +411,9 @@ def serve(
         port = int(os.environ.get("API_PORT") or API_PORT)
         logger.info("API on http://localhost:%d (docs at /docs)", port)
         logger.info("stack is up on %s; Ctrl-C to stop", rpc_url)
+        jobs = QualityJob(rpc_url, database_url, chain_id)
         while not stop.wait(0.5):
+            jobs.tick()
             if node is not None and node.poll() is not None:
                 raise StackError(f"anvil exited with code {node.returncode}")
             if proc.poll() is not None:

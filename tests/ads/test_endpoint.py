@@ -316,3 +316,19 @@ def test_the_official_x402_client_pays_an_agent_price(api, site, chain, settings
             {"payer": payer.address.lower()},
         ).all()
     assert [(state, tx) for state, tx in linked] == [("settled", body["tx_hash"])]
+
+
+def test_without_postgres_ads_still_serve(api, site):
+    """The catalog keeps its snapshot when the database cannot be reached: known slots
+    keep serving ads and 402s; a slot the snapshot never saw is a 404, not a 500."""
+    from sqlalchemy import create_engine
+
+    catalog = api.app.state.serving.catalog
+    catalog.engine = create_engine(
+        "postgresql+psycopg://nobody@127.0.0.1:9/none", connect_args={"connect_timeout": 1}
+    )
+    catalog.refresh()  # fails, logs, keeps what it had
+
+    assert ad(api, site).status_code == 200
+    assert ad(api, site, user_agent=AGENT).status_code == 402
+    assert ad(api, {**site, "slot": "never-seen"}).status_code == 404
