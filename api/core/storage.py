@@ -26,6 +26,8 @@ class Storage(Protocol):
 
     def get(self, cid: str) -> bytes | None: ...
 
+    def delete(self, cid: str) -> None: ...
+
 
 class LocalStorage:
     def __init__(self, root: Path) -> None:
@@ -52,3 +54,7 @@ class LocalStorage:
             return None
         path = self._path(cid)
         return path.read_bytes() if path.exists() else None
+
+    def delete(self, cid: str) -> None:
+        if CID_PATTERN.match(cid):
+            self._path(cid).unlink(missing_ok=True)

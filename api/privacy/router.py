@@ -5,14 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-from sqlmodel import select
+from fastapi import APIRouter, Request
+from sqlalchemy import text
+from sqlmodel import Session, col, select
 
+from api.campaigns.models import AdvertiserProfile, CampaignDraft, Creative
+from api.campaigns.service import find_advertiser, onchain_row
 from api.core.db import SessionDep
 from api.deps import SettingsDep, WalletDep, WalletLimited
 from api.publishers.models import AdSlot
 from api.publishers.service import find_profile, onchain_status
 
+ENDED = 3
 router = APIRouter(prefix="/api/v1/privacy", tags=["privacy"], dependencies=[WalletLimited])
 
 ONCHAIN_NOTE = (
@@ -20,6 +24,21 @@ ONCHAIN_NOTE = (
     "recorded on a public blockchain. They are part of the export, but deleting your data "
     "here cannot remove them: nobody can."
 )
+
+
+def _campaigns(session: Session, advertiser: AdvertiserProfile | None) -> list[CampaignDraft]:
+    if advertiser is None:
+        return []
+    return list(
+        session.exec(select(CampaignDraft).where(CampaignDraft.advertiser_id == advertiser.id))
+    )
+
+
+def _creatives(session: Session, drafts: list[CampaignDraft]) -> list[Creative]:
+    ids = [d.id for d in drafts]
+    if not ids:
+        return []
+    return list(session.exec(select(Creative).where(col(Creative.campaign_id).in_(ids))))
 
 
 @router.get("/export")
@@ -31,24 +50,53 @@ def export(wallet: WalletDep, session: SessionDep, settings: SettingsDep) -> dic
         if profile
         else []
     )
+    advertiser = find_advertiser(session, wallet)
+    drafts = _campaigns(session, advertiser)
+    campaigns_onchain = session.execute(
+        text(
+            "SELECT campaign_id, status, bid, metadata_hash FROM campaigns_onchain"
+            " WHERE chain_id = :chain AND advertiser = :wallet ORDER BY campaign_id"
+        ),
+        {"chain": settings.chain_id, "wallet": wallet.lower()},
+    )
     return {
         "wallet": wallet,
         "off_chain": {
             "publisher_profile": profile.model_dump(mode="json") if profile else None,
             "ad_slots": [slot.model_dump(mode="json") for slot in slots],
+            "advertiser_profile": advertiser.model_dump(mode="json") if advertiser else None,
+            "campaigns": [d.model_dump(mode="json") for d in drafts],
+            "creatives": [c.model_dump(mode="json") for c in _creatives(session, drafts)],
         },
         "on_chain": {
             "publisher": onchain_status(session, settings.chain_id, wallet).model_dump(),
+            "campaigns": [
+                {
+                    "campaign_id": int(row.campaign_id),
+                    "status": row.status,
+                    "bid": str(row.bid),
+                    "metadata_hash": row.metadata_hash,
+                }
+                for row in campaigns_onchain
+            ],
             "note": ONCHAIN_NOTE,
         },
     }
 
 
 @router.delete("/data")
-def delete(wallet: WalletDep, session: SessionDep) -> dict[str, Any]:
-    """Delete the wallet's off-chain data: profile and slots."""
+def delete(
+    wallet: WalletDep, session: SessionDep, settings: SettingsDep, request: Request
+) -> dict[str, Any]:
+    """Delete the wallet's off-chain data: publisher profile and slots; advertiser profile,
+    campaigns and creatives, except the campaigns still live on-chain (registered and not
+    ended), which the ad server needs to serve what the advertiser paid for: end them, then
+    delete again."""
+    storage = request.app.state.storage
     profile = find_profile(session, wallet)
-    removed = {"publisher_profile": 0, "ad_slots": 0}
+    removed = dict.fromkeys(
+        ("publisher_profile", "ad_slots", "advertiser_profile", "campaigns", "creatives"), 0
+    )
     if profile is not None:
         for slot in session.exec(select(AdSlot).where(AdSlot.publisher_id == profile.id)).all():
             session.delete(slot)
@@ -56,5 +104,27 @@ def delete(wallet: WalletDep, session: SessionDep) -> dict[str, Any]:
         session.flush()
         session.delete(profile)
         removed["publisher_profile"] = 1
-        session.commit()
-    return {"deleted": removed, "kept_on_chain": ONCHAIN_NOTE}
+    advertiser = find_advertiser(session, wallet)
+    kept = []
+    gone_cids = set()
+    for draft in _campaigns(session, advertiser):
+        onchain = onchain_row(session, settings, wallet, draft)
+        if onchain is not None and onchain.status != ENDED:
+            kept.append(str(draft.id))
+            continue
+        for creative in _creatives(session, [draft]):
+            gone_cids.add(creative.cid)
+            session.delete(creative)
+            removed["creatives"] += 1
+        session.flush()
+        session.delete(draft)
+        removed["campaigns"] += 1
+    if advertiser is not None and not kept:
+        session.flush()
+        session.delete(advertiser)
+        removed["advertiser_profile"] = 1
+    session.commit()
+    still_used = set(session.exec(select(Creative.cid).where(col(Creative.cid).in_(gone_cids))))
+    for cid in gone_cids - still_used:  # the same bytes may belong to another campaign
+        storage.delete(cid)
+    return {"deleted": removed, "kept_live_campaigns": kept, "kept_on_chain": ONCHAIN_NOTE}
