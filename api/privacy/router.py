@@ -41,6 +41,18 @@ def _creatives(session: Session, drafts: list[CampaignDraft]) -> list[Creative]:
     return list(session.exec(select(Creative).where(col(Creative.campaign_id).in_(ids))))
 
 
+MONEY = ("bid", "total_budget", "daily_budget")
+
+
+def _draft_json(draft: CampaignDraft) -> dict[str, Any]:
+    """A draft as JSON, its amounts as exact integers (atomic units)."""
+    data = draft.model_dump(mode="json", exclude=set(MONEY))
+    for name in MONEY:
+        value = getattr(draft, name)
+        data[name] = None if value is None else int(value)
+    return data
+
+
 @router.get("/export")
 def export(wallet: WalletDep, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
     """Every off-chain record of the wallet, as JSON, plus what the chain holds about it."""
@@ -65,7 +77,7 @@ def export(wallet: WalletDep, session: SessionDep, settings: SettingsDep) -> dic
             "publisher_profile": profile.model_dump(mode="json") if profile else None,
             "ad_slots": [slot.model_dump(mode="json") for slot in slots],
             "advertiser_profile": advertiser.model_dump(mode="json") if advertiser else None,
-            "campaigns": [d.model_dump(mode="json") for d in drafts],
+            "campaigns": [_draft_json(d) for d in drafts],
             "creatives": [c.model_dump(mode="json") for c in _creatives(session, drafts)],
         },
         "on_chain": {
