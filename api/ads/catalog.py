@@ -81,10 +81,12 @@ CANDIDATES = text(
 SLOTS = text(
     """
     SELECT s.slot_id, p.wallet, s.format, s.width, s.height, s.status, s.agent_price,
-           s.ad_free_price, s.no_fill_price, p.category, o.pub_id, o.payment_wallet,
+           s.ad_free_price, s.no_fill_price, coalesce(t.category, p.category) AS category,
+           o.pub_id, o.payment_wallet,
            coalesce(o.quality_score, 0) AS quality_score, coalesce(o.suspended, false) AS suspended
     FROM ad_slots s
     JOIN publisher_profiles p ON p.id = s.publisher_id
+    LEFT JOIN publisher_sites t ON t.id = s.site_id
     LEFT JOIN publishers_onchain o ON o.chain_id = :chain AND o.wallet = p.wallet
     """
 )

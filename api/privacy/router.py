@@ -13,7 +13,7 @@ from api.campaigns.models import AdvertiserProfile, CampaignDraft, Creative
 from api.campaigns.service import find_advertiser, onchain_row
 from api.core.db import SessionDep
 from api.deps import SettingsDep, WalletDep, WalletLimited
-from api.publishers.models import AdSlot
+from api.publishers.models import AdSlot, PublisherSite
 from api.publishers.service import find_profile, onchain_status
 
 ENDED = 3
@@ -62,6 +62,11 @@ def export(wallet: WalletDep, session: SessionDep, settings: SettingsDep) -> dic
         if profile
         else []
     )
+    sites = (
+        session.exec(select(PublisherSite).where(PublisherSite.publisher_id == profile.id)).all()
+        if profile
+        else []
+    )
     advertiser = find_advertiser(session, wallet)
     drafts = _campaigns(session, advertiser)
     campaigns_onchain = session.execute(
@@ -75,6 +80,7 @@ def export(wallet: WalletDep, session: SessionDep, settings: SettingsDep) -> dic
         "wallet": wallet,
         "off_chain": {
             "publisher_profile": profile.model_dump(mode="json") if profile else None,
+            "sites": [site.model_dump(mode="json") for site in sites],
             "ad_slots": [slot.model_dump(mode="json") for slot in slots],
             "advertiser_profile": advertiser.model_dump(mode="json") if advertiser else None,
             "campaigns": [_draft_json(d) for d in drafts],
@@ -100,19 +106,25 @@ def export(wallet: WalletDep, session: SessionDep, settings: SettingsDep) -> dic
 def delete(
     wallet: WalletDep, session: SessionDep, settings: SettingsDep, request: Request
 ) -> dict[str, Any]:
-    """Delete the wallet's off-chain data: publisher profile and slots; advertiser profile,
+    """Delete the wallet's off-chain data: publisher profile, sites and slots; advertiser profile,
     campaigns and creatives, except the campaigns still live on-chain (registered and not
     ended), which the ad server needs to serve what the advertiser paid for: end them, then
     delete again."""
     storage = request.app.state.storage
     profile = find_profile(session, wallet)
     removed = dict.fromkeys(
-        ("publisher_profile", "ad_slots", "advertiser_profile", "campaigns", "creatives"), 0
+        ("publisher_profile", "sites", "ad_slots", "advertiser_profile", "campaigns", "creatives"),
+        0,
     )
     if profile is not None:
         for slot in session.exec(select(AdSlot).where(AdSlot.publisher_id == profile.id)).all():
             session.delete(slot)
             removed["ad_slots"] += 1
+        session.flush()
+        owned = select(PublisherSite).where(PublisherSite.publisher_id == profile.id)
+        for site in session.exec(owned).all():
+            session.delete(site)
+            removed["sites"] += 1
         session.flush()
         session.delete(profile)
         removed["publisher_profile"] = 1

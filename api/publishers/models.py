@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger
+from sqlalchemy import BigInteger, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from api.core.fields import utcnow
@@ -24,6 +24,25 @@ class PublisherProfile(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+class PublisherSite(SQLModel, table=True):
+    """A website of the publisher. The profile's website is its main site (`main`); more can
+    be added. Each is verified on its own; the chain records one hash committing to the
+    publisher's verified domains (see `api.publishers.sites.domains_commitment`)."""
+
+    __tablename__ = "publisher_sites"
+    __table_args__ = (UniqueConstraint("publisher_id", "domain", name="uq_publisher_sites_domain"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    publisher_id: uuid.UUID = Field(foreign_key="publisher_profiles.id", index=True)
+    url: str
+    domain: str = Field(index=True, description="lower-case host without www.")
+    category: str | None = None
+    main: bool = False
+    verified_at: datetime | None = None
+    verified_by: str | None = Field(default=None, description="dns, well_known or meta")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class AdSlot(SQLModel, table=True):
     """A place on a publisher's site where ads appear. `slot_id` is the public name sites
     send to `/x402/ad`; the prices are what agents or ad-free visitors pay by x402 (USDC
@@ -33,6 +52,7 @@ class AdSlot(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     publisher_id: uuid.UUID = Field(foreign_key="publisher_profiles.id", index=True)
+    site_id: uuid.UUID | None = Field(default=None, foreign_key="publisher_sites.id", index=True)
     slot_id: str = Field(unique=True, index=True)
     name: str
     format: str

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request, Response, status
 from api.core.chain import TxData
 from api.core.db import SessionDep
 from api.deps import SettingsDep, WalletDep, WalletLimited
-from api.publishers import earnings, service, slots
+from api.publishers import earnings, service, sites, slots
 from api.publishers.schemas import (
     DomainInstructions,
     DomainVerified,
@@ -17,6 +17,8 @@ from api.publishers.schemas import (
     PublisherPublic,
     PublisherUpdate,
     RegistrationIn,
+    SiteCreate,
+    SitePublic,
     SlotCreate,
     SlotPublic,
     SlotUpdate,
@@ -134,3 +136,55 @@ def read_earnings(wallet: WalletDep, session: SessionDep, settings: SettingsDep)
 def claim_txs(wallet: WalletDep, session: SessionDep, settings: SettingsDep) -> list[TxData]:
     """`PublisherPayout.claim` with the newest claimable proof, one per token."""
     return earnings.claim_txs(session, settings, wallet)
+
+
+@router.post("/me/sites", response_model=SitePublic, status_code=status.HTTP_201_CREATED)
+def create_site(body: SiteCreate, wallet: WalletDep, session: SessionDep) -> SitePublic:
+    """Another website of the publisher (the profile's website is the main site)."""
+    return sites.create(session, wallet, body)
+
+
+@router.get("/me/sites", response_model=list[SitePublic])
+def list_sites(wallet: WalletDep, session: SessionDep) -> list[SitePublic]:
+    return sites.list_sites(session, wallet)
+
+
+@router.get("/me/sites/{site_id}", response_model=SitePublic)
+def read_site(site_id: str, wallet: WalletDep, session: SessionDep) -> SitePublic:
+    return sites.read(session, wallet, site_id)
+
+
+@router.delete("/me/sites/{site_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_site(site_id: str, wallet: WalletDep, session: SessionDep) -> Response:
+    """Remove a site without slots (not the main one)."""
+    sites.delete(session, wallet, site_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/me/sites/{site_id}/domain", response_model=DomainInstructions)
+def site_domain_instructions(
+    site_id: str, wallet: WalletDep, session: SessionDep, settings: SettingsDep
+) -> DomainInstructions:
+    """How to prove this site's domain."""
+    return service.domain_instructions(session, settings.jwt_secret, wallet, site_id)
+
+
+@router.post("/me/sites/{site_id}/domain/verify", response_model=DomainVerified)
+def verify_site_domain(
+    site_id: str,
+    body: VerifyDomainIn,
+    request: Request,
+    wallet: WalletDep,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> DomainVerified:
+    """Check this site's proof; on success the chain's domain hash commits to it too."""
+    return service.verify_domain(
+        session,
+        settings,
+        wallet,
+        body.method,
+        request.app.state.domain_fetcher,
+        request.app.state.txt_lookup,
+        site_id,
+    )

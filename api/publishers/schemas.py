@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
@@ -83,6 +84,7 @@ Dimension = Annotated[int, Field(ge=1, le=4096)]
 
 
 class SlotCreate(BaseModel):
+    site_id: str | None = Field(default=None, description="one of your sites; default: the main")
     name: str = Field(min_length=1, max_length=100)
     format: SlotFormat
     width: Dimension
@@ -104,6 +106,7 @@ class SlotUpdate(BaseModel):
 
 class SlotPublic(BaseModel):
     slot_id: str
+    site_id: str | None
     name: str
     format: SlotFormat
     width: int
@@ -157,3 +160,23 @@ class TokenEarnings(BaseModel):
 
 class EarningsPublic(BaseModel):
     tokens: list[TokenEarnings] = Field(description="empty until the first settlement")
+
+
+class SiteCreate(BaseModel):
+    website_url: WebsiteUrl
+    category: str | None = CATEGORY
+
+    @field_validator("category")
+    @classmethod
+    def _category(cls, value: str | None) -> str | None:
+        return known_category(value)
+
+
+class SitePublic(BaseModel):
+    id: str
+    url: str
+    domain: str
+    category: str | None
+    main: bool = Field(description="the profile's website")
+    verified: bool
+    verified_at: datetime | None

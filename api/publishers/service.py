@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -14,7 +15,7 @@ from api.core.chain import ChainError, TxData, send_as, transaction
 from api.core.errors import ApiError, Conflict, NotFound
 from api.core.settings import Settings
 from api.publishers import domains
-from api.publishers.models import PublisherProfile
+from api.publishers.models import PublisherProfile, PublisherSite
 from api.publishers.schemas import (
     DomainInstructions,
     DomainVerified,
@@ -80,6 +81,16 @@ def create(session: Session, chain_id: int, wallet: str, body: PublisherCreate) 
         category=body.category,
     )
     session.add(profile)
+    session.flush()
+    session.add(
+        PublisherSite(
+            publisher_id=profile.id,
+            url=profile.website_url,
+            domain=domain_of(profile.website_url),
+            category=profile.category,
+            main=True,
+        )
+    )
     session.commit()
     session.refresh(profile)
     return public(session, chain_id, profile)
@@ -98,6 +109,14 @@ def update(session: Session, chain_id: int, wallet: str, body: PublisherUpdate) 
         profile.email = str(body.email) if body.email else None
     if "category" in changes:
         profile.category = body.category
+    main = main_site(session, profile)
+    main.category = profile.category
+    if main.url != profile.website_url:
+        main.url = profile.website_url
+        if main.domain != domain_of(profile.website_url):
+            main.domain = domain_of(profile.website_url)
+            main.verified_at = main.verified_by = None  # a new domain is proven anew
+    session.add(main)
     profile.updated_at = datetime.now(UTC)
     session.add(profile)
     session.commit()
@@ -128,14 +147,61 @@ def registration_tx(session: Session, chain_id: int, wallet: str, body: Registra
     )
 
 
-def _domain_of(profile: PublisherProfile) -> str:
-    host = urlsplit(profile.website_url).hostname or ""
+def domain_of(url: str) -> str:
+    host = urlsplit(url).hostname or ""
     return host.lower().removeprefix("www.")
 
 
-def domain_instructions(session: Session, secret: str, wallet: str) -> DomainInstructions:
+def main_site(session: Session, profile: PublisherProfile) -> PublisherSite:
+    site = session.exec(
+        select(PublisherSite).where(
+            PublisherSite.publisher_id == profile.id,
+            PublisherSite.main == True,  # noqa: E712
+        )
+    ).first()
+    if site is None:  # a profile made before sites existed and not migrated: heal it
+        site = PublisherSite(
+            publisher_id=profile.id,
+            url=profile.website_url,
+            domain=domain_of(profile.website_url),
+            category=profile.category,
+            main=True,
+        )
+        session.add(site)
+        session.flush()
+    return site
+
+
+def own_site(session: Session, profile: PublisherProfile, site_id: str | None) -> PublisherSite:
+    """The publisher's site `site_id`, or its main site when None; another publisher's
+    site looks exactly like a missing one."""
+    if site_id is None:
+        return main_site(session, profile)
+    try:
+        key = uuid.UUID(site_id)
+    except ValueError:
+        raise NotFound(f"you have no site {site_id!r}") from None
+    site = session.exec(
+        select(PublisherSite).where(
+            PublisherSite.id == key, PublisherSite.publisher_id == profile.id
+        )
+    ).first()
+    if site is None:
+        raise NotFound(f"you have no site {site_id!r}")
+    return site
+
+
+def domains_commitment(domains: list[str]) -> bytes:
+    """What `PublisherRegistry.domain_hash` records: keccak256 of the publisher's verified
+    domains, sorted and joined by newlines (for one domain, keccak256 of the domain)."""
+    return keccak(text="\n".join(sorted(set(domains))))
+
+
+def domain_instructions(
+    session: Session, secret: str, wallet: str, site_id: str | None = None
+) -> DomainInstructions:
     profile = profile_of(session, wallet)
-    domain = _domain_of(profile)
+    domain = own_site(session, profile, site_id).domain
     token = domains.verification_token(secret, wallet, domain)
     return DomainInstructions(
         domain=domain,
@@ -153,9 +219,22 @@ def verify_domain(
     method: VerificationMethod,
     fetcher: domains.SafeFetcher,
     txt_lookup: Callable[[str], list[str]],
+    site_id: str | None = None,
 ) -> DomainVerified:
-    """Check the proof; on success the ORACLE records the domain on-chain for the wallet."""
-    guide = domain_instructions(session, settings.jwt_secret, wallet)
+    """Check the proof for the site (the main one by default); on success the ORACLE
+    records the commitment to all the publisher's verified domains on-chain."""
+    profile = profile_of(session, wallet)
+    site = own_site(session, profile, site_id)
+    guide = domain_instructions(session, settings.jwt_secret, wallet, site_id)
+    taken = session.exec(
+        select(PublisherSite).where(
+            PublisherSite.domain == site.domain,
+            PublisherSite.publisher_id != profile.id,
+            PublisherSite.verified_at != None,  # noqa: E711
+        )
+    ).first()
+    if taken is not None:
+        raise Conflict(f"{site.domain} is verified by another publisher", code="domain_taken")
     if not onchain_status(session, settings.chain_id, wallet).registered:
         raise Conflict(
             "register the wallet on-chain first: the domain is bound to that registration",
@@ -172,7 +251,13 @@ def verify_domain(
             f"no {method.value} proof with token {guide.token} found for {guide.domain}",
             {"instructions": guide.model_dump()},
         )
-    domain_hash = keccak(text=guide.domain)
+    verified = session.exec(
+        select(PublisherSite.domain).where(
+            PublisherSite.publisher_id == profile.id,
+            PublisherSite.verified_at != None,  # noqa: E711
+        )
+    ).all()
+    domain_hash = domains_commitment([*verified, site.domain])
     tx = transaction(
         settings.chain_id,
         "PublisherRegistry",
@@ -185,6 +270,10 @@ def verify_domain(
         tx_hash = send_as(settings.rpc_url, settings.oracle_private_key, tx)
     except ChainError as exc:
         raise ApiError(str(exc), status=503, code="chain_unavailable") from None
+    site.verified_at = datetime.now(UTC)
+    site.verified_by = method.value
+    session.add(site)
+    session.commit()
     return DomainVerified(
         domain=guide.domain, method=method, domain_hash="0x" + domain_hash.hex(), tx_hash=tx_hash
     )

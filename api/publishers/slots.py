@@ -11,11 +11,13 @@ from sqlmodel import Session, select
 from api.core.errors import NotFound
 from api.publishers.models import AdSlot, PublisherProfile
 from api.publishers.schemas import IntegrationCode, SlotCreate, SlotPublic, SlotUpdate
-from api.publishers.service import profile_of
+from api.publishers.service import own_site, profile_of
 
 
 def public(slot: AdSlot) -> SlotPublic:
-    return SlotPublic.model_validate(slot, from_attributes=True)
+    return SlotPublic.model_validate(
+        {**slot.model_dump(), "site_id": str(slot.site_id) if slot.site_id else None}
+    )
 
 
 def _own_slot(session: Session, profile: PublisherProfile, slot_id: str) -> AdSlot:
@@ -30,10 +32,12 @@ def _own_slot(session: Session, profile: PublisherProfile, slot_id: str) -> AdSl
 
 def create(session: Session, wallet: str, body: SlotCreate) -> SlotPublic:
     profile = profile_of(session, wallet)
+    site = own_site(session, profile, body.site_id)
     slot = AdSlot(
         publisher_id=profile.id,
+        site_id=site.id,
         slot_id="slot_" + secrets.token_hex(8),
-        **body.model_dump(mode="json"),
+        **body.model_dump(mode="json", exclude={"site_id"}),
     )
     session.add(slot)
     session.commit()

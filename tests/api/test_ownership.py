@@ -12,8 +12,12 @@ from tests.api.test_campaigns import CAMPAIGN
 from tests.api.test_creatives import png
 from tests.api.test_slots import SLOT
 
-# (method, path, json body or None); {slot} and {campaign} are A's
+# (method, path, json body or None); {site}, {slot} and {campaign} are A's
 MATRIX = [
+    ("GET", "/api/v1/publishers/me/sites/{site}", None),
+    ("DELETE", "/api/v1/publishers/me/sites/{site}", None),
+    ("GET", "/api/v1/publishers/me/sites/{site}/domain", None),
+    ("POST", "/api/v1/publishers/me/sites/{site}/domain/verify", {"method": "dns"}),
     ("GET", "/api/v1/publishers/me/slots/{slot}", None),
     ("PATCH", "/api/v1/publishers/me/slots/{slot}", {"status": "paused"}),
     ("DELETE", "/api/v1/publishers/me/slots/{slot}", None),
@@ -36,6 +40,9 @@ PUBLIC = {"/creatives/{cid}"}  # content-addressed files served to every page
 def owned_by_a(api) -> tuple[dict[str, str], dict[str, str]]:
     a = auth(api, Wallet())
     api.post("/api/v1/publishers", json={"website_url": "https://a.example"}, headers=a)
+    site = api.post(
+        "/api/v1/publishers/me/sites", json={"website_url": "https://a2.example"}, headers=a
+    ).json()["id"]
     slot = api.post("/api/v1/publishers/me/slots", json=SLOT, headers=a).json()["slot_id"]
     api.post(
         "/api/v1/advertisers",
@@ -49,7 +56,7 @@ def owned_by_a(api) -> tuple[dict[str, str], dict[str, str]]:
         headers=a,
     )
     assert upload.status_code == 201, upload.text
-    return a, {"slot": slot, "campaign": campaign}
+    return a, {"site": site, "slot": slot, "campaign": campaign}
 
 
 def everything_of(api, headers) -> dict[str, object]:
@@ -58,6 +65,7 @@ def everything_of(api, headers) -> dict[str, object]:
         for path in (
             "/api/v1/publishers/me",
             "/api/v1/publishers/me/slots",
+            "/api/v1/publishers/me/sites",
             "/api/v1/advertisers/me",
             "/api/v1/campaigns",
             "/api/v1/privacy/export",
@@ -73,7 +81,7 @@ def test_every_resource_route_is_in_the_matrix(api):
         for method in operations
     }
     covered = {
-        (method, re.sub(r"\{slot\}", "{slot_id}", re.sub(r"\{campaign\}", "{campaign_id}", path)))
+        (method, re.sub(r"\{(site|slot|campaign)\}", r"{\1_id}", path))
         for method, path, _ in MATRIX
     }
     assert named == covered
@@ -101,7 +109,11 @@ def test_wallet_b_cannot_read_or_change_wallet_a(api):
 
     assert everything_of(api, a) == before
     exported = api.get("/api/v1/privacy/export", headers=b).text
-    assert ids["slot"] not in exported and ids["campaign"] not in exported
+    assert all(ids[kind] not in exported for kind in ("site", "slot", "campaign"))
+    foreign_site = api.post(
+        "/api/v1/publishers/me/slots", json={**SLOT, "site_id": ids["site"]}, headers=b
+    )
+    assert foreign_site.status_code == 404  # nor place a slot on A's site
 
 
 def test_every_signed_in_route_refuses_a_missing_or_forged_session(api):

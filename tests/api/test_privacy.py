@@ -29,6 +29,7 @@ def test_export_then_delete(api, wallet):
 
     assert deleted["deleted"] == {
         "publisher_profile": 1,
+        "sites": 1,
         "ad_slots": 1,
         "advertiser_profile": 0,
         "campaigns": 0,
@@ -37,6 +38,7 @@ def test_export_then_delete(api, wallet):
     assert api.get("/api/v1/publishers/me", headers=headers).status_code == 404
     assert api.get("/api/v1/privacy/export", headers=headers).json()["off_chain"] == {
         "publisher_profile": None,
+        "sites": [],
         "ad_slots": [],
         "advertiser_profile": None,
         "campaigns": [],
