@@ -30,6 +30,7 @@ from api.ads.traffic import device_of, is_agent, today, visitor_key
 from api.campaigns.targeting import COUNTRIES
 from api.core.chain import deployment
 from api.core.errors import ApiError, Forbidden, NotFound, Unavailable, Unprocessable, error_body
+from api.core.ratelimit import LocalLimiter
 from api.core.settings import Settings
 
 log = logging.getLogger("api.ads")
@@ -118,6 +119,7 @@ class Serving:
         self.cache = cache
         self.budgets = Budgets(cache)
         self.gate = RedisGate()
+        self.limiter = LocalLimiter(lambda: settings.rate_limit_ad_per_minute)
         self.payments: x402.Payments | None = payments
         self._asset: str | None = None
 
@@ -227,10 +229,11 @@ QUERY_DOC = _query_doc()
     openapi_extra={"parameters": QUERY_DOC},
 )
 async def serve_ad(request: Request) -> Response:
+    serving = _serving(request)
+    serving.limiter.hit(request.client.host if request.client else "unknown")
     query = _query(request)
     pub_id, slot_id, format, geo = query.pub_id, query.slot_id, query.format, query.geo
     device, ad_free, n = query.device, query.ad_free, query.n
-    serving = _serving(request)
     slot = serving.catalog.current().slots.get(slot_id)
     if slot is None:
         slot = await run_in_threadpool(serving.catalog.slot, slot_id)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from api.core.fields import Body
+
 
 class NonceOut(BaseModel):
     nonce: str
     expires_in: int = Field(description="seconds the nonce stays valid")
 
 
-class VerifyIn(BaseModel):
+class VerifyIn(Body):
     message: str = Field(description="the EIP-4361 message the wallet signed")
     signature: str = Field(pattern=r"^0x[0-9a-fA-F]+$", max_length=2 + 2 * 65 * 4)
 

@@ -9,17 +9,17 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from api.campaigns.targeting import CATEGORIES, COUNTRIES, DEVICES
-from api.core.fields import WebsiteUrl
+from api.core.fields import Body, WebsiteUrl
 
 Amount = Annotated[int, Field(gt=0, lt=2**255, description="atomic units of the token")]
 
 
-class AdvertiserCreate(BaseModel):
+class AdvertiserCreate(Body):
     company_name: str = Field(min_length=1, max_length=200)
     website_url: WebsiteUrl
 
 
-class AdvertiserUpdate(BaseModel):
+class AdvertiserUpdate(Body):
     company_name: str | None = Field(default=None, min_length=1, max_length=200)
     website_url: WebsiteUrl | None = None
 
@@ -47,7 +47,7 @@ class Format(StrEnum):
     video = "video"
 
 
-class Targeting(BaseModel):
+class Targeting(Body):
     geo: list[str] = Field(default_factory=list, description="ISO 3166-1 alpha-2; empty = all")
     categories: list[str] = Field(default_factory=list, description="empty = all")
     devices: list[str] = Field(default_factory=list, description="desktop, mobile, tablet")
@@ -76,7 +76,7 @@ def _known(values: list[str], allowed: frozenset[str], what: str) -> list[str]:
     return sorted(set(values))
 
 
-class CampaignCreate(BaseModel):
+class CampaignCreate(Body):
     name: str = Field(min_length=1, max_length=200)
     objective: Objective = Objective.awareness
     bid_model: BidModel
@@ -103,7 +103,7 @@ class CampaignCreate(BaseModel):
         return self
 
 
-class CampaignUpdate(BaseModel):
+class CampaignUpdate(Body):
     """Fields to change. Once a campaign is registered on-chain its token and bid model are
     fixed; a new bid, targeting, format or landing page takes effect when the advertiser
     signs the `metadata-tx` (until then `pending_update` is true and the campaign pauses
@@ -129,11 +129,11 @@ class CampaignStatus(StrEnum):
     ended = "ended"
 
 
-class StatusIn(BaseModel):
+class StatusIn(Body):
     status: CampaignStatus
 
 
-class WithdrawIn(BaseModel):
+class WithdrawIn(Body):
     amount: Amount
 
 
@@ -169,7 +169,7 @@ class CampaignPublic(BaseModel):
     withdraw: WithdrawPublic | None = Field(description="the latest withdraw request")
 
 
-class FundingIn(BaseModel):
+class FundingIn(Body):
     amount: Amount
 
 

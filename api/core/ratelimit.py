@@ -50,3 +50,33 @@ def per_ip(bucket: str, limit_of: Callable[[Request], int]) -> Callable[[Request
         hit(request.app.state.redis, bucket, client_ip(request), limit_of(request))
 
     return dependency
+
+
+class LocalLimiter:
+    """The same per-minute limit, counted in this process only: for the ad endpoint, whose
+    every request cannot afford a Redis round trip. With several workers a client gets up
+    to `limit` × workers, still a hard bound on a burst."""
+
+    def __init__(self, limit_of: Callable[[], int], max_clients: int = 100_000) -> None:
+        self.limit_of = limit_of
+        self.max_clients = max_clients
+        self.window = 0
+        self.counts: dict[str, int] = {}
+
+    def hit(self, who: str) -> None:
+        limit = self.limit_of()
+        if limit <= 0:
+            return
+        now = int(time.time())
+        window = now - now % WINDOW
+        if window != self.window or len(self.counts) >= self.max_clients:
+            self.window, self.counts = window, {}
+        count = self.counts.get(who, 0) + 1
+        self.counts[who] = count
+        if count > limit:
+            retry_after = window + WINDOW - now
+            raise TooManyRequests(
+                f"too many requests; try again in {retry_after} s",
+                {"limit_per_minute": limit},
+                headers={"Retry-After": str(retry_after)},
+            )

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     rate_limit_ip_per_minute: int = 120
     rate_limit_wallet_per_minute: int = 240
     rate_limit_auth_per_minute: int = 20
+    # per client IP and API worker on /x402/ad (a publisher's server relaying agents sends
+    # all of them from one IP: raise it for such a publisher's traffic, or 0 for no limit)
+    rate_limit_ad_per_minute: int = 1200
 
     # x402: the key that sends `transferWithAuthorization` (it pays the gas, holds no USDC),
     # how long an authorization may live, how long settlement waits for the receipt before

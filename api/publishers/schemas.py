@@ -9,14 +9,14 @@ from typing import Annotated
 from pydantic import BaseModel, EmailStr, Field, field_validator
 
 from api.campaigns.targeting import CATEGORIES
-from api.core.fields import WebsiteUrl
+from api.core.fields import Body, WebsiteUrl
 
 CATEGORY = Field(
     default=None, description="the site's content category; campaigns may target categories"
 )
 
 
-class PublisherCreate(BaseModel):
+class PublisherCreate(Body):
     website_url: WebsiteUrl
     email: EmailStr | None = None
     category: str | None = CATEGORY
@@ -27,7 +27,7 @@ class PublisherCreate(BaseModel):
         return known_category(value)
 
 
-class PublisherUpdate(BaseModel):
+class PublisherUpdate(Body):
     website_url: WebsiteUrl | None = None
     email: EmailStr | None = None
     category: str | None = CATEGORY
@@ -61,7 +61,7 @@ class PublisherPublic(BaseModel):
     onchain: OnChainStatus
 
 
-class RegistrationIn(BaseModel):
+class RegistrationIn(Body):
     pub_id: str = Field(min_length=3, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")
     payment_wallet: str | None = Field(
         default=None, pattern=r"^0x[0-9a-fA-F]{40}$", description="defaults to the wallet"
@@ -83,7 +83,7 @@ Price = Annotated[int, Field(ge=0, le=10**12, description="USDC atomic units (6 
 Dimension = Annotated[int, Field(ge=1, le=4096)]
 
 
-class SlotCreate(BaseModel):
+class SlotCreate(Body):
     site_id: str | None = Field(default=None, description="one of your sites; default: the main")
     name: str = Field(min_length=1, max_length=100)
     format: SlotFormat
@@ -94,7 +94,7 @@ class SlotCreate(BaseModel):
     no_fill_price: Price | None = None
 
 
-class SlotUpdate(BaseModel):
+class SlotUpdate(Body):
     name: str | None = Field(default=None, min_length=1, max_length=100)
     status: SlotStatus | None = None
     width: Dimension | None = None
@@ -136,7 +136,7 @@ class DomainInstructions(BaseModel):
     meta_tag: str
 
 
-class VerifyDomainIn(BaseModel):
+class VerifyDomainIn(Body):
     method: VerificationMethod
 
 
@@ -162,7 +162,7 @@ class EarningsPublic(BaseModel):
     tokens: list[TokenEarnings] = Field(description="empty until the first settlement")
 
 
-class SiteCreate(BaseModel):
+class SiteCreate(Body):
     website_url: WebsiteUrl
     category: str | None = CATEGORY
 

@@ -332,3 +332,11 @@ def test_without_postgres_ads_still_serve(api, site):
     assert ad(api, site).status_code == 200
     assert ad(api, site, user_agent=AGENT).status_code == 402
     assert ad(api, {**site, "slot": "never-seen"}).status_code == 404
+
+
+def test_a_burst_from_one_client_is_refused_with_retry_after(api, site):
+    api.app.state.settings.rate_limit_ad_per_minute = 5
+    answers = [ad(api, site, user_agent=AGENT) for _ in range(7)]
+    assert [a.status_code for a in answers] == [402] * 5 + [429] * 2
+    assert answers[-1].json()["error"]["code"] == "rate_limited"
+    assert 0 < int(answers[-1].headers["Retry-After"]) <= 60

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.api.conftest import Wallet, auth
 from tests.api.test_campaigns import CAMPAIGN
 from tests.api.test_creatives import png
@@ -133,3 +135,24 @@ def test_every_signed_in_route_refuses_a_missing_or_forged_session(api):
                 assert reply.json()["error"]["code"] in {"no_token", "invalid_token"}
             checked += 1
     assert checked >= 30
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("PATCH", "/api/v1/publishers/me", {"verified": True}),
+        ("PATCH", "/api/v1/publishers/me", {"wallet": "0x" + "11" * 20}),
+        ("POST", "/api/v1/publishers/me/slots", {**SLOT, "status": "active", "owner": "x"}),
+        ("POST", "/api/v1/publishers/me/sites", {"website_url": "https://c.example", "main": True}),
+        ("PATCH", "/api/v1/advertisers/me", {"wallet": "0x" + "11" * 20}),
+        ("POST", "/api/v1/campaigns", {**CAMPAIGN, "status": "active"}),
+        ("POST", "/api/v1/campaigns", {**CAMPAIGN, "escrow_balance": 10**12}),
+    ],
+    ids=["verified", "wallet", "slot-owner", "main-site", "advertiser-wallet", "status", "balance"],
+)
+def test_protected_fields_cannot_be_set(api, method, path, body):
+    a, _ = owned_by_a(api)
+    before = everything_of(api, a)
+    reply = api.request(method, path, json=body, headers=a)
+    assert reply.status_code == 422, reply.text
+    assert everything_of(api, a) == before
