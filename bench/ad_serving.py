@@ -240,7 +240,7 @@ def main() -> int:
             "BUZZER_DEPLOYMENTS_DIR": str(deployments_dir),
             "BUZZER_JWT_SECRET": "bench-" + "x" * 40,
             "BUZZER_FREQUENCY_CAP": str(10**9),
-            "BUZZER_RATE_LIMIT_IP_PER_MINUTE": str(10**9),
+            "BUZZER_RATE_LIMIT_AD_PER_MINUTE": "0",  # one load generator is one client IP
             "BUZZER_FACILITATOR_PRIVATE_KEY": "0x" + dev_account(20).key.hex().removeprefix("0x"),
             "BUZZER_STORAGE_DIR": str(scratch / "creatives"),
         }
