@@ -9,6 +9,8 @@ import logging
 log = logging.getLogger("indexer")
 
 VERSION_KEY = "buzzer:ads:version"
+# what the ad servers' catalog is made of (token transfers are not)
+SERVING_CONTRACTS = frozenset({"PublisherRegistry", "CampaignRegistry", "PaymentEscrow"})
 
 
 class Notifier:

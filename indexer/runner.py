@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from indexer import store
 from indexer.contracts import ContractsError, load_abi, load_deployment
 from indexer.decode import Decoder, Event
-from indexer.notify import Notifier
+from indexer.notify import SERVING_CONTRACTS, Notifier
 from indexer.rpc import RangeTooLarge, Rpc
 from indexer.settings import ConfigError, Settings
 from indexer.store import BlockHeader, Checkpoint
@@ -245,7 +245,7 @@ class Indexer:
         store.write_range(
             self.conn, self.chain_id, read.events, read.headers, new, self.settings.reorg_window
         )
-        if read.events:
+        if any(event.contract in SERVING_CONTRACTS for event in read.events):
             self.notifier.changed()
         return new, len(read.events)
 

@@ -340,3 +340,21 @@ def test_a_burst_from_one_client_is_refused_with_retry_after(api, site):
     assert [a.status_code for a in answers] == [402] * 5 + [429] * 2
     assert answers[-1].json()["error"]["code"] == "rate_limited"
     assert 0 < int(answers[-1].headers["Retry-After"]) <= 60
+
+
+def test_the_indexer_tells_the_ad_servers_when_campaigns_change(api, chain, database_url, settings):
+    """A committed range with campaign events bumps the catalog version the API workers
+    follow; token transfers alone do not."""
+    from api.ads.catalog import VERSION_KEY
+
+    cache = api.app.state.redis
+    index_to_head(chain.rpc_url, database_url, redis_url=settings.redis_url)
+    before = int(cache.get(VERSION_KEY) or 0)
+
+    chain.mint_usdc(ADVERTISER, USDC)
+    index_to_head(chain.rpc_url, database_url, redis_url=settings.redis_url)
+    assert int(cache.get(VERSION_KEY) or 0) == before
+
+    chain.register_campaign(ADVERTISER)
+    index_to_head(chain.rpc_url, database_url, redis_url=settings.redis_url)
+    assert int(cache.get(VERSION_KEY) or 0) == before + 1
