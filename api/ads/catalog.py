@@ -174,7 +174,6 @@ class Catalog:
         self.chain_id = chain_id
         self.snapshot = EMPTY
         self.version: str | None = None
-        self.redis_ok = True
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -210,9 +209,7 @@ class Catalog:
     def _refresh(self, now: float) -> None:
         try:
             version = str(self.cache.get(VERSION_KEY) or "0")
-            self.redis_ok = True
         except redis.RedisError:
-            self.redis_ok = False
             if now - self.snapshot.loaded_at >= RELOAD_WITHOUT_REDIS:
                 self._from_database(store=False)
             return

@@ -102,14 +102,11 @@ class Index:
     and is found from every request."""
 
     buckets: dict[tuple[str, str, str, str], list[Tier]] = field(default_factory=dict)
-    size: int = 0
 
     @classmethod
     def build(cls, candidates: Iterable[Candidate]) -> Index:
         grouped: dict[tuple[str, str, str, str], dict[int, list[Candidate]]] = defaultdict(dict)
-        count = 0
         for candidate in candidates:
-            count += 1
             ecpm = candidate.ecpm
             sizes = {_size_key(candidate.format, c.width, c.height) for c in candidate.creatives}
             for size in sizes:
@@ -120,7 +117,7 @@ class Index:
         buckets = {
             key: sorted(tiers.items(), key=lambda tier: -tier[0]) for key, tiers in grouped.items()
         }
-        return cls(buckets, count)
+        return cls(buckets)
 
     def tiers(self, request: AdRequest) -> Iterator[Tier]:
         """The tiers the request's format, size, geo and device can reach, best first;
@@ -147,11 +144,6 @@ class Index:
             current = (ecpm, members)
         if current is not None:
             yield current
-
-    def walk(self, request: AdRequest) -> Iterator[Candidate]:
-        """Every reachable candidate, best first (ties in index order)."""
-        for _, members in self.tiers(request):
-            yield from members
 
 
 def _size_key(format_: str, width: int | None, height: int | None) -> str:
@@ -306,6 +298,6 @@ class Budgets:
 AMPLE = 1_000  # without Redis, serve only campaigns with this many events of budget left
 
 
-def ample_budget(candidate: Candidate, reserved: int) -> bool:
+def ample_budget(candidate: Candidate) -> bool:
     """The conservative rule when nothing can be reserved: far from exhausted."""
-    return candidate.balance - reserved >= AMPLE * candidate.price
+    return candidate.balance >= AMPLE * candidate.price

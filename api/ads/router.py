@@ -306,9 +306,9 @@ async def _fill(
                 taken = await serving.budgets.reserve_async(candidate, day, visitor, cap)
             except (redis.RedisError, OSError):
                 serving.gate.failed()
-                taken = ample_budget(candidate, 0)
+                taken = ample_budget(candidate)
         else:
-            taken = ample_budget(candidate, 0)
+            taken = ample_budget(candidate)
         if taken:
             chosen.append(candidate)
             if len(chosen) >= n:
@@ -338,8 +338,8 @@ def _ad(
         "expires_at": now + serving.settings.ad_token_ttl_seconds,
     }
     secret = serving.settings.jwt_secret
-    impression = tokens.sign_claims(secret, "imp", claims)
-    click = tokens.sign_claims(secret, "click", claims)
+    impression = tokens.sign(secret, "imp", claims)
+    click = tokens.sign(secret, "click", claims)
     return {
         "ad_id": serve_id,
         "campaign_id": candidate.campaign_id,
