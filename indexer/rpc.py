@@ -106,9 +106,11 @@ class Rpc:
             if error is None:
                 return reply.get("result")
             code, message = int(error.get("code", 0)), str(error.get("message", ""))
-            if method == "eth_getLogs" and _is_too_large(code, message):
+            too_large = method == "eth_getLogs" and _is_too_large(code, message)
+            if too_large and not _single_block(params):
                 raise RangeTooLarge(code, message)
-            if attempt == self.retries or not _is_transient(code, message):
+            # one block cannot be split further: "too large" for it can only be a passing fault
+            if attempt == self.retries or not (too_large or _is_transient(code, message)):
                 raise RpcError(code, message)
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, self.max_backoff)
@@ -160,6 +162,13 @@ class Rpc:
             [{"address": list(addresses), "fromBlock": hex(from_block), "toBlock": hex(to_block)}],
         )
         return result
+
+
+def _single_block(params: Sequence[Any]) -> bool:
+    query = params[0] if params and isinstance(params[0], dict) else {}
+    return "blockHash" in query or (
+        "fromBlock" in query and query.get("fromBlock") == query.get("toBlock")
+    )
 
 
 def _is_too_large(code: int, message: str) -> bool:
