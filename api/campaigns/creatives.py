@@ -5,15 +5,13 @@ metadata hash, since the creative is part of what goes on-chain."""
 from __future__ import annotations
 
 import io
-import json
 from datetime import UTC, datetime
 
-from eth_utils import keccak
 from PIL import Image, UnidentifiedImageError
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from api.campaigns.models import CampaignDraft, Creative
-from api.campaigns.service import onchain_row, own_campaign
+from api.campaigns.models import Creative
+from api.campaigns.service import creative_cids, metadata_hash, onchain_row, own_campaign
 from api.core.errors import ApiError, Conflict, PayloadTooLarge
 from api.core.settings import Settings
 from api.core.storage import Storage
@@ -47,16 +45,6 @@ def sniff(data: bytes) -> tuple[str, int | None, int | None]:
             return kind, image.width, image.height
     except (UnidentifiedImageError, OSError, SyntaxError):
         raise BadCreative("the file is not a PNG, JPEG, GIF, WebP, MP4 or WebM") from None
-
-
-def creative_metadata_hash(draft: CampaignDraft, cids: list[str]) -> str:
-    content = {
-        "targeting": draft.targeting,
-        "format": draft.format,
-        "landing_url": draft.landing_url,
-        "creatives": sorted(cids),
-    }
-    return "0x" + keccak(text=json.dumps(content, sort_keys=True, separators=(",", ":"))).hex()
 
 
 def upload(
@@ -93,8 +81,7 @@ def upload(
     )
     session.add(creative)
     session.flush()
-    cids = [c.cid for c in session.exec(select(Creative).where(Creative.campaign_id == draft.id))]
-    draft.metadata_hash = creative_metadata_hash(draft, cids)
+    draft.metadata_hash = metadata_hash(draft, creative_cids(session, draft))
     draft.updated_at = datetime.now(UTC)
     session.add(draft)
     session.commit()

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from api.campaigns.models import AdvertiserProfile, CampaignDraft
+from api.campaigns.models import AdvertiserProfile, CampaignDraft, Creative
 from api.campaigns.schemas import (
     AdvertiserCreate,
     AdvertiserPublic,
@@ -78,16 +78,39 @@ def update_advertiser(session: Session, wallet: str, body: AdvertiserUpdate) -> 
     return _public_advertiser(profile)
 
 
-def metadata_hash(body: CampaignCreate) -> str:
+def metadata_hash(draft: CampaignDraft, cids: list[str]) -> str:
     """keccak256 of the canonical JSON of what the ad server must honour: targeting,
-    format and landing page. It goes on-chain at registration."""
+    format, landing page and the creatives' CIDs. It goes on-chain at registration."""
     content = {
-        "targeting": body.targeting.model_dump(),
-        "format": body.format.value,
-        "landing_url": str(body.landing_url),
+        "targeting": draft.targeting,
+        "format": draft.format,
+        "landing_url": draft.landing_url,
+        "creatives": sorted(cids),
     }
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return "0x" + keccak(text=canonical).hex()
+
+
+def creative_cids(session: Session, draft: CampaignDraft) -> list[str]:
+    return list(session.exec(select(Creative.cid).where(Creative.campaign_id == draft.id)))
+
+
+def _fields(body: CampaignCreate, token: str) -> dict[str, Any]:
+    """A validated body as the draft's columns."""
+    return {
+        "name": body.name,
+        "objective": body.objective.value,
+        "bid_model": body.bid_model.value,
+        "bid": body.bid,
+        "token": to_checksum_address(token),
+        "total_budget": body.total_budget,
+        "daily_budget": body.daily_budget,
+        "targeting": body.targeting.model_dump(),
+        "format": body.format.value,
+        "landing_url": str(body.landing_url),
+        "start_date": body.start_date,
+        "end_date": body.end_date,
+    }
 
 
 def _default_token(settings: Settings) -> str:
@@ -223,22 +246,9 @@ def create_campaign(
     session: Session, settings: Settings, wallet: str, body: CampaignCreate
 ) -> CampaignPublic:
     advertiser = _advertiser(session, wallet)
-    draft = CampaignDraft(
-        advertiser_id=advertiser.id,
-        name=body.name,
-        objective=body.objective.value,
-        bid_model=body.bid_model.value,
-        bid=body.bid,
-        token=to_checksum_address(body.token or _default_token(settings)),
-        total_budget=body.total_budget,
-        daily_budget=body.daily_budget,
-        targeting=body.targeting.model_dump(),
-        format=body.format.value,
-        landing_url=str(body.landing_url),
-        start_date=body.start_date,
-        end_date=body.end_date,
-        metadata_hash=metadata_hash(body),
-    )
+    fields = _fields(body, body.token or _default_token(settings))
+    draft = CampaignDraft(advertiser_id=advertiser.id, metadata_hash="", **fields)
+    draft.metadata_hash = metadata_hash(draft, [])
     session.add(draft)
     session.commit()
     return public_campaign(session, settings, wallet, draft)
@@ -335,20 +345,7 @@ def update_campaign(
                 f"{', '.join(fixed)} cannot change once the campaign is registered on-chain",
                 code="fixed_at_registration",
             )
-    current = {
-        "name": draft.name,
-        "objective": draft.objective,
-        "bid_model": draft.bid_model,
-        "bid": int(draft.bid),
-        "token": draft.token,
-        "total_budget": int(draft.total_budget),
-        "daily_budget": int(draft.daily_budget) if draft.daily_budget is not None else None,
-        "targeting": draft.targeting,
-        "format": draft.format,
-        "landing_url": draft.landing_url,
-        "start_date": draft.start_date,
-        "end_date": draft.end_date,
-    }
+    current = {name: getattr(draft, name) for name in CampaignCreate.model_fields}
     try:
         merged = CampaignCreate.model_validate({**current, **changes})
     except ValidationError as exc:
@@ -357,19 +354,9 @@ def update_campaign(
             for e in exc.errors()
         ]
         raise Unprocessable("the campaign would not be valid", {"problems": problems}) from None
-    draft.name = merged.name
-    draft.objective = merged.objective.value
-    draft.bid_model = merged.bid_model.value
-    draft.bid = merged.bid
-    draft.token = to_checksum_address(merged.token or draft.token)
-    draft.total_budget = merged.total_budget
-    draft.daily_budget = merged.daily_budget
-    draft.targeting = merged.targeting.model_dump()
-    draft.format = merged.format.value
-    draft.landing_url = str(merged.landing_url)
-    draft.start_date = merged.start_date
-    draft.end_date = merged.end_date
-    draft.metadata_hash = metadata_hash(merged)
+    for name, value in _fields(merged, merged.token or draft.token).items():
+        setattr(draft, name, value)
+    draft.metadata_hash = metadata_hash(draft, creative_cids(session, draft))
     draft.updated_at = datetime.now(UTC)
     session.add(draft)
     session.commit()

@@ -90,22 +90,16 @@ def chain_time(rpc_url: str, timeout: float = 3.0) -> int:
     (a local chain's clock can run ahead of ours). Our own clock if the node is unreachable."""
     import time
 
-    import httpx
+    from indexer.rpc import Rpc, RpcError, RpcUnavailable
 
+    rpc = Rpc(rpc_url, timeout=timeout, retries=0)
     try:
-        reply = httpx.post(
-            rpc_url,
-            json={
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "eth_getBlockByNumber",
-                "params": ["latest", False],
-            },
-            timeout=timeout,
-        )
-        return max(int(time.time()), int(reply.json()["result"]["timestamp"], 16))
-    except (httpx.HTTPError, KeyError, TypeError, ValueError):
-        return int(time.time())
+        block = rpc.block("latest")
+    except (RpcError, RpcUnavailable):
+        block = None
+    finally:
+        rpc.close()
+    return max(int(time.time()), int(block["timestamp"], 16) if block else 0)
 
 
 class ChainError(Exception):

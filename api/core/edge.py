@@ -36,6 +36,7 @@ PREFLIGHT = [
 ]
 CATALOG_PREFIXES = ("/api/v1/campaigns", "/api/v1/publishers")
 EDITS = {"POST", "PATCH", "PUT", "DELETE"}
+TX_BUILDERS = ("-tx", "-txs")
 
 
 class Edge:
@@ -78,7 +79,12 @@ class Edge:
                 await send(message)
 
             await self.app(scope, receive, send_wrapped)
-            if method in EDITS and status < 400 and path.startswith(CATALOG_PREFIXES):
+            if (
+                method in EDITS
+                and status < 400
+                and path.startswith(CATALOG_PREFIXES)
+                and not path.endswith(TX_BUILDERS)  # they only build a transaction to sign
+            ):
                 self.on_catalog_change(scope)
 
         elapsed = time.perf_counter() - started

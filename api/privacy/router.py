@@ -10,13 +10,12 @@ from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from api.campaigns.models import AdvertiserProfile, CampaignDraft, Creative
-from api.campaigns.service import find_advertiser, onchain_row
+from api.campaigns.service import ONCHAIN_STATUS, find_advertiser, onchain_row
 from api.core.db import SessionDep
 from api.deps import SettingsDep, WalletDep, WalletLimited
 from api.publishers.models import AdSlot, PublisherSite
 from api.publishers.service import find_profile, onchain_status
 
-ENDED = 3
 router = APIRouter(prefix="/api/v1/privacy", tags=["privacy"], dependencies=[WalletLimited])
 
 ONCHAIN_NOTE = (
@@ -133,7 +132,7 @@ def delete(
     gone_cids = set()
     for draft in _campaigns(session, advertiser):
         onchain = onchain_row(session, settings, wallet, draft)
-        if onchain is not None and onchain.status != ENDED:
+        if onchain is not None and ONCHAIN_STATUS.get(onchain.status) != "ended":
             kept.append(str(draft.id))
             continue
         for creative in _creatives(session, [draft]):

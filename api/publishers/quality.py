@@ -27,6 +27,7 @@ from sqlmodel import Session
 
 from api.core.chain import ChainError, call_data, chain_time, deployment, send_as, transaction
 from api.core.settings import Settings
+from indexer.rpc import Rpc, RpcError, RpcUnavailable
 
 WINDOW_DAYS = 30
 PRIOR_EVENTS = 10
@@ -61,29 +62,17 @@ class OnChainPublisher:
     suspended: bool
 
 
-def read_publisher(rpc_url: str, chain_id: int, wallet: str) -> OnChainPublisher:
+def read_publisher(rpc: Rpc, chain_id: int, wallet: str) -> OnChainPublisher:
     """`PublisherRegistry.get_publisher` straight from the node: the score to compare with
     must be the chain's, not a possibly lagging index."""
-    import httpx
-
     registry = deployment(chain_id).address("PublisherRegistry")
-    reply = httpx.post(
-        rpc_url,
-        json={
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "eth_call",
-            "params": [
-                {"to": registry, "data": call_data("PublisherRegistry", "get_publisher", wallet)},
-                "latest",
-            ],
-        },
-        timeout=10,
-    ).json()
-    if "result" not in reply:
-        raise ChainError(f"get_publisher({wallet}) failed: {reply.get('error')}")
+    call = {"to": registry, "data": call_data("PublisherRegistry", "get_publisher", wallet)}
+    try:
+        result = rpc.call("eth_call", [call, "latest"])
+    except (RpcError, RpcUnavailable) as exc:
+        raise ChainError(f"get_publisher({wallet}) failed: {exc}") from None
     ((_, _, score, domain_hash, registered_at, suspended),) = decode(
-        ["(string,address,uint256,bytes32,uint256,bool)"], bytes.fromhex(reply["result"][2:])
+        ["(string,address,uint256,bytes32,uint256,bool)"], bytes.fromhex(result[2:])
     )
     return OnChainPublisher(wallet, score, domain_hash != ZERO_HASH, registered_at, suspended)
 
@@ -129,28 +118,46 @@ def recompute(
     }
     now = chain_time(settings.rpc_url)
     changes: list[ScoreChange] = []
-    for done, wallet in enumerate(wallets, 1):
-        onchain = read_publisher(settings.rpc_url, settings.chain_id, wallet)
-        events, verified = traffic.get(wallet, (0, 0))
-        score = quality_score(
-            QualityInputs(events, verified, onchain.domain_verified, now - onchain.registered_at)
-        )
-        if onchain.suspended or score == onchain.quality_score:
-            continue
-        tx_hash = None
-        if not dry_run:
-            tx = transaction(
-                settings.chain_id,
-                "PublisherRegistry",
-                "set_quality_score",
-                wallet,
-                score,
-                description=f"Quality score of {wallet}: {onchain.quality_score} → {score}",
-            )
-            tx_hash = send_as(settings.rpc_url, settings.oracle_private_key, tx)
-        changes.append(ScoreChange(wallet, onchain.quality_score, score, tx_hash))
-        progress(f"[{done}/{len(wallets)}] {wallet}: {onchain.quality_score} → {score}")
+    rpc = Rpc(settings.rpc_url, timeout=10, retries=2)
+    try:
+        for done, wallet in enumerate(wallets, 1):
+            change = _rescore(rpc, settings, wallet, traffic, now, dry_run)
+            if change is not None:
+                changes.append(change)
+                progress(f"[{done}/{len(wallets)}] {wallet}: {change.before} → {change.after}")
+    finally:
+        rpc.close()
     return changes
+
+
+def _rescore(
+    rpc: Rpc,
+    settings: Settings,
+    wallet: str,
+    traffic: dict[str, tuple[int, int]],
+    now: int,
+    dry_run: bool,
+) -> ScoreChange | None:
+    """One publisher's new score, sent on-chain if it changed (unless `dry_run`)."""
+    onchain = read_publisher(rpc, settings.chain_id, wallet)
+    events, verified = traffic.get(wallet, (0, 0))
+    score = quality_score(
+        QualityInputs(events, verified, onchain.domain_verified, now - onchain.registered_at)
+    )
+    if onchain.suspended or score == onchain.quality_score:
+        return None
+    tx_hash = None
+    if not dry_run:
+        tx = transaction(
+            settings.chain_id,
+            "PublisherRegistry",
+            "set_quality_score",
+            wallet,
+            score,
+            description=f"Quality score of {wallet}: {onchain.quality_score} → {score}",
+        )
+        tx_hash = send_as(settings.rpc_url, settings.oracle_private_key, tx)
+    return ScoreChange(wallet, onchain.quality_score, score, tx_hash)
 
 
 def main(argv: list[str] | None = None) -> int:

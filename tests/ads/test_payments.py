@@ -198,20 +198,7 @@ def test_someone_else_submitting_the_same_authorization_first_counts_once(node, 
     header = client_header(payer, asks)
     payload = decode_payment_signature_header(header).payload
     auth, signature = payload["authorization"], bytes.fromhex(payload["signature"][2:])
-    front_run = node.chain.transact(
-        "TestUSDC",
-        "transferWithAuthorization",
-        auth["from"],
-        auth["to"],
-        int(auth["value"]),
-        int(auth["validAfter"]),
-        int(auth["validBefore"]),
-        bytes.fromhex(auth["nonce"][2:]),
-        signature[64],
-        signature[:32],
-        signature[32:64],
-        sender=7,
-    )
+    front_run = node.chain.submit_authorization(auth, signature, submitter=7)
     sent = facilitator_sent(node)
 
     paid = pay(payments, header, asks)
@@ -350,20 +337,7 @@ def test_a_nonce_already_used_on_chain_is_refused(node, engine, payments):
     spent = signed_header(payer, asks, to=elsewhere, accepted=asks_for(node, elsewhere))
     used = decode_payment_signature_header(spent).payload
     auth, signature = used["authorization"], bytes.fromhex(used["signature"][2:])
-    node.chain.transact(
-        "TestUSDC",
-        "transferWithAuthorization",
-        auth["from"],
-        auth["to"],
-        int(auth["value"]),
-        int(auth["validAfter"]),
-        int(auth["validBefore"]),
-        bytes.fromhex(auth["nonce"][2:]),
-        signature[64],
-        signature[:32],
-        signature[32:64],
-        sender=7,
-    )
+    node.chain.submit_authorization(auth, signature, submitter=7)
     sent = facilitator_sent(node)
 
     refusal = rejected(payments, signed_header(payer, asks, nonce=auth["nonce"]), asks)

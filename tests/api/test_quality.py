@@ -19,6 +19,7 @@ from api.publishers.quality import (
     recompute,
 )
 from indexer.migrate import sqlalchemy_url, upgrade
+from indexer.rpc import Rpc
 from tests.indexer.helpers import index_to_head
 from tests.support.chain import dev_account
 
@@ -88,12 +89,12 @@ def test_the_job_writes_changed_scores_and_only_those(
     with Session(engine) as session:
         first = recompute(session, live)
         assert [(c.wallet, c.before, c.after) for c in first] == [(wallet, 0, expected)]
-        assert read_publisher(anvil.url, 1337, wallet).quality_score == expected
+        assert read_publisher(Rpc(anvil.url), 1337, wallet).quality_score == expected
         assert recompute(session, live) == []  # nothing changed, nothing sent
 
         chain.set_domain_verified(PUBLISHER, "quality.example")
         (second,) = recompute(session, live)
         assert (second.before, second.after) == (expected, expected + 25)
         assert second.tx_hash is not None
-        assert read_publisher(anvil.url, 1337, chain.account(SUSPENDED)).quality_score == 0
+        assert read_publisher(Rpc(anvil.url), 1337, chain.account(SUSPENDED)).quality_score == 0
     engine.dispose()

@@ -537,15 +537,21 @@ class ChainDriver:
             valid_before=valid_before,
         )
         signature = self.sign_transfer_authorization(payer_index, data)
-        message = data["message"]
+        return self.submit_authorization(data["message"], signature, submitter)
+
+    def submit_authorization(
+        self, message: Mapping[str, Any], signature: bytes, submitter: int = ADMIN
+    ) -> TxReceipt:
+        """Send `transferWithAuthorization` for a signed authorization (`message` as in the
+        typed data or an x402 payload: from, to, value, validAfter, validBefore, nonce)."""
         return self.transact(
             "TestUSDC",
             "transferWithAuthorization",
             message["from"],
             message["to"],
-            amount,
-            message["validAfter"],
-            message["validBefore"],
+            int(message["value"]),
+            int(message["validAfter"]),
+            int(message["validBefore"]),
             _bytes32(message["nonce"]),
             signature[64],
             signature[:32],
