@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -16,6 +17,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from prometheus_client import Counter, Histogram
+
+from api.core.errors import error_body
 
 log = logging.getLogger("api")
 
@@ -37,6 +40,9 @@ PREFLIGHT = [
 CATALOG_PREFIXES = ("/api/v1/campaigns", "/api/v1/publishers")
 EDITS = {"POST", "PATCH", "PUT", "DELETE"}
 TX_BUILDERS = ("-tx", "-txs")
+NUL_REFUSED = json.dumps(
+    error_body("bad_request", "NUL characters are not allowed in URLs")
+).encode()
 
 
 class Edge:
@@ -60,7 +66,13 @@ class Edge:
         started = time.perf_counter()
         status = 500
 
-        if public and method == "OPTIONS":
+        if b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b""):
+            # nothing we store or look up may hold a NUL character: refuse it at the door
+            headers = [(b"content-type", b"application/json"), (b"x-request-id", rid.encode())]
+            await send({"type": "http.response.start", "status": 400, "headers": headers})
+            await send({"type": "http.response.body", "body": NUL_REFUSED})
+            status = 400
+        elif public and method == "OPTIONS":
             headers = [*PREFLIGHT, *_cors(), (b"x-request-id", rid.encode())]
             await send({"type": "http.response.start", "status": 204, "headers": headers})
             await send({"type": "http.response.body", "body": b""})

@@ -4,6 +4,7 @@ names the slot, its size and format, and the publisher's on-chain id."""
 from __future__ import annotations
 
 import ast
+import json
 
 import pytest
 
@@ -89,3 +90,25 @@ def test_integration_code_names_the_slot(api, publisher):
     assert "/x402/ad?" in code["html"] and "sendBeacon(ad.impression_url)" in code["html"]
     ast.parse(code["server_relay"])  # the relay is valid Python
     assert "PAYMENT-SIGNATURE" in code["server_relay"]
+
+
+@pytest.mark.parametrize("name", ["Top\x00", "Top\udbf7"], ids=["nul", "lone-surrogate"])
+def test_text_postgres_cannot_store_is_refused(api, publisher, name):
+    """Found by schemathesis: such a name used to reach the database and end in a 500."""
+    reply = api.post(
+        "/api/v1/publishers/me/slots",
+        content=json.dumps({**SLOT, "name": name}),  # escaped, as a client on the wire sends it
+        headers={**publisher, "Content-Type": "application/json"},
+    )
+    assert reply.status_code == 422
+    assert reply.json()["error"]["details"]["problems"][0]["field"] == "body.name"
+    assert api.get("/api/v1/publishers/me/slots", headers=publisher).json() == []
+
+
+def test_a_nul_in_a_url_is_refused_at_the_door(api, publisher):
+    for path in (
+        "/api/v1/publishers/me/slots/a%00b",
+        "/x402/ad?pub_id=a&slot_id=%00&format=banner",
+    ):
+        reply = api.get(path, headers=publisher)
+        assert reply.status_code == 400 and reply.json()["error"]["code"] == "bad_request"
