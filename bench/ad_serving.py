@@ -38,7 +38,7 @@ import psycopg  # noqa: E402
 from eth_account import Account  # noqa: E402
 from eth_utils import keccak  # noqa: E402
 
-from indexer.migrate import libpq_url, upgrade  # noqa: E402
+from migrations import libpq_url, upgrade  # noqa: E402
 from tests.support import postgres  # noqa: E402
 from tests.support.anvil import deploy, start_anvil  # noqa: E402
 from tests.support.chain import ChainDriver, dev_account  # noqa: E402

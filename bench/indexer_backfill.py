@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from eth_abi import decode as abi_decode  # noqa: E402
 
-from indexer.contracts import load_abi  # noqa: E402
-from indexer.decode import Decoder, canonical_type  # noqa: E402
+from chain.contracts import load_abi  # noqa: E402
+from chain.decode import Decoder, canonical_type  # noqa: E402
 from tests.support import postgres  # noqa: E402
 from tests.support.anvil import deploy, start_anvil  # noqa: E402
 from tests.support.chain import ChainDriver  # noqa: E402
@@ -157,7 +157,7 @@ def main() -> None:
     print(f"raw eth_getLogs fetch:        {fetch_rate:,.0f} events/s")
     print(f"eth_abi decode:               {decode_rate:,.0f} events/s")
     print(f"fetch + eth_abi decode:       {combined:,.0f} events/s")
-    print(f"indexer.decode (fast path):   {count / own_decode_seconds:,.0f} events/s")
+    print(f"chain.decode (fast path):     {count / own_decode_seconds:,.0f} events/s")
     print(f"indexer end to end:           {own_rate:,} events/s over {indexed:,} events")
     print(f"  (process wall time {wall:.1f} s incl. start-up: {count / wall:,.0f} events/s)")
     print(f"ratio indexer / (fetch + eth_abi decode): {own_rate / combined:.2f}")

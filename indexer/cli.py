@@ -11,12 +11,12 @@ from typing import Any
 import click
 import psycopg
 
-from indexer.contracts import ContractsError
-from indexer.migrate import upgrade
-from indexer.rpc import RpcError, RpcUnavailable
+from chain.contracts import ContractsError
+from chain.rpc import RpcError, RpcUnavailable
 from indexer.runner import Indexer, ReorgTooDeep
 from indexer.settings import ConfigError, Settings
 from indexer.store import leader_lock
+from migrations import upgrade
 
 log = logging.getLogger("indexer")
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlmodel import SQLModel
 
+from chain.decode import Event
 from indexer import models
-from indexer.decode import Event
 
 Row = dict[str, Any]
 Batch = Mapping[tuple[str, int], Event]

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from catalog_version import SERVING_CONTRACTS, Notifier
+from chain.contracts import ContractsError, load_abi, load_deployment
+from chain.decode import Decoder, Event
+from chain.rpc import RangeTooLarge, Rpc
 from indexer import store
-from indexer.contracts import ContractsError, load_abi, load_deployment
-from indexer.decode import Decoder, Event
-from indexer.notify import SERVING_CONTRACTS, Notifier
-from indexer.rpc import RangeTooLarge, Rpc
 from indexer.settings import ConfigError, Settings
 from indexer.store import BlockHeader, Checkpoint
 

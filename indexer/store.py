@@ -16,7 +16,7 @@ from eth_utils import keccak
 from psycopg.types.json import Jsonb
 from sqlalchemy.dialects import postgresql
 
-from indexer.decode import Event
+from chain.decode import Event
 from indexer.projections import ALL, Key, Projection, Row
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
-from indexer.migrate import sqlalchemy_url
+from migrations import sqlalchemy_url
 
 config = context.config
 url = config.attributes.get("database_url") or os.environ.get("DATABASE_URL", "")

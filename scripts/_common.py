@@ -22,7 +22,7 @@ from ape.exceptions import ApeException, ContractLogicError
 from eth_utils import is_address, keccak, to_checksum_address
 from web3.exceptions import ContractLogicError as Web3ContractLogicError
 
-from indexer.contracts import ContractsError, Deployment, deployment_path, load_deployment
+from chain.contracts import ContractsError, Deployment, deployment_path, load_deployment
 
 LOCAL_CHAIN_IDS = frozenset({1337, 31337})
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"

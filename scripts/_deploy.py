@@ -16,7 +16,7 @@ from ape.api import AccountAPI
 from ape.contracts import ContractInstance
 from rich.table import Table
 
-from indexer.contracts import Deployment, write_deployment
+from chain.contracts import Deployment, write_deployment
 from scripts._common import (
     ZERO_ADDRESS,
     Echo,

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NamedTuple
 
-from indexer.contracts import ContractsError, Deployment, deployment_path, load_deployment
+from chain.contracts import ContractsError, Deployment, deployment_path, load_deployment
 
 logger = logging.getLogger("buzzer.stack")
 

@@ -24,7 +24,7 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from api.ads.matching import Candidate, Creative, Index
-from indexer.notify import VERSION_KEY
+from catalog_version import VERSION_KEY
 
 log = logging.getLogger("api.ads")
 

@@ -10,8 +10,8 @@ from eth_abi import encode
 from eth_utils import keccak
 from pydantic import BaseModel
 
-from indexer.contracts import Deployment, load_abi, load_deployment
-from indexer.decode import canonical_type
+from chain.contracts import Deployment, load_abi, load_deployment
+from chain.decode import canonical_type
 
 
 class TxData(BaseModel):
@@ -90,7 +90,7 @@ def chain_time(rpc_url: str, timeout: float = 3.0) -> int:
     (a local chain's clock can run ahead of ours). Our own clock if the node is unreachable."""
     import time
 
-    from indexer.rpc import Rpc, RpcError, RpcUnavailable
+    from chain.rpc import Rpc, RpcError, RpcUnavailable
 
     rpc = Rpc(rpc_url, timeout=timeout, retries=0)
     try:

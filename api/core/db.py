@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine, create_engine
 from sqlmodel import Session
 
-from indexer.migrate import sqlalchemy_url
+from migrations import sqlalchemy_url
 
 
 def make_engine(database_url: str) -> Engine:

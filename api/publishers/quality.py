@@ -27,7 +27,7 @@ from sqlmodel import Session
 
 from api.core.chain import ChainError, call_data, chain_time, deployment, send_as, transaction
 from api.core.settings import Settings
-from indexer.rpc import Rpc, RpcError, RpcUnavailable
+from chain.rpc import Rpc, RpcError, RpcUnavailable
 
 WINDOW_DAYS = 30
 PRIOR_EVENTS = 10

@@ -34,8 +34,8 @@ from x402.schemas import (
 
 from api.ads.payments import Payments, payment_required_header, requirements
 from api.core.db import make_engine
-from indexer.contracts import BUILD_MANIFEST
-from indexer.migrate import upgrade
+from chain.contracts import BUILD_MANIFEST
+from migrations import upgrade
 from tests.support import postgres
 from tests.support.anvil import Anvil, DeploymentRecord, start_anvil
 from tests.support.chain import ADMIN, USDC, ChainDriver, dev_account

@@ -17,7 +17,7 @@ from siwe import SiweMessage
 
 from api.core.settings import Settings
 from api.main import create_app
-from indexer.migrate import upgrade
+from migrations import upgrade
 from tests.support.fixtures import (  # noqa: F401 (fixtures used by name)
     anvil,
     anvil_session,

@@ -8,7 +8,7 @@ import json
 from sqlalchemy import create_engine, text
 
 from api.settlement.merkle import Leaf
-from indexer.migrate import sqlalchemy_url
+from migrations import sqlalchemy_url
 from tests.api.conftest import Wallet, auth
 from tests.indexer.helpers import index_to_head
 from tests.support.anvil import CHALLENGE_PERIOD

@@ -9,7 +9,7 @@ import api.campaigns.models
 import api.publishers.models
 import api.settlement.models  # noqa: F401
 import indexer.models  # noqa: F401
-from indexer.migrate import alembic_config, upgrade
+from migrations import alembic_config, upgrade
 
 
 def test_migrations_match_the_models(database_url):

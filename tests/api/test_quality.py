@@ -18,8 +18,8 @@ from api.publishers.quality import (
     read_publisher,
     recompute,
 )
-from indexer.migrate import sqlalchemy_url, upgrade
-from indexer.rpc import Rpc
+from chain.rpc import Rpc
+from migrations import sqlalchemy_url, upgrade
 from tests.indexer.helpers import index_to_head
 from tests.support.chain import dev_account
 

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from indexer.migrate import upgrade
 from indexer.runner import Indexer
 from indexer.settings import Settings
 from indexer.store import Checkpoint
+from migrations import upgrade
 from tests.support.tables import snapshot
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -27,7 +27,7 @@ from web3 import Web3
 from web3.contract import Contract
 
 from api.settlement.merkle import Leaf, PayoutTree
-from indexer.contracts import load_abi, load_deployment
+from chain.contracts import load_abi, load_deployment
 from scripts._stack import anvil, free_port, port_is_free
 
 pytestmark = pytest.mark.anvil

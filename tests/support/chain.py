@@ -32,7 +32,7 @@ from web3.contract import Contract
 from web3.types import TxParams, TxReceipt
 
 from api.settlement.merkle import PayoutTree
-from indexer.contracts import load_abi
+from chain.contracts import load_abi
 from tests.support.anvil import Rpc
 
 if TYPE_CHECKING:

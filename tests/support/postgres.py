@@ -7,7 +7,7 @@ for each test.
 
 URLs are libpq URLs (`postgresql://...`). The embedded server listens on a Unix socket only,
 so its URLs look like `postgresql://postgres:@/dbname?host=/tmp/...`; psycopg takes them as they
-are, SQLAlchemy after `indexer.migrate.sqlalchemy_url` changes the scheme.
+are, SQLAlchemy after `migrations.sqlalchemy_url` changes the scheme.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from indexer.migrate import libpq_url
+from migrations import libpq_url
 
 ENV_VAR = "DATABASE_URL"
 CONNECT_TIMEOUT = 5

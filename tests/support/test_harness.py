@@ -21,7 +21,7 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError
 
 from api.settlement.merkle import Leaf
-from indexer.migrate import libpq_url, sqlalchemy_url
+from migrations import libpq_url, sqlalchemy_url
 from tests.support import postgres
 from tests.support.anvil import Anvil
 from tests.support.chain import (

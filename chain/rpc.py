@@ -1,6 +1,6 @@
-"""A small, fast JSON-RPC client for the indexer: keep-alive HTTP, batches, retries with
-backoff on transport faults and transient node errors, and a distinct signal when a log
-query covers too much (so the caller shrinks its block range instead of retrying)."""
+"""A small, fast JSON-RPC client: keep-alive HTTP, batches, retries with backoff on transport
+faults and transient node errors, and a distinct signal when a log query covers too much (so
+the caller shrinks its block range instead of retrying)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Schema migrations (Alembic, one history for the whole project), run programmatically."""
+"""Schema migrations (Alembic, one history for the whole project), run programmatically, and
+the database URL in the forms SQLAlchemy and libpq want."""
 
 from __future__ import annotations
 
@@ -8,9 +9,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from indexer.contracts import PROJECT_ROOT
-
-ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
+ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
 
 
 def sqlalchemy_url(database_url: str) -> str:

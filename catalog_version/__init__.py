@@ -1,6 +1,7 @@
-"""Tells the API's ad servers that the chain changed what they serve: after a range with
-events (or a reorg) is committed, `buzzer:ads:version` in Redis is bumped. Without
-`REDIS_URL`, or with Redis down, the servers notice within their 5-minute snapshot TTL."""
+"""The ad catalog's version, shared by the indexer and the API's ad servers: after a range with
+events (or a reorg) is committed, the indexer bumps `buzzer:ads:version` in Redis and the
+servers reload what they serve. Without `REDIS_URL`, or with Redis down, the servers notice
+within their 5-minute snapshot TTL."""
 
 from __future__ import annotations
 
