@@ -23,9 +23,21 @@ initializes: access_control
 initializes: guard[access_control := access_control]
 
 exports: (
-    access_control.__interface__,
+    access_control.hasRole,
+    access_control.getRoleAdmin,
+    access_control.DEFAULT_ADMIN_ROLE,
+    access_control.supportsInterface,
+    guard.grantRole,
+    guard.revokeRole,
+    guard.renounceRole,
+    guard.propose_admin,
+    guard.accept_admin,
+    guard.admin,
+    guard.pending_admin,
     guard.pause,
     guard.unpause,
+    guard.paused_at,
+    guard.paused_total,
     guard.GUARDIAN_ROLE,
     guard.pausable.paused,
 )
@@ -98,6 +110,7 @@ total_funded: public(HashMap[address, uint256])
 _roots: HashMap[uint256, Root]
 _root_totals: HashMap[uint256, HashMap[address, uint256]]
 revoked: public(HashMap[uint256, bool])
+is_registered_token: public(HashMap[address, bool])
 claimed: public(HashMap[address, HashMap[address, uint256]])
 
 
@@ -285,6 +298,15 @@ def claim_many(epoch: uint256, requests: DynArray[ClaimRequest, MAX_CLAIMS]) -> 
         )
         paid += 1
     return paid
+
+
+@external
+def register_token(token: address):
+    """
+    @notice Interim: registers a token the payout accepts.
+    """
+    guard._require_admin()
+    self.is_registered_token[token] = True
 
 
 @external
