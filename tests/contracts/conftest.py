@@ -89,16 +89,18 @@ def campaign_registry(project, admin, guardian):
 
 
 @pytest.fixture(scope="session")
-def payout(project, admin, settler, guardian):
-    contract = project.PublisherPayout.deploy(CHALLENGE_PERIOD, sender=admin)
-    contract.grantRole(contract.SETTLER_ROLE(), settler, sender=admin)
-    contract.grantRole(contract.GUARDIAN_ROLE(), guardian, sender=admin)
-    return contract
+def usdc(project, admin):
+    return project.TestUSDC.deploy("USD Coin", "USDC", "USD Coin", "2", sender=admin)
 
 
 @pytest.fixture(scope="session")
-def usdc(project, admin):
-    return project.TestUSDC.deploy("USD Coin", "USDC", "USD Coin", "2", sender=admin)
+def payout(project, admin, settler, guardian, usdc):
+    contract = project.PublisherPayout.deploy(CHALLENGE_PERIOD, sender=admin)
+    contract.grantRole(contract.SETTLER_ROLE(), settler, sender=admin)
+    contract.grantRole(contract.GUARDIAN_ROLE(), guardian, sender=admin)
+    contract.register_token(ZERO, sender=admin)
+    contract.register_token(usdc, sender=admin)
+    return contract
 
 
 @pytest.fixture(scope="session")
@@ -164,13 +166,18 @@ def build_tree(payout) -> Callable[[Iterable[tuple]], PayoutTree]:
 
 @pytest.fixture(scope="session")
 def post_tree(payout, settler) -> Callable[..., object]:
-    """Post a tree's root for `epoch` with its per-token totals."""
+    """Post a tree's root as the next root id with its per-token totals."""
 
-    def post(epoch: int, tree: PayoutTree, uri: str = "ipfs://artefact"):
+    def post(tree: PayoutTree, uri: str = "ipfs://artefact"):
         totals = tree.totals()
         tokens = list(totals)
         return payout.post_root(
-            epoch, tree.root, tokens, [totals[t] for t in tokens], uri, sender=settler
+            payout.latest_root_id() + 1,
+            tree.root,
+            tokens,
+            [totals[t] for t in tokens],
+            uri,
+            sender=settler,
         )
 
     return post
