@@ -10,8 +10,9 @@ from tests.contracts.conftest import CHALLENGE_PERIOD, USDC, WITHDRAW_DELAY, ZER
 
 
 @pytest.fixture
-def hostile_token(project, admin, escrow):
+def hostile_token(project, admin, escrow, payout):
     token = project.HostileToken.deploy(sender=admin)
+    payout.register_token(token, sender=admin)
     escrow.set_token_allowed(token, True, sender=admin)
     return token
 
@@ -63,9 +64,9 @@ def test_eth_receiver_reentering_claim_is_paid_once(payout, receiver, admin, bui
     payout.grantRole(payout.FUNDER_ROLE(), admin, sender=admin)
     payout.fund(ZERO, 10**18, value=10**18, sender=admin)
     tree = build_tree([(receiver.address, ZERO, 3 * 10**17), (admin.address, ZERO, 10**17)])
-    post_tree(1, tree)
+    post_tree(tree)
     advance(CHALLENGE_PERIOD)
-    args = (1, receiver.address, ZERO, 3 * 10**17, tree.proof(receiver.address, ZERO))
+    args = (receiver.address, ZERO, 3 * 10**17, tree.proof(receiver.address, ZERO))
     receiver.arm_reentry(payout, payout.claim.encode_input(*args), sender=admin)
 
     payout.claim(*args, sender=admin)
@@ -83,13 +84,13 @@ def test_eth_receiver_reentering_across_functions_gets_nothing(
     payout.grantRole(payout.FUNDER_ROLE(), admin, sender=admin)
     payout.fund(ZERO, 10**18, value=10**18, sender=admin)
     tree = build_tree([(receiver.address, ZERO, 3 * 10**17), (admin.address, ZERO, 10**17)])
-    post_tree(1, tree)
+    post_tree(tree)
     advance(CHALLENGE_PERIOD)
     proof = tree.proof(receiver.address, ZERO)
     request = (receiver.address, ZERO, 3 * 10**17, proof)
-    receiver.arm_reentry(payout, payout.claim_many.encode_input(1, [request]), sender=admin)
+    receiver.arm_reentry(payout, payout.claim_many.encode_input([request]), sender=admin)
 
-    payout.claim(1, receiver.address, ZERO, 3 * 10**17, proof, sender=admin)
+    payout.claim(receiver.address, ZERO, 3 * 10**17, proof, sender=admin)
 
     assert receiver.reentry_successes() == 0
     assert receiver.balance == 3 * 10**17
@@ -123,10 +124,9 @@ def test_hostile_token_reentering_claim_pays_once(
     hostile_token.approve(payout, 100, sender=admin)
     payout.fund(hostile_token, 100, sender=admin)
     tree = build_tree([(publisher, hostile_token, 60), (admin, hostile_token, 40)])
-    post_tree(1, tree)
+    post_tree(tree)
     advance(CHALLENGE_PERIOD)
     args = (
-        1,
         publisher.address,
         hostile_token.address,
         60,
@@ -157,14 +157,15 @@ def test_token_without_return_value_works_end_to_end(
     post_tree,
 ):
     token = project.NoReturnToken.deploy(sender=admin)
+    payout.register_token(token, sender=admin)
     escrow.set_token_allowed(token, True, sender=admin)
     campaign_id = fund_hostile_campaign(escrow, token, advertiser, register_campaign, 1_000)
     escrow.spend_batch(1, [campaign_id], [200], sender=settler)
     tree = build_tree([(publisher, token, 170)])
-    post_tree(1, tree)
+    post_tree(tree)
     advance(CHALLENGE_PERIOD)
     payout.claim(
-        1, publisher, token, 170, tree.proof(publisher.address, token.address), sender=publisher
+        publisher, token, 170, tree.proof(publisher.address, token.address), sender=publisher
     )
     escrow.request_withdraw(campaign_id, token, 800, sender=advertiser)
     advance(WITHDRAW_DELAY)
@@ -210,17 +211,17 @@ def test_blocklisted_payee_claim_fails_and_stays_claimable(
     hostile_token.approve(payout, 100, sender=admin)
     payout.fund(hostile_token, 100, sender=admin)
     tree = build_tree([(publisher, hostile_token, 70)])
-    post_tree(1, tree)
+    post_tree(tree)
     advance(CHALLENGE_PERIOD)
     proof = tree.proof(publisher.address, hostile_token.address)
     hostile_token.set_blocked(publisher, True, sender=admin)
 
     with ape.reverts("hostile: blocked"):
-        payout.claim(1, publisher, hostile_token, 70, proof, sender=publisher)
+        payout.claim(publisher, hostile_token, 70, proof, sender=publisher)
 
     assert payout.get_total_paid(publisher, hostile_token) == 0
     hostile_token.set_blocked(publisher, False, sender=admin)
-    payout.claim(1, publisher, hostile_token, 70, proof, sender=publisher)
+    payout.claim(publisher, hostile_token, 70, proof, sender=publisher)
     assert hostile_token.balanceOf(publisher) == 70
 
 
