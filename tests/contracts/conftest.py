@@ -123,8 +123,6 @@ def escrow(project, admin, settler, guardian, treasury, campaign_registry, payou
     contract.grantRole(contract.GUARDIAN_ROLE(), guardian, sender=admin)
     payout.grantRole(payout.FUNDER_ROLE(), contract, sender=admin)
     # The escrow allow-lists only tokens the payout can be funded in.
-    payout.register_token(ZERO, sender=admin)
-    payout.register_token(usdc, sender=admin)
     contract.set_token_allowed(ZERO, True, sender=admin)
     contract.set_token_allowed(usdc, True, sender=admin)
     return contract
