@@ -15,9 +15,21 @@ initializes: access_control
 initializes: guard[access_control := access_control]
 
 exports: (
-    access_control.__interface__,
+    access_control.hasRole,
+    access_control.getRoleAdmin,
+    access_control.DEFAULT_ADMIN_ROLE,
+    access_control.supportsInterface,
+    guard.grantRole,
+    guard.revokeRole,
+    guard.renounceRole,
+    guard.propose_admin,
+    guard.accept_admin,
+    guard.admin,
+    guard.pending_admin,
     guard.pause,
     guard.unpause,
+    guard.paused_at,
+    guard.paused_total,
     guard.GUARDIAN_ROLE,
     guard.pausable.paused,
 )

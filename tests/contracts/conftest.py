@@ -14,7 +14,10 @@ import pytest
 from api.settlement.merkle import Leaf, PayoutTree
 
 ZERO = "0x0000000000000000000000000000000000000000"
-WITHDRAW_DELAY = 2 * 86_400
+EPOCH_LENGTH = 86_400
+SETTLEMENT_GRACE = 2 * 86_400
+WITHDRAW_DELAY = 3 * 86_400
+MAX_SPEND = 10**30  # a campaign's default max spend per epoch: large enough never to clip
 CHALLENGE_PERIOD = 6 * 3_600
 FEE_BPS = 1_500
 USDC = 10**6
@@ -83,17 +86,11 @@ def publisher_registry(project, admin, oracle, guardian):
 
 @pytest.fixture(scope="session")
 def campaign_registry(project, admin, guardian):
-    registry = project.CampaignRegistry.deploy(sender=admin)
+    # Epoch 1 starts at the chain's head, so a test reaches an epoch's end with `end_epoch`.
+    genesis = ape.chain.blocks.head.timestamp
+    registry = project.CampaignRegistry.deploy(EPOCH_LENGTH, genesis, sender=admin)
     registry.grantRole(registry.GUARDIAN_ROLE(), guardian, sender=admin)
     return registry
-
-
-@pytest.fixture(scope="session")
-def payout(project, admin, settler, guardian):
-    contract = project.PublisherPayout.deploy(CHALLENGE_PERIOD, sender=admin)
-    contract.grantRole(contract.SETTLER_ROLE(), settler, sender=admin)
-    contract.grantRole(contract.GUARDIAN_ROLE(), guardian, sender=admin)
-    return contract
 
 
 @pytest.fixture(scope="session")
@@ -102,13 +99,30 @@ def usdc(project, admin):
 
 
 @pytest.fixture(scope="session")
+def payout(project, admin, settler, guardian, usdc):
+    contract = project.PublisherPayout.deploy(CHALLENGE_PERIOD, sender=admin)
+    contract.grantRole(contract.SETTLER_ROLE(), settler, sender=admin)
+    contract.grantRole(contract.GUARDIAN_ROLE(), guardian, sender=admin)
+    contract.register_token(ZERO, sender=admin)
+    contract.register_token(usdc, sender=admin)
+    return contract
+
+
+@pytest.fixture(scope="session")
 def escrow(project, admin, settler, guardian, treasury, campaign_registry, payout, usdc):
     contract = project.PaymentEscrow.deploy(
-        campaign_registry, payout, treasury, WITHDRAW_DELAY, FEE_BPS, sender=admin
+        campaign_registry,
+        payout,
+        treasury,
+        FEE_BPS,
+        SETTLEMENT_GRACE,
+        WITHDRAW_DELAY,
+        sender=admin,
     )
     contract.grantRole(contract.SETTLER_ROLE(), settler, sender=admin)
     contract.grantRole(contract.GUARDIAN_ROLE(), guardian, sender=admin)
     payout.grantRole(payout.FUNDER_ROLE(), contract, sender=admin)
+    # The escrow allow-lists only tokens the payout can be funded in.
     contract.set_token_allowed(ZERO, True, sender=admin)
     contract.set_token_allowed(usdc, True, sender=admin)
     return contract
@@ -126,8 +140,17 @@ def mint_usdc(usdc, admin) -> Callable[..., None]:
 def register_campaign(campaign_registry) -> Callable[..., int]:
     """Register a campaign and return its id."""
 
-    def register(advertiser, token=ZERO, bid_model=CPM, bid=2 * USDC, metadata=METADATA) -> int:
-        tx = campaign_registry.register(token, bid_model, bid, metadata, sender=advertiser)
+    def register(
+        advertiser,
+        token=ZERO,
+        bid_model=CPM,
+        bid=2 * USDC,
+        metadata=METADATA,
+        max_spend=MAX_SPEND,
+    ) -> int:
+        tx = campaign_registry.register(
+            token, bid_model, bid, metadata, max_spend, sender=advertiser
+        )
         return int(tx.events.filter(campaign_registry.CampaignRegistered)[0].campaign_id)
 
     return register
@@ -164,13 +187,18 @@ def build_tree(payout) -> Callable[[Iterable[tuple]], PayoutTree]:
 
 @pytest.fixture(scope="session")
 def post_tree(payout, settler) -> Callable[..., object]:
-    """Post a tree's root for `epoch` with its per-token totals."""
+    """Post a tree's root as the next root id with its per-token totals."""
 
-    def post(epoch: int, tree: PayoutTree, uri: str = "ipfs://artefact"):
+    def post(tree: PayoutTree, uri: str = "ipfs://artefact"):
         totals = tree.totals()
         tokens = list(totals)
         return payout.post_root(
-            epoch, tree.root, tokens, [totals[t] for t in tokens], uri, sender=settler
+            payout.latest_root_id() + 1,
+            tree.root,
+            tokens,
+            [totals[t] for t in tokens],
+            uri,
+            sender=settler,
         )
 
     return post
@@ -179,3 +207,11 @@ def post_tree(payout, settler) -> Callable[..., object]:
 def advance(seconds: int) -> None:
     """Move the chain's clock forward and mine a block."""
     ape.chain.mine(timestamp=ape.chain.pending_timestamp + seconds)
+
+
+def end_epoch(contract, epoch: int) -> None:
+    """Move the chain's clock to the end of `epoch` of `contract` (the campaign registry or
+    the escrow), so the next transaction can settle it; a clock already past it stays."""
+    end = contract.genesis() + epoch * contract.epoch_length()
+    if ape.chain.pending_timestamp < end:
+        ape.chain.mine(timestamp=end)

@@ -22,9 +22,12 @@ from tests.contracts.conftest import (
     CHALLENGE_PERIOD,
     FEE_BPS,
     PAUSED,
+    SETTLEMENT_GRACE,
     USDC,
     WITHDRAW_DELAY,
+    ZERO,
     advance,
+    end_epoch,
 )
 
 ACTORS = [
@@ -71,9 +74,10 @@ def world(
     # The advertiser holds budget and an allowance for one more deposit.
     mint_usdc(advertiser, BUDGET)
     usdc.approve(escrow, BUDGET, sender=advertiser)
+    end_epoch(escrow, 1)
     escrow.spend_batch(1, [campaign_id], [EPOCH_SPEND], sender=settler)
     tree = build_tree([(publisher, usdc, PUBLISHER_SHARE)])
-    post_tree(1, tree)
+    post_tree(tree)
     advance(CHALLENGE_PERIOD + 1)
     return SimpleNamespace(
         publisher_registry=publisher_registry,
@@ -126,6 +130,17 @@ def matured_withdraw(w: SimpleNamespace) -> None:
     advance(WITHDRAW_DELAY)
 
 
+def end_second_epoch(w: SimpleNamespace) -> None:
+    end_epoch(w.escrow, 2)
+
+
+def propose_stranger(contract_name: str) -> Callable[[SimpleNamespace], None]:
+    def arrange(w: SimpleNamespace) -> None:
+        getattr(w, contract_name).propose_admin(w.actors["stranger"], sender=w.actors["admin"])
+
+    return arrange
+
+
 def post_pending_root(w: SimpleNamespace) -> None:
     w.payout.post_root(
         2, w.tree.root, [w.usdc], [PUBLISHER_SHARE], "ipfs://2", sender=w.actors["settler"]
@@ -148,7 +163,7 @@ def role_cases(contract_name: str) -> list[Case]:
     def guardian_role(w: SimpleNamespace) -> bytes:
         return c(w).GUARDIAN_ROLE()
 
-    missing_role = "access_control: account is missing role"
+    missing_role = "guard: caller is not role admin"
     return [
         Case(
             f"{contract_name}.pause",
@@ -186,24 +201,30 @@ def role_cases(contract_name: str) -> list[Case]:
         Case(
             f"{contract_name}.renounceRole",
             only("guardian"),
-            "access_control: can only renounce roles for itself",
+            "guard: can only renounce for self",
             lambda w, a: c(w).renounceRole(guardian_role(w), w.actors["guardian"], sender=a),
             lambda w, a, tx: [
                 c(w).RoleRevoked(role=guardian_role(w), account=w.actors["guardian"], sender=a)
             ],
         ),
         Case(
-            f"{contract_name}.set_role_admin",
+            f"{contract_name}.propose_admin",
             only("admin"),
-            missing_role,
-            lambda w, a: c(w).set_role_admin(guardian_role(w), guardian_role(w), sender=a),
+            "guard: caller is not admin",
+            lambda w, a: c(w).propose_admin(w.actors["stranger"], sender=a),
+            lambda w, a, tx: [c(w).AdminProposed(admin=a, proposed_admin=w.actors["stranger"])],
+        ),
+        Case(
+            f"{contract_name}.accept_admin",
+            only("stranger"),
+            "guard: caller is not proposed admin",
+            lambda w, a: c(w).accept_admin(sender=a),
             lambda w, a, tx: [
-                c(w).RoleAdminChanged(
-                    role=guardian_role(w),
-                    previousAdminRole=b"\x00" * 32,
-                    newAdminRole=guardian_role(w),
-                )
+                c(w).RoleRevoked(role=b"\x00" * 32, account=w.actors["admin"], sender=a),
+                c(w).RoleGranted(role=b"\x00" * 32, account=a, sender=a),
+                c(w).AdminTransferred(previous_admin=w.actors["admin"], new_admin=a),
             ],
+            arrange=propose_stranger(contract_name),
         ),
     ]
 
@@ -268,14 +289,14 @@ CASES: list[Case] = [
     Case(
         "escrow.set_token_allowed",
         only("admin"),
-        "escrow: caller is not admin",
+        "guard: caller is not admin",
         lambda w, a: w.escrow.set_token_allowed(w.usdc, False, sender=a),
         lambda w, a, tx: [w.escrow.TokenAllowed(token=w.usdc, allowed=False)],
     ),
     Case(
         "escrow.set_treasury",
         only("admin"),
-        "escrow: caller is not admin",
+        "guard: caller is not admin",
         lambda w, a: w.escrow.set_treasury(w.actors["stranger"], sender=a),
         lambda w, a, tx: [
             w.escrow.TreasuryUpdated(
@@ -287,10 +308,23 @@ CASES: list[Case] = [
     Case(
         "escrow.set_withdraw_delay",
         only("admin"),
-        "escrow: caller is not admin",
-        lambda w, a: w.escrow.set_withdraw_delay(86_400, sender=a),
+        "guard: caller is not admin",
+        lambda w, a: w.escrow.set_withdraw_delay(WITHDRAW_DELAY + 1, sender=a),
         lambda w, a, tx: [
-            w.escrow.WithdrawDelayUpdated(previous_delay=WITHDRAW_DELAY, new_delay=86_400)
+            w.escrow.WithdrawDelayUpdated(
+                previous_delay=WITHDRAW_DELAY, new_delay=WITHDRAW_DELAY + 1
+            )
+        ],
+    ),
+    Case(
+        "escrow.set_settlement_grace",
+        only("admin"),
+        "guard: caller is not admin",
+        lambda w, a: w.escrow.set_settlement_grace(SETTLEMENT_GRACE - 1, sender=a),
+        lambda w, a, tx: [
+            w.escrow.SettlementGraceUpdated(
+                previous_grace=SETTLEMENT_GRACE, new_grace=SETTLEMENT_GRACE - 1
+            )
         ],
     ),
     Case(
@@ -304,7 +338,8 @@ CASES: list[Case] = [
                 epoch=2,
                 campaign_id=w.campaign_id,
                 token=w.usdc,
-                amount=EPOCH_SPEND,
+                asked=EPOCH_SPEND,
+                charged=EPOCH_SPEND,
                 publisher_share=PUBLISHER_SHARE,
                 fee=EPOCH_SPEND - PUBLISHER_SHARE,
             ),
@@ -318,8 +353,9 @@ CASES: list[Case] = [
             w.usdc.Transfer(
                 sender=w.escrow, receiver=w.treasury, value=EPOCH_SPEND - PUBLISHER_SHARE
             ),
-            w.escrow.EpochSpent(epoch=2, campaigns=1),
+            w.escrow.EpochSpent(epoch=2, campaigns_charged=1, campaigns_skipped=0),
         ],
+        arrange=end_second_epoch,
     ),
     Case(
         "escrow.deposit",
@@ -381,11 +417,11 @@ CASES: list[Case] = [
         ),
         lambda w, a, tx: [
             w.payout.RootPosted(
-                epoch=2,
+                root_id=2,
                 root=w.tree.root,
                 claimable_at=tx.timestamp + CHALLENGE_PERIOD,
-                tokens=[w.usdc],
-                cumulative_totals=[PUBLISHER_SHARE],
+                tokens=[ZERO, w.usdc.address],
+                cumulative_totals=[0, PUBLISHER_SHARE],
                 artefact_uri="ipfs://2",
             )
         ],
@@ -395,13 +431,13 @@ CASES: list[Case] = [
         only("guardian"),
         "payout: caller is not guardian",
         lambda w, a: w.payout.revoke_root(2, sender=a),
-        lambda w, a, tx: [w.payout.RootRevoked(epoch=2, root=w.tree.root, guardian=a)],
+        lambda w, a, tx: [w.payout.RootRevoked(root_id=2, root=w.tree.root, guardian=a)],
         arrange=post_pending_root,
     ),
     Case(
         "payout.set_challenge_period",
         only("admin"),
-        "payout: caller is not admin",
+        "guard: caller is not admin",
         lambda w, a: w.payout.set_challenge_period(3_600, sender=a),
         lambda w, a, tx: [
             w.payout.ChallengePeriodUpdated(previous_period=CHALLENGE_PERIOD, new_period=3_600)
@@ -413,7 +449,6 @@ CASES: list[Case] = [
         frozenset(ACTORS),
         "",
         lambda w, a: w.payout.claim(
-            1,
             w.actors["publisher"],
             w.usdc,
             PUBLISHER_SHARE,
@@ -423,12 +458,57 @@ CASES: list[Case] = [
         lambda w, a, tx: [
             w.usdc.Transfer(sender=w.payout, receiver=w.actors["publisher"], value=PUBLISHER_SHARE),
             w.payout.Claimed(
-                epoch=1,
+                root_id=1,
                 account=w.actors["publisher"],
                 token=w.usdc,
+                recipient=w.actors["publisher"],
                 amount=PUBLISHER_SHARE,
                 cumulative_amount=PUBLISHER_SHARE,
             ),
+        ],
+    ),
+    # Only the account itself may send its earnings elsewhere.
+    Case(
+        "payout.claim_to",
+        only("publisher"),
+        "payout: invalid proof",
+        lambda w, a: w.payout.claim_to(
+            w.actors["stranger"],
+            w.usdc,
+            PUBLISHER_SHARE,
+            w.tree.proof(w.actors["publisher"].address, w.usdc.address),
+            sender=a,
+        ),
+        lambda w, a, tx: [
+            w.usdc.Transfer(sender=w.payout, receiver=w.actors["stranger"], value=PUBLISHER_SHARE),
+            w.payout.Claimed(
+                root_id=1,
+                account=a,
+                token=w.usdc,
+                recipient=w.actors["stranger"],
+                amount=PUBLISHER_SHARE,
+                cumulative_amount=PUBLISHER_SHARE,
+            ),
+        ],
+    ),
+    Case(
+        "payout.register_token",
+        only("admin"),
+        "guard: caller is not admin",
+        lambda w, a: w.payout.register_token(w.campaign_registry, sender=a),
+        lambda w, a, tx: [w.payout.TokenRegistered(token=w.campaign_registry)],
+    ),
+    Case(
+        "campaign_registry.set_max_spend_per_epoch",
+        only("advertiser"),
+        "campaigns: caller is not advertiser",
+        lambda w, a: w.campaign_registry.set_max_spend_per_epoch(w.campaign_id, USDC, sender=a),
+        lambda w, a, tx: [
+            w.campaign_registry.MaxSpendPerEpochSet(
+                campaign_id=w.campaign_id,
+                max_spend=USDC,
+                effective_epoch=w.campaign_registry.current_epoch() + 1,
+            )
         ],
     ),
 ]

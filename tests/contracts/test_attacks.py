@@ -6,12 +6,21 @@ from __future__ import annotations
 import ape
 import pytest
 
-from tests.contracts.conftest import CHALLENGE_PERIOD, USDC, WITHDRAW_DELAY, ZERO, advance
+from tests.contracts.conftest import (
+    CHALLENGE_PERIOD,
+    MAX_SPEND,
+    USDC,
+    WITHDRAW_DELAY,
+    ZERO,
+    advance,
+    end_epoch,
+)
 
 
 @pytest.fixture
-def hostile_token(project, admin, escrow):
+def hostile_token(project, admin, escrow, payout):
     token = project.HostileToken.deploy(sender=admin)
+    payout.register_token(token, sender=admin)
     escrow.set_token_allowed(token, True, sender=admin)
     return token
 
@@ -42,7 +51,7 @@ def test_eth_receiver_reentering_withdraw_is_paid_once(
     escrow, campaign_registry, receiver, admin, register_campaign
 ):
     # the contract wallet is the advertiser, so a re-entered withdraw passes every role check
-    calldata = campaign_registry.register.encode_input(ZERO, 0, 1, b"\x11" * 32)
+    calldata = campaign_registry.register.encode_input(ZERO, 0, 1, b"\x11" * 32, MAX_SPEND)
     receiver.execute(campaign_registry, calldata, 0, sender=admin)
     campaign_id = campaign_registry.campaign_count()
     as_receiver(receiver, admin, escrow, "deposit", campaign_id, 10**18, ZERO, value=10**18)
@@ -59,40 +68,35 @@ def test_eth_receiver_reentering_withdraw_is_paid_once(
     assert escrow.balance == 6 * 10**17
 
 
-def test_eth_receiver_reentering_claim_is_paid_once(payout, receiver, admin, build_tree, post_tree):
-    payout.grantRole(payout.FUNDER_ROLE(), admin, sender=admin)
-    payout.fund(ZERO, 10**18, value=10**18, sender=admin)
-    tree = build_tree([(receiver.address, ZERO, 3 * 10**17), (admin.address, ZERO, 10**17)])
-    post_tree(1, tree)
-    advance(CHALLENGE_PERIOD)
-    args = (1, receiver.address, ZERO, 3 * 10**17, tree.proof(receiver.address, ZERO))
-    receiver.arm_reentry(payout, payout.claim.encode_input(*args), sender=admin)
-
-    payout.claim(*args, sender=admin)
-
-    assert receiver.reentry_attempts() == 1
-    assert receiver.reentry_successes() == 0
-    assert receiver.balance == 3 * 10**17
-    assert payout.balance == 7 * 10**17
-
-
-def test_eth_receiver_reentering_across_functions_gets_nothing(
+def test_eth_receiver_cannot_reenter_claim_within_the_stipend(
     payout, receiver, admin, build_tree, post_tree
 ):
-    """During its claim payment the receiver tries claim_many for itself: the lock holds."""
+    """ETH goes out with a Safe-sized gas stipend: a receiver that tries to re-enter claim or
+    claim_many has no gas to do it, its claim fails whole, and nothing is marked paid."""
     payout.grantRole(payout.FUNDER_ROLE(), admin, sender=admin)
     payout.fund(ZERO, 10**18, value=10**18, sender=admin)
     tree = build_tree([(receiver.address, ZERO, 3 * 10**17), (admin.address, ZERO, 10**17)])
-    post_tree(1, tree)
+    post_tree(tree)
     advance(CHALLENGE_PERIOD)
     proof = tree.proof(receiver.address, ZERO)
-    request = (receiver.address, ZERO, 3 * 10**17, proof)
-    receiver.arm_reentry(payout, payout.claim_many.encode_input(1, [request]), sender=admin)
+    args = (receiver.address, ZERO, 3 * 10**17, proof)
+    for reentry in (
+        payout.claim.encode_input(*args),
+        payout.claim_many.encode_input([args]),
+    ):
+        receiver.arm_reentry(payout, reentry, sender=admin)
+        with ape.reverts("payout: transfer failed"):
+            payout.claim(*args, sender=admin)
+        assert payout.get_total_paid(receiver, ZERO) == 0
+        assert payout.balance == 10**18
 
-    payout.claim(1, receiver.address, ZERO, 3 * 10**17, proof, sender=admin)
-
-    assert receiver.reentry_successes() == 0
+    # disarmed, the same wallet is paid exactly once
+    receiver.arm_reentry(ZERO, b"", sender=admin)
+    payout.claim(*args, sender=admin)
+    with ape.reverts("payout: nothing to claim"):
+        payout.claim(*args, sender=admin)
     assert receiver.balance == 3 * 10**17
+    assert payout.balance == 7 * 10**17
 
 
 def test_hostile_token_reentering_spend_batch_moves_nothing_twice(
@@ -106,6 +110,7 @@ def test_hostile_token_reentering_spend_batch_moves_nothing_twice(
     hostile_token.arm_reentry(
         escrow, escrow.spend_batch.encode_input(2, [campaign_id], [10 * USDC]), sender=admin
     )
+    end_epoch(escrow, 2)
 
     escrow.spend_batch(1, [campaign_id], [10 * USDC], sender=settler)
 
@@ -123,10 +128,9 @@ def test_hostile_token_reentering_claim_pays_once(
     hostile_token.approve(payout, 100, sender=admin)
     payout.fund(hostile_token, 100, sender=admin)
     tree = build_tree([(publisher, hostile_token, 60), (admin, hostile_token, 40)])
-    post_tree(1, tree)
+    post_tree(tree)
     advance(CHALLENGE_PERIOD)
     args = (
-        1,
         publisher.address,
         hostile_token.address,
         60,
@@ -157,14 +161,16 @@ def test_token_without_return_value_works_end_to_end(
     post_tree,
 ):
     token = project.NoReturnToken.deploy(sender=admin)
+    payout.register_token(token, sender=admin)
     escrow.set_token_allowed(token, True, sender=admin)
     campaign_id = fund_hostile_campaign(escrow, token, advertiser, register_campaign, 1_000)
+    end_epoch(escrow, 1)
     escrow.spend_batch(1, [campaign_id], [200], sender=settler)
     tree = build_tree([(publisher, token, 170)])
-    post_tree(1, tree)
+    post_tree(tree)
     advance(CHALLENGE_PERIOD)
     payout.claim(
-        1, publisher, token, 170, tree.proof(publisher.address, token.address), sender=publisher
+        publisher, token, 170, tree.proof(publisher.address, token.address), sender=publisher
     )
     escrow.request_withdraw(campaign_id, token, 800, sender=advertiser)
     advance(WITHDRAW_DELAY)
@@ -194,9 +200,9 @@ def test_fee_on_transfer_token_is_credited_what_arrived(
 
     assert escrow.get_balance(campaign_id, hostile_token) == 9_900
     assert hostile_token.balanceOf(escrow) == 9_900
-    with ape.reverts("escrow: spend above balance"):
-        escrow.spend_batch(1, [campaign_id], [10_000], sender=settler)
-    escrow.spend_batch(1, [campaign_id], [1_000], sender=settler)
+    end_epoch(escrow, 1)
+    tx = escrow.spend_batch(1, [campaign_id], [1_000], sender=settler)
+    assert tx.events.filter(escrow.Spent)[0].charged == 1_000
     # the payout counts what reached it, so its solvency check stays honest
     assert payout.total_funded(hostile_token) == 850 - 8
     assert hostile_token.balanceOf(payout) == payout.total_funded(hostile_token)
@@ -210,17 +216,17 @@ def test_blocklisted_payee_claim_fails_and_stays_claimable(
     hostile_token.approve(payout, 100, sender=admin)
     payout.fund(hostile_token, 100, sender=admin)
     tree = build_tree([(publisher, hostile_token, 70)])
-    post_tree(1, tree)
+    post_tree(tree)
     advance(CHALLENGE_PERIOD)
     proof = tree.proof(publisher.address, hostile_token.address)
     hostile_token.set_blocked(publisher, True, sender=admin)
 
     with ape.reverts("hostile: blocked"):
-        payout.claim(1, publisher, hostile_token, 70, proof, sender=publisher)
+        payout.claim(publisher, hostile_token, 70, proof, sender=publisher)
 
     assert payout.get_total_paid(publisher, hostile_token) == 0
     hostile_token.set_blocked(publisher, False, sender=admin)
-    payout.claim(1, publisher, hostile_token, 70, proof, sender=publisher)
+    payout.claim(publisher, hostile_token, 70, proof, sender=publisher)
     assert hostile_token.balanceOf(publisher) == 70
 
 

@@ -106,11 +106,10 @@ def test_python_proofs_verify_on_chain(payout, usdc, admin, settler, size):
     for leaf in sample:
         proof = tree.proof(leaf.account, leaf.token)
         assert verify(proof, tree.root, leaf_hash(tree.chain_id, tree.payout_contract, leaf))
-        assert payout.claimable(1, leaf.account, leaf.token, leaf.cumulative_amount, proof) == (
+        assert payout.claimable(leaf.account, leaf.token, leaf.cumulative_amount, proof) == (
             leaf.cumulative_amount
         )
     payout.claim(
-        1,
         paid.account,
         paid.token,
         paid.cumulative_amount,

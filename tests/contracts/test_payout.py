@@ -1,5 +1,6 @@
-"""PublisherPayout: funding, root posting with the on-chain solvency check, guardian veto,
-and cumulative claims, path by path."""
+"""PublisherPayout: the token list, funding, root posting with the on-chain solvency check,
+one pending root at a time, guardian veto, pause that stops the challenge clock, and
+cumulative claims against the current root only, path by path."""
 
 from __future__ import annotations
 
@@ -37,10 +38,9 @@ def pool(fund):
     return POOL
 
 
-def claim(payout, tree: PayoutTree, epoch: int, account, token, sender=None):
+def claim(payout, tree: PayoutTree, account, token, sender=None):
     leaf = tree.leaf_for(str(account), str(token))
     return payout.claim(
-        epoch,
         leaf.account,
         leaf.token,
         leaf.cumulative_amount,
@@ -49,7 +49,35 @@ def claim(payout, tree: PayoutTree, epoch: int, account, token, sender=None):
     )
 
 
-# ---------------------------------------------------------------- fund
+def request(tree: PayoutTree, account, token) -> tuple:
+    leaf = tree.leaf_for(str(account), str(token))
+    return (leaf.account, leaf.token, leaf.cumulative_amount, tree.proof(leaf.account, leaf.token))
+
+
+def matured(post_tree, tree: PayoutTree) -> PayoutTree:
+    post_tree(tree)
+    advance(CHALLENGE_PERIOD)
+    return tree
+
+
+# ---------------------------------------------------------------- tokens and fund
+
+
+def test_register_token_lists_it_once_and_at_most_sixteen(project, payout, admin, stranger):
+    with ape.reverts("payout: token already registered"):
+        payout.register_token(ZERO, sender=admin)
+    with ape.reverts("guard: caller is not admin"):
+        payout.register_token(project.HostileToken.deploy(sender=admin), sender=stranger)
+    with ape.reverts("payout: token is not a contract"):
+        payout.register_token(stranger, sender=admin)
+    token = project.HostileToken.deploy(sender=admin)
+    tx = payout.register_token(token, sender=admin)
+    assert tx.events == [payout.TokenRegistered(token=token)]
+    assert payout.is_registered_token(token)
+    for _ in range(13):
+        payout.register_token(project.HostileToken.deploy(sender=admin), sender=admin)
+    with ape.reverts("payout: too many tokens"):
+        payout.register_token(project.HostileToken.deploy(sender=admin), sender=admin)
 
 
 def test_fund_pulls_tokens_and_records_the_total(payout, usdc, funder, fund):
@@ -63,7 +91,6 @@ def test_fund_pulls_tokens_and_records_the_total(payout, usdc, funder, fund):
     ]
     assert payout.total_funded(usdc) == 100 * USDC
     assert usdc.balanceOf(payout) == 100 * USDC
-    assert payout.funded_tokens(0) == usdc.address
 
 
 def test_fund_eth(payout, funder):
@@ -74,26 +101,29 @@ def test_fund_eth(payout, funder):
         payout.fund(ZERO, 5, value=4, sender=funder)
 
 
-def test_fund_rejects_bad_input(payout, usdc, funder, stranger):
+def test_fund_rejects_bad_input(project, payout, usdc, admin, funder, stranger):
     with ape.reverts("payout: caller is not funder"):
         payout.fund(ZERO, 1, value=1, sender=stranger)
     with ape.reverts("payout: zero amount"):
         payout.fund(ZERO, 0, sender=funder)
     with ape.reverts("payout: unexpected value"):
         payout.fund(usdc, 1, value=1, sender=funder)
+    unregistered = project.HostileToken.deploy(sender=admin)
+    unregistered.mint(funder, 1, sender=admin)
+    unregistered.approve(payout, 1, sender=funder)
+    with ape.reverts("payout: token not registered"):
+        payout.fund(unregistered, 1, sender=funder)
 
 
-def test_fund_accepts_at_most_sixteen_tokens(project, payout, admin, funder):
-    for _ in range(16):
-        token = project.HostileToken.deploy(sender=admin)
-        token.mint(funder, 1, sender=admin)
-        token.approve(payout, 1, sender=funder)
-        payout.fund(token, 1, sender=funder)
-    seventeenth = project.HostileToken.deploy(sender=admin)
-    seventeenth.mint(funder, 1, sender=admin)
-    seventeenth.approve(payout, 1, sender=funder)
-    with ape.reverts("payout: too many tokens"):
-        payout.fund(seventeenth, 1, sender=funder)
+def test_a_funding_that_delivers_nothing_is_refused(project, payout, admin, funder):
+    token = project.HostileToken.deploy(sender=admin)
+    payout.register_token(token, sender=admin)
+    token.mint(funder, 100, sender=admin)
+    token.approve(payout, 100, sender=funder)
+    token.set_fee_bps(10_000, sender=admin)
+    with ape.reverts("payout: nothing received"):
+        payout.fund(token, 100, sender=funder)
+    assert payout.total_funded(token) == 0
 
 
 # ---------------------------------------------------------------- post_root
@@ -104,29 +134,58 @@ def test_post_root_records_root_totals_and_maturity(
 ):
     tree = build_tree([(publisher, usdc, 300 * USDC)])
 
-    tx = payout.post_root(7, tree.root, [usdc], [300 * USDC], "ipfs://epoch-7", sender=settler)
+    tx = payout.post_root(1, tree.root, [usdc], [300 * USDC], "ipfs://root-1", sender=settler)
 
     claimable_at = ape.chain.blocks.head.timestamp + CHALLENGE_PERIOD
     assert tx.events == [
         payout.RootPosted(
-            epoch=7,
+            root_id=1,
             root=tree.root,
             claimable_at=claimable_at,
-            tokens=[usdc.address],
-            cumulative_totals=[300 * USDC],
-            artefact_uri="ipfs://epoch-7",
+            tokens=[ZERO, usdc.address],
+            cumulative_totals=[0, 300 * USDC],
+            artefact_uri="ipfs://root-1",
         )
     ]
-    root = payout.get_root(7)
-    assert (root.root, root.claimable_at, root.parent_epoch) == (tree.root, claimable_at, 0)
-    assert payout.root_total(7, usdc) == 300 * USDC
-    assert (payout.latest_posted_epoch(), payout.head_epoch()) == (7, 7)
+    root = payout.get_root(1)
+    assert (root.root, root.claimable_at) == (tree.root, claimable_at)
+    assert payout.root_total(1, usdc) == 300 * USDC
+    assert (payout.latest_root_id(), payout.pending_root_id(), payout.current_root_id()) == (
+        1,
+        1,
+        0,
+    )
+    advance(CHALLENGE_PERIOD)
+    assert (payout.pending_root_id(), payout.current_root_id()) == (0, 1)
+
+
+def test_root_ids_move_by_exactly_one(payout, usdc, settler, guardian, publisher, pool, build_tree):
+    """Finding 4: an unbounded id (2**256 - 1) once blocked every later root."""
+    tree = build_tree([(publisher, usdc, 1)])
+    for root_id in (0, 2, 2**256 - 1):
+        with ape.reverts("payout: root id not next"):
+            payout.post_root(root_id, tree.root, [usdc], [1], "", sender=settler)
+    payout.post_root(1, tree.root, [usdc], [1], "", sender=settler)
+    payout.revoke_root(1, sender=guardian)
+    with ape.reverts("payout: root id not next"):
+        payout.post_root(1, tree.root, [usdc], [1], "", sender=settler)
+    payout.post_root(2, tree.root, [usdc], [1], "", sender=settler)
+    assert payout.latest_root_id() == 2
+
+
+def test_only_one_root_is_pending_at_a_time(payout, usdc, publisher, pool, post_tree, build_tree):
+    post_tree(build_tree([(publisher, usdc, 100 * USDC)]))
+    with ape.reverts("payout: root pending"):
+        post_tree(build_tree([(publisher, usdc, 200 * USDC)]))
+    advance(CHALLENGE_PERIOD)
+    post_tree(build_tree([(publisher, usdc, 200 * USDC)]))
+    assert (payout.current_root_id(), payout.pending_root_id()) == (1, 2)
 
 
 def test_post_root_may_promise_exactly_everything_funded(
-    payout, usdc, settler, pool, post_tree, build_tree, publisher
+    payout, usdc, pool, post_tree, build_tree, publisher
 ):
-    post_tree(1, build_tree([(publisher, usdc, POOL)]))
+    post_tree(build_tree([(publisher, usdc, POOL)]))
     assert payout.root_total(1, usdc) == POOL
 
 
@@ -136,23 +195,22 @@ def test_root_that_would_make_the_contract_insolvent_reverts(
     tree = build_tree([(publisher, usdc, POOL), (other_publisher, usdc, 1)])
     with ape.reverts("payout: root exceeds funding"):
         payout.post_root(1, tree.root, [usdc], [POOL + 1], "", sender=settler)
-    assert payout.head_epoch() == 0
+    assert payout.latest_root_id() == 0
 
 
-def test_root_with_a_lower_total_than_the_last_reverts(
-    payout, usdc, settler, publisher, pool, post_tree, build_tree
+def test_root_with_a_lower_total_than_the_current_reverts(
+    payout, usdc, publisher, pool, post_tree, build_tree
 ):
-    post_tree(1, build_tree([(publisher, usdc, 500 * USDC)]))
-    lower = build_tree([(publisher, usdc, 499 * USDC)])
+    matured(post_tree, build_tree([(publisher, usdc, 500 * USDC)]))
     with ape.reverts("payout: cumulative total decreased"):
-        post_tree(2, lower)
+        post_tree(build_tree([(publisher, usdc, 499 * USDC)]))
 
 
 def test_tokens_left_out_keep_their_previous_total(
     payout, usdc, settler, publisher, fund, pool, post_tree, build_tree
 ):
     fund(10**18, token=ZERO)
-    post_tree(1, build_tree([(publisher, usdc, 100 * USDC), (publisher, ZERO, 10**18)]))
+    matured(post_tree, build_tree([(publisher, usdc, 100 * USDC), (publisher, ZERO, 10**18)]))
     tree = build_tree([(publisher, usdc, 200 * USDC), (publisher, ZERO, 10**18)])
     payout.post_root(2, tree.root, [usdc], [200 * USDC], "", sender=settler)
     assert payout.root_total(2, ZERO) == 10**18
@@ -176,18 +234,9 @@ def test_post_root_rejects_malformed_totals(
         payout.post_root(1, b"\x01" * 32, token_list, totals, "", sender=settler)
 
 
-def test_post_root_rejects_empty_root_and_old_epochs(
-    payout, usdc, settler, pool, post_tree, build_tree, publisher
-):
+def test_post_root_rejects_an_empty_root(payout, settler):
     with ape.reverts("payout: empty root"):
         payout.post_root(1, b"\x00" * 32, [], [], "", sender=settler)
-    with ape.reverts("payout: epoch not newer"):
-        payout.post_root(0, b"\x01" * 32, [], [], "", sender=settler)
-    post_tree(3, build_tree([(publisher, usdc, 1)]))
-    with ape.reverts("payout: epoch not newer"):
-        post_tree(3, build_tree([(publisher, usdc, 2)]))
-    with ape.reverts("payout: epoch not newer"):
-        post_tree(2, build_tree([(publisher, usdc, 2)]))
 
 
 def test_post_root_by_non_settler_or_while_paused_reverts(payout, settler, guardian, stranger):
@@ -201,65 +250,135 @@ def test_post_root_by_non_settler_or_while_paused_reverts(payout, settler, guard
 # ---------------------------------------------------------------- revoke_root
 
 
-def test_guardian_revokes_a_pending_root(
+def test_guardian_revokes_the_pending_root(
     payout, usdc, guardian, publisher, pool, post_tree, build_tree
 ):
     tree = build_tree([(publisher, usdc, 100 * USDC)])
-    post_tree(1, tree)
+    post_tree(tree)
 
     tx = payout.revoke_root(1, sender=guardian)
 
-    assert tx.events == [payout.RootRevoked(epoch=1, root=tree.root, guardian=guardian)]
+    assert tx.events == [payout.RootRevoked(root_id=1, root=tree.root, guardian=guardian)]
     assert payout.revoked(1)
-    assert payout.head_epoch() == 0
+    assert (payout.pending_root_id(), payout.current_root_id()) == (0, 0)
     advance(CHALLENGE_PERIOD + 1)
-    with ape.reverts("payout: root revoked"):
-        claim(payout, tree, 1, publisher, usdc)
+    with ape.reverts("payout: no current root"):
+        claim(payout, tree, publisher, usdc)
     assert usdc.balanceOf(publisher) == 0
 
 
-def test_after_a_revoke_the_next_root_is_checked_against_the_last_good_one(
+def test_after_a_revoke_the_current_root_stays_and_the_next_is_checked_against_it(
     payout, usdc, guardian, publisher, pool, post_tree, build_tree
 ):
-    post_tree(1, build_tree([(publisher, usdc, 100 * USDC)]))
-    post_tree(2, build_tree([(publisher, usdc, 900 * USDC)]))  # inflated
+    first = matured(post_tree, build_tree([(publisher, usdc, 100 * USDC)]))
+    post_tree(build_tree([(publisher, usdc, 900 * USDC)]))  # inflated
     payout.revoke_root(2, sender=guardian)
-    post_tree(3, build_tree([(publisher, usdc, 150 * USDC)]))
-    assert payout.get_root(3).parent_epoch == 1
-    assert payout.head_epoch() == 3
+    assert payout.current_root_id() == 1
+    claim(payout, first, publisher, usdc)
+    post_tree(build_tree([(publisher, usdc, 150 * USDC)]))
+    assert payout.latest_root_id() == 3
+    assert payout.root_total(3, usdc) == 150 * USDC
 
 
-def test_revoke_only_while_pending_and_newest_first(
+def test_revoke_only_the_pending_root_before_it_matures(
     payout, usdc, guardian, publisher, pool, post_tree, build_tree
 ):
-    post_tree(1, build_tree([(publisher, usdc, 100 * USDC)]))
-    post_tree(2, build_tree([(publisher, usdc, 200 * USDC)]))
-    with ape.reverts("payout: revoke newer roots first"):
-        payout.revoke_root(1, sender=guardian)
-    payout.revoke_root(2, sender=guardian)
-    with ape.reverts("payout: root revoked"):
+    post_tree(build_tree([(publisher, usdc, 100 * USDC)]))
+    with ape.reverts("payout: root not pending"):
         payout.revoke_root(2, sender=guardian)
     advance(CHALLENGE_PERIOD)
-    with ape.reverts("payout: root already claimable"):
+    with ape.reverts("payout: root not pending"):
         payout.revoke_root(1, sender=guardian)
-    with ape.reverts("payout: unknown epoch"):
-        payout.revoke_root(9, sender=guardian)
+    post_tree(build_tree([(publisher, usdc, 200 * USDC)]))
+    payout.revoke_root(2, sender=guardian)
+    with ape.reverts("payout: root not pending"):
+        payout.revoke_root(2, sender=guardian)
 
 
 def test_revoke_by_non_guardian_reverts(
     payout, usdc, settler, admin, publisher, pool, post_tree, build_tree
 ):
-    post_tree(1, build_tree([(publisher, usdc, 100 * USDC)]))
+    post_tree(build_tree([(publisher, usdc, 100 * USDC)]))
     for caller in (settler, admin, publisher):
         with ape.reverts("payout: caller is not guardian"):
             payout.revoke_root(1, sender=caller)
+
+
+# ---------------------------------------------------------------- pause stops the clock
+
+
+def test_a_paused_payout_does_not_mature_its_pending_root(
+    payout, usdc, admin, guardian, publisher, pool, post_tree, build_tree
+):
+    """Finding 5: a guardian who paused over a bad root but missed the window could only
+    unpause and let it pay. Now paused time does not count, and the root stays revocable."""
+    tree = build_tree([(publisher, usdc, 100 * USDC)])
+    post_tree(tree)
+    claimable_at = payout.get_root(1).claimable_at
+    advance(CHALLENGE_PERIOD // 2)
+    payout.pause(sender=guardian)
+    advance(3 * CHALLENGE_PERIOD)
+    assert payout.pending_root_id() == 1
+    assert payout.current_root_id() == 0
+
+    tx = payout.unpause(sender=admin)
+
+    paused_for = tx.events.filter(payout.PausedTimeAdded)[0].duration
+    assert paused_for >= 3 * CHALLENGE_PERIOD
+    assert tx.events.filter(payout.RootMaturityDelayed) == [
+        payout.RootMaturityDelayed(root_id=1, claimable_at=claimable_at + paused_for)
+    ]
+    assert payout.get_root(1).claimable_at == claimable_at + paused_for
+    with ape.reverts("payout: no current root"):
+        claim(payout, tree, publisher, usdc)
+    payout.revoke_root(1, sender=guardian)
+
+
+def test_a_root_can_be_revoked_while_paused_after_its_window(
+    payout, usdc, guardian, publisher, pool, post_tree, build_tree
+):
+    post_tree(build_tree([(publisher, usdc, 100 * USDC)]))
+    payout.pause(sender=guardian)
+    advance(2 * CHALLENGE_PERIOD)
+    payout.revoke_root(1, sender=guardian)
+    assert payout.revoked(1)
+
+
+def test_a_root_matured_before_the_pause_keeps_its_maturity(
+    payout, usdc, admin, guardian, publisher, pool, post_tree, build_tree
+):
+    tree = matured(post_tree, build_tree([(publisher, usdc, 100 * USDC)]))
+    payout.pause(sender=guardian)
+    advance(CHALLENGE_PERIOD)
+    tx = payout.unpause(sender=admin)
+    assert tx.events.filter(payout.RootMaturityDelayed) == []
+    claim(payout, tree, publisher, usdc)
+    assert usdc.balanceOf(publisher) == 100 * USDC
+
+
+# ---------------------------------------------------------------- challenge period
+
+
+def test_challenge_period_has_a_floor_and_a_ceiling(project, payout, admin, stranger):
+    """Finding 6: a zero challenge period let a root pay in the block it was posted."""
+    for period, reason in ((0, "payout: period too short"), (3_599, "payout: period too short")):
+        with ape.reverts(reason):
+            project.PublisherPayout.deploy(period, sender=admin)
+        with ape.reverts(reason):
+            payout.set_challenge_period(period, sender=admin)
+    with ape.reverts("payout: period too long"):
+        payout.set_challenge_period(30 * 86_400 + 1, sender=admin)
+    with ape.reverts("guard: caller is not admin"):
+        payout.set_challenge_period(7_200, sender=stranger)
+    deployed = project.PublisherPayout.deploy(3_600, sender=admin)
+    assert deployed.challenge_period() == 3_600
 
 
 def test_changing_the_challenge_period_does_not_move_a_pending_root(
     payout, usdc, admin, publisher, pool, post_tree, build_tree
 ):
     tree = build_tree([(publisher, usdc, 100 * USDC)])
-    post_tree(1, tree)
+    post_tree(tree)
     tx = payout.set_challenge_period(10 * CHALLENGE_PERIOD, sender=admin)
     assert tx.events == [
         payout.ChallengePeriodUpdated(
@@ -267,10 +386,8 @@ def test_changing_the_challenge_period_does_not_move_a_pending_root(
         )
     ]
     advance(CHALLENGE_PERIOD)
-    claim(payout, tree, 1, publisher, usdc)
+    claim(payout, tree, publisher, usdc)
     assert usdc.balanceOf(publisher) == 100 * USDC
-    with ape.reverts("payout: period too long"):
-        payout.set_challenge_period(30 * 86_400 + 1, sender=admin)
 
 
 # ---------------------------------------------------------------- claim
@@ -280,104 +397,190 @@ def test_claim_pays_the_cumulative_amount_once(
     payout, usdc, publisher, other_publisher, pool, post_tree, build_tree
 ):
     tree = build_tree([(publisher, usdc, 120 * USDC), (other_publisher, usdc, 80 * USDC)])
-    post_tree(1, tree)
-    with ape.reverts("payout: root not claimable yet"):
-        claim(payout, tree, 1, publisher, usdc)
+    post_tree(tree)
+    with ape.reverts("payout: no current root"):
+        claim(payout, tree, publisher, usdc)
     advance(CHALLENGE_PERIOD)
 
-    tx = claim(payout, tree, 1, publisher, usdc)
+    tx = claim(payout, tree, publisher, usdc)
 
     assert tx.events.filter(payout.Claimed) == [
         payout.Claimed(
-            epoch=1, account=publisher, token=usdc, amount=120 * USDC, cumulative_amount=120 * USDC
+            root_id=1,
+            account=publisher,
+            token=usdc,
+            recipient=publisher,
+            amount=120 * USDC,
+            cumulative_amount=120 * USDC,
         )
     ]
     assert usdc.balanceOf(publisher) == 120 * USDC
     assert payout.get_total_paid(publisher, usdc) == 120 * USDC
+    assert payout.total_claimed(usdc) == 120 * USDC
     with ape.reverts("payout: nothing to claim"):
-        claim(payout, tree, 1, publisher, usdc)
+        claim(payout, tree, publisher, usdc)
     assert usdc.balanceOf(publisher) == 120 * USDC
 
 
 def test_a_later_root_pays_only_the_difference(
     payout, usdc, publisher, pool, post_tree, build_tree
 ):
-    first = build_tree([(publisher, usdc, 100 * USDC)])
-    post_tree(1, first)
-    advance(CHALLENGE_PERIOD)
-    claim(payout, first, 1, publisher, usdc)
-    second = build_tree([(publisher, usdc, 175 * USDC)])
-    post_tree(2, second)
-    advance(CHALLENGE_PERIOD)
+    first = matured(post_tree, build_tree([(publisher, usdc, 100 * USDC)]))
+    claim(payout, first, publisher, usdc)
+    second = matured(post_tree, build_tree([(publisher, usdc, 175 * USDC)]))
 
-    tx = claim(payout, second, 2, publisher, usdc)
+    tx = claim(payout, second, publisher, usdc)
 
     assert tx.events.filter(payout.Claimed)[0].amount == 75 * USDC
+    assert tx.events.filter(payout.Claimed)[0].root_id == 2
     assert usdc.balanceOf(publisher) == 175 * USDC
-    with ape.reverts("payout: nothing to claim"):
-        claim(payout, first, 1, publisher, usdc)
+
+
+def test_a_pending_root_does_not_pay_but_the_current_one_still_does(
+    payout, usdc, publisher, other_publisher, pool, post_tree, build_tree
+):
+    first = matured(post_tree, build_tree([(publisher, usdc, 100 * USDC)]))
+    second = build_tree([(publisher, usdc, 100 * USDC), (other_publisher, usdc, 50 * USDC)])
+    post_tree(second)
+    with ape.reverts("payout: invalid proof"):
+        claim(payout, second, other_publisher, usdc)
+    claim(payout, first, publisher, usdc)
+    assert usdc.balanceOf(publisher) == 100 * USDC
+
+
+def test_a_superseded_root_pays_nothing_once_its_correction_matures(
+    payout, usdc, publisher, other_publisher, pool, post_tree, build_tree
+):
+    """Finding 1: a correction (A 1,000 -> A 400, B 600) still let A take 1,000 under the
+    old root, and B found the pool empty."""
+    wrong = matured(post_tree, build_tree([(publisher, usdc, POOL)]))
+    corrected = matured(
+        post_tree,
+        build_tree([(publisher, usdc, 400 * USDC), (other_publisher, usdc, 600 * USDC)]),
+    )
+
+    with ape.reverts("payout: invalid proof"):
+        claim(payout, wrong, publisher, usdc)
+    claim(payout, corrected, publisher, usdc)
+    claim(payout, corrected, other_publisher, usdc)
+
+    assert usdc.balanceOf(publisher) == 400 * USDC
+    assert usdc.balanceOf(other_publisher) == 600 * USDC
+    assert payout.total_claimed(usdc) == POOL
+
+
+def test_a_claim_above_the_current_roots_total_reverts(
+    payout, usdc, settler, publisher, other_publisher, pool, build_tree
+):
+    """A tree whose leaves sum above its declared total pays only up to the total."""
+    tree = build_tree([(publisher, usdc, 600 * USDC), (other_publisher, usdc, 600 * USDC)])
+    payout.post_root(1, tree.root, [usdc], [POOL], "", sender=settler)
+    advance(CHALLENGE_PERIOD)
+    claim(payout, tree, publisher, usdc)
+    with ape.reverts("payout: claims exceed root total"):
+        claim(payout, tree, other_publisher, usdc)
+    assert payout.total_claimed(usdc) == 600 * USDC
+    assert usdc.balanceOf(other_publisher) == 0
 
 
 def test_claim_is_permissionless_and_pays_the_leaf_account(
     payout, usdc, publisher, stranger, pool, post_tree, build_tree
 ):
-    tree = build_tree([(publisher, usdc, 10 * USDC)])
-    post_tree(1, tree)
-    advance(CHALLENGE_PERIOD)
-    claim(payout, tree, 1, publisher, usdc, sender=stranger)
+    tree = matured(post_tree, build_tree([(publisher, usdc, 10 * USDC)]))
+    claim(payout, tree, publisher, usdc, sender=stranger)
     assert usdc.balanceOf(publisher) == 10 * USDC
     assert usdc.balanceOf(stranger) == 0
 
 
+def test_claim_to_lets_the_account_send_its_earnings_elsewhere(
+    payout, usdc, publisher, other_publisher, stranger, pool, post_tree, build_tree
+):
+    """Finding 8: earnings could not be redirected, e.g. from a wallet being retired."""
+    tree = matured(post_tree, build_tree([(publisher, usdc, 10 * USDC)]))
+    leaf = tree.leaf_for(publisher.address, usdc.address)
+    proof = tree.proof(publisher.address, usdc.address)
+    with ape.reverts("payout: invalid proof"):
+        payout.claim_to(stranger, usdc, 10 * USDC, proof, sender=stranger)
+    with ape.reverts("payout: zero recipient"):
+        payout.claim_to(ZERO, usdc, 10 * USDC, proof, sender=publisher)
+
+    tx = payout.claim_to(other_publisher, usdc, leaf.cumulative_amount, proof, sender=publisher)
+
+    assert tx.events.filter(payout.Claimed) == [
+        payout.Claimed(
+            root_id=1,
+            account=publisher,
+            token=usdc,
+            recipient=other_publisher,
+            amount=10 * USDC,
+            cumulative_amount=10 * USDC,
+        )
+    ]
+    assert usdc.balanceOf(other_publisher) == 10 * USDC
+    assert usdc.balanceOf(publisher) == 0
+    with ape.reverts("payout: nothing to claim"):
+        claim(payout, tree, publisher, usdc)
+
+
 def test_claim_in_eth(payout, publisher, stranger, fund, post_tree, build_tree):
     fund(10**18, token=ZERO)
-    tree = build_tree([(publisher, ZERO, 4 * 10**17)])
-    post_tree(1, tree)
-    advance(CHALLENGE_PERIOD)
+    tree = matured(post_tree, build_tree([(publisher, ZERO, 4 * 10**17)]))
     before = publisher.balance
-    claim(payout, tree, 1, publisher, ZERO, sender=stranger)
+    claim(payout, tree, publisher, ZERO, sender=stranger)
     assert publisher.balance == before + 4 * 10**17
     assert payout.balance == 6 * 10**17
+
+
+def test_eth_reaches_a_safe_like_proxy_wallet(project, payout, admin, fund, post_tree, build_tree):
+    """The stipend covers a Safe proxy's receive (delegatecall into a singleton that logs)."""
+    singleton = project.SafeLikeSingleton.deploy(sender=admin)
+    wallet = project.SafeLikeProxy.deploy(singleton, sender=admin)
+    fund(10**18, token=ZERO)
+    tree = matured(post_tree, build_tree([(wallet.address, ZERO, 3 * 10**17)]))
+    tx = claim(payout, tree, wallet.address, ZERO, sender=admin)
+    assert wallet.balance == 3 * 10**17
+    # the singleton's log is emitted in the proxy's context
+    assert [log["address"] for log in tx.logs if log["address"] != payout.address] == [
+        wallet.address
+    ]
 
 
 def test_a_root_where_an_amount_went_down_pays_nothing(
     payout, usdc, publisher, other_publisher, pool, post_tree, build_tree
 ):
-    first = build_tree([(publisher, usdc, 100 * USDC), (other_publisher, usdc, 1)])
-    post_tree(1, first)
-    advance(CHALLENGE_PERIOD)
-    claim(payout, first, 1, publisher, usdc)
-    lowered = build_tree([(publisher, usdc, 60 * USDC), (other_publisher, usdc, 100 * USDC)])
-    post_tree(2, lowered)
-    advance(CHALLENGE_PERIOD)
+    first = matured(
+        post_tree, build_tree([(publisher, usdc, 100 * USDC), (other_publisher, usdc, 1)])
+    )
+    claim(payout, first, publisher, usdc)
+    lowered = matured(
+        post_tree, build_tree([(publisher, usdc, 60 * USDC), (other_publisher, usdc, 100 * USDC)])
+    )
     with ape.reverts("payout: nothing to claim"):
-        claim(payout, lowered, 2, publisher, usdc)
+        claim(payout, lowered, publisher, usdc)
     assert payout.get_total_paid(publisher, usdc) == 100 * USDC
+    # the lowered tree sums to 160 while 100 is already out: paying B its 100 would
+    # promise 200 under a root whose total is 160, so the claim is refused
+    with ape.reverts("payout: claims exceed root total"):
+        claim(payout, lowered, other_publisher, usdc)
+    assert payout.total_claimed(usdc) == 100 * USDC
 
 
-def test_claim_while_paused_or_unknown_epoch_reverts(
-    payout, usdc, guardian, publisher, pool, post_tree, build_tree
-):
-    tree = build_tree([(publisher, usdc, 10 * USDC)])
-    post_tree(1, tree)
-    advance(CHALLENGE_PERIOD)
-    with ape.reverts("payout: unknown epoch"):
-        claim(payout, tree, 2, publisher, usdc)
+def test_claim_while_paused_reverts(payout, usdc, guardian, publisher, pool, post_tree, build_tree):
+    tree = matured(post_tree, build_tree([(publisher, usdc, 10 * USDC)]))
     payout.pause(sender=guardian)
     with ape.reverts("guard: paused"):
-        claim(payout, tree, 1, publisher, usdc)
+        claim(payout, tree, publisher, usdc)
 
 
 def test_claimable_view_matches_what_claim_pays(
     payout, usdc, publisher, pool, post_tree, build_tree
 ):
-    tree = build_tree([(publisher, usdc, 33 * USDC)])
-    post_tree(1, tree)
-    advance(CHALLENGE_PERIOD)
+    tree = matured(post_tree, build_tree([(publisher, usdc, 33 * USDC)]))
     proof = tree.proof(publisher.address, usdc.address)
-    assert payout.claimable(1, publisher, usdc, 33 * USDC, proof) == 33 * USDC
-    claim(payout, tree, 1, publisher, usdc)
-    assert payout.claimable(1, publisher, usdc, 33 * USDC, proof) == 0
+    assert payout.claimable(publisher, usdc, 33 * USDC, proof) == 33 * USDC
+    claim(payout, tree, publisher, usdc)
+    with ape.reverts("payout: nothing to claim"):
+        payout.claimable(publisher, usdc, 33 * USDC, proof)
 
 
 # ---------------------------------------------------------------- bad proofs
@@ -385,27 +588,26 @@ def test_claimable_view_matches_what_claim_pays(
 
 @pytest.fixture
 def posted(payout, usdc, publisher, other_publisher, stranger, pool, post_tree, build_tree):
-    tree = build_tree(
-        [
-            (publisher, usdc, 100 * USDC),
-            (other_publisher, usdc, 50 * USDC),
-            (stranger, usdc, 25 * USDC),
-        ]
+    return matured(
+        post_tree,
+        build_tree(
+            [
+                (publisher, usdc, 100 * USDC),
+                (other_publisher, usdc, 50 * USDC),
+                (stranger, usdc, 25 * USDC),
+            ]
+        ),
     )
-    post_tree(1, tree)
-    advance(CHALLENGE_PERIOD)
-    return tree
 
 
 def test_empty_proof_reverts(payout, usdc, publisher, posted):
     with ape.reverts("payout: invalid proof"):
-        payout.claim(1, publisher, usdc, 100 * USDC, [], sender=publisher)
+        payout.claim(publisher, usdc, 100 * USDC, [], sender=publisher)
 
 
 def test_another_accounts_proof_reverts(payout, usdc, publisher, other_publisher, posted):
     with ape.reverts("payout: invalid proof"):
         payout.claim(
-            1,
             publisher,
             usdc,
             50 * USDC,
@@ -417,7 +619,6 @@ def test_another_accounts_proof_reverts(payout, usdc, publisher, other_publisher
 def test_amount_above_the_leaf_reverts(payout, usdc, publisher, posted):
     with ape.reverts("payout: invalid proof"):
         payout.claim(
-            1,
             publisher,
             usdc,
             100 * USDC + 1,
@@ -429,7 +630,6 @@ def test_amount_above_the_leaf_reverts(payout, usdc, publisher, posted):
 def test_another_tokens_leaf_reverts(payout, usdc, publisher, posted):
     with ape.reverts("payout: invalid proof"):
         payout.claim(
-            1,
             publisher,
             ZERO,
             100 * USDC,
@@ -441,8 +641,8 @@ def test_another_tokens_leaf_reverts(payout, usdc, publisher, posted):
 def test_old_roots_proof_against_a_new_root_reverts(
     payout, usdc, publisher, other_publisher, stranger, posted, post_tree, build_tree
 ):
-    post_tree(
-        2,
+    matured(
+        post_tree,
         build_tree(
             [
                 (publisher, usdc, 150 * USDC),
@@ -451,10 +651,8 @@ def test_old_roots_proof_against_a_new_root_reverts(
             ]
         ),
     )
-    advance(CHALLENGE_PERIOD)
     with ape.reverts("payout: invalid proof"):
         payout.claim(
-            2,
             publisher,
             usdc,
             100 * USDC,
@@ -468,9 +666,7 @@ def test_inner_node_as_leaf_reverts(payout, usdc, publisher, posted):
     encoding never equals the hash of a 64-byte pair."""
     proof = posted.proof(publisher.address, usdc.address)
     with ape.reverts("payout: invalid proof"):
-        payout.claim(
-            1, publisher, usdc, int.from_bytes(proof[0], "big"), proof[1:], sender=publisher
-        )
+        payout.claim(publisher, usdc, int.from_bytes(proof[0], "big"), proof[1:], sender=publisher)
 
 
 @pytest.mark.parametrize("other", ["chain", "contract"])
@@ -484,10 +680,9 @@ def test_tree_for_another_chain_or_deployment_reverts(
         contract,
         [Leaf(publisher.address, usdc.address, 10 * USDC), Leaf(usdc.address, usdc.address, 1)],
     )
-    post_tree(1, foreign)
-    advance(CHALLENGE_PERIOD)
+    matured(post_tree, foreign)
     with ape.reverts("payout: invalid proof"):
-        claim(payout, foreign, 1, publisher, usdc)
+        claim(payout, foreign, publisher, usdc)
 
 
 # ---------------------------------------------------------------- claim_many
@@ -496,46 +691,81 @@ def test_tree_for_another_chain_or_deployment_reverts(
 def test_claim_many_pushes_to_every_account_and_skips_the_paid(
     payout, usdc, publisher, other_publisher, stranger, posted
 ):
-    claim(payout, posted, 1, publisher, usdc)
-    requests = [
-        (leaf.account, leaf.token, leaf.cumulative_amount, posted.proof(leaf.account, leaf.token))
-        for leaf in posted.leaves
-    ]
+    claim(payout, posted, publisher, usdc)
+    requests = [request(posted, leaf.account, leaf.token) for leaf in posted.leaves]
 
-    tx = payout.claim_many(1, requests, sender=stranger)
+    tx = payout.claim_many(requests, sender=stranger)
 
     assert [event.account for event in tx.events.filter(payout.Claimed)] == [
         other_publisher.address,
         stranger.address,
+    ]
+    assert tx.events.filter(payout.ClaimSkipped) == [
+        payout.ClaimSkipped(
+            account=publisher,
+            token=usdc,
+            cumulative_amount=100 * USDC,
+            reason="payout: nothing to claim",
+        )
     ]
     assert usdc.balanceOf(publisher) == 100 * USDC
     assert usdc.balanceOf(other_publisher) == 50 * USDC
     assert usdc.balanceOf(stranger) == 25 * USDC
 
 
-def test_claim_many_with_one_bad_proof_pays_no_one(
+def test_claim_many_skips_a_bad_item_and_pays_the_rest(
     payout, usdc, publisher, other_publisher, posted
 ):
-    requests = [
-        (
-            publisher.address,
-            usdc.address,
-            100 * USDC,
-            posted.proof(publisher.address, usdc.address),
-        ),
-        (
-            other_publisher.address,
-            usdc.address,
-            51 * USDC,
-            posted.proof(other_publisher.address, usdc.address),
-        ),
+    """Finding 7: one failing item used to revert the push for everyone."""
+    bad = (
+        other_publisher.address,
+        usdc.address,
+        51 * USDC,
+        posted.proof(other_publisher.address, usdc.address),
+    )
+    tx = payout.claim_many([bad, request(posted, publisher, usdc)], sender=publisher)
+    assert tx.events.filter(payout.ClaimSkipped) == [
+        payout.ClaimSkipped(
+            account=other_publisher,
+            token=usdc,
+            cumulative_amount=51 * USDC,
+            reason="payout: invalid proof",
+        )
     ]
-    with ape.reverts("payout: invalid proof"):
-        payout.claim_many(1, requests, sender=publisher)
-    assert usdc.balanceOf(publisher) == 0
+    assert usdc.balanceOf(publisher) == 100 * USDC
+    assert usdc.balanceOf(other_publisher) == 0
 
 
-def test_claim_many_while_paused_reverts(payout, usdc, guardian, publisher, posted):
+def test_claim_many_skips_a_payee_that_refuses_eth(
+    project, payout, admin, publisher, fund, post_tree, build_tree
+):
+    refuser = project.HostileReceiver.deploy(sender=admin)
+    refuser.set_refuse_eth(True, sender=admin)
+    fund(10**18, token=ZERO)
+    tree = matured(
+        post_tree, build_tree([(refuser.address, ZERO, 10**17), (publisher, ZERO, 10**17)])
+    )
+    before = publisher.balance
+
+    tx = payout.claim_many(
+        [request(tree, refuser.address, ZERO), request(tree, publisher, ZERO)], sender=admin
+    )
+
+    assert tx.events.filter(payout.ClaimSkipped) == [
+        payout.ClaimSkipped(
+            account=refuser, token=ZERO, cumulative_amount=10**17, reason="transfer failed"
+        )
+    ]
+    assert publisher.balance == before + 10**17
+    assert payout.get_total_paid(refuser, ZERO) == 0
+    assert payout.total_claimed(ZERO) == 10**17
+
+
+def test_claim_many_while_paused_or_before_a_root_reverts(
+    payout, guardian, publisher, settler, usdc, pool, post_tree, build_tree
+):
+    with ape.reverts("payout: no current root"):
+        payout.claim_many([], sender=publisher)
     payout.pause(sender=guardian)
     with ape.reverts("guard: paused"):
-        payout.claim_many(1, [], sender=publisher)
+        payout.claim_many([], sender=publisher)

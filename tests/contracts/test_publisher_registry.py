@@ -241,7 +241,12 @@ def test_pause_and_unpause(publisher_registry, guardian, admin):
 
     unpaused = publisher_registry.unpause(sender=admin)
 
-    assert unpaused.events == [publisher_registry.Unpaused(account=admin)]
+    assert unpaused.events.filter(publisher_registry.Unpaused) == [
+        publisher_registry.Unpaused(account=admin)
+    ]
+    assert unpaused.events.filter(publisher_registry.PausedTimeAdded)[0].paused_total == (
+        publisher_registry.paused_total()
+    )
     assert not publisher_registry.paused()
 
 
