@@ -16,6 +16,7 @@ current; each publisher's wallet holds exactly what it claimed.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 
 import ape
@@ -105,6 +106,7 @@ def expect_revert(reason: str, call, *args, **kwargs) -> None:
 
 
 def make_machine(world: World):
+    progress = {"sequences": 0}
     tokens = [world.usdc.address, ZERO]
     genesis = world.registry.genesis()
     epoch_length = world.registry.epoch_length()
@@ -144,6 +146,10 @@ def make_machine(world: World):
         def teardown(self) -> None:
             if hasattr(self, "snapshot"):
                 ape.chain.restore(self.snapshot)
+            progress["sequences"] += 1
+            if DEPTH["max_examples"] > 50 and progress["sequences"] % 5 == 0:
+                # the deep setting runs for a long time: show how far it got
+                print(f"property sequences run: {progress['sequences']}", file=sys.stderr)
 
         # ---------------------------------------------------------------- clocks
 
