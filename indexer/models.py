@@ -92,6 +92,11 @@ class Publisher(SQLModel, table=True):
 
 
 class Campaign(SQLModel, table=True):
+    """A registered campaign. Its max spend per epoch is `max_spend_per_epoch` from
+    `max_spend_effective_epoch` on and `previous_max_spend_per_epoch` before (registration
+    sets both and effective epoch 0); the `campaign_max_spend` view gives the one in force
+    now."""
+
     __tablename__ = "campaigns_onchain"
 
     chain_id: int = Field(primary_key=True)
@@ -102,6 +107,9 @@ class Campaign(SQLModel, table=True):
     bid: Decimal = uint256()
     metadata_hash: str
     status: int
+    max_spend_per_epoch: Decimal = uint256()
+    max_spend_effective_epoch: int = Field(sa_column=Column(BigInteger, nullable=False))
+    previous_max_spend_per_epoch: Decimal = uint256()
     registered_block: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
@@ -133,34 +141,59 @@ class WithdrawRequest(SQLModel, table=True):
 
 
 class EpochSpend(SQLModel, table=True):
+    """What a campaign was charged for an epoch: `asked` by the settler, `charged` after
+    clipping to its balance and max spend per epoch."""
+
     __tablename__ = "epoch_spends"
 
     chain_id: int = Field(primary_key=True)
     epoch: int = Field(sa_type=BigInteger, primary_key=True)
     campaign_id: int = Field(sa_type=BigInteger, primary_key=True)
     token: str
-    amount: Decimal = uint256()
+    asked: Decimal = uint256()
+    charged: Decimal = uint256()
     publisher_share: Decimal = uint256()
     fee: Decimal = uint256()
     block_number: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
+class EpochSpendSkip(SQLModel, table=True):
+    """A campaign the escrow skipped in a spend batch (already spent, unknown, nothing to
+    charge), with what was asked and the contract's reason."""
+
+    __tablename__ = "epoch_spend_skips"
+    __table_args__ = (Index("ix_epoch_spend_skips_epoch", "chain_id", "epoch", "campaign_id"),)
+
+    chain_id: int = Field(primary_key=True)
+    tx_hash: str = Field(primary_key=True)
+    log_index: int = Field(primary_key=True)
+    epoch: int = Field(sa_column=Column(BigInteger, nullable=False))
+    campaign_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    asked: Decimal = uint256()
+    reason: str
+    block_number: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 class PayoutFunding(SQLModel, table=True):
+    """A token the payout registered and everything ever funded in it."""
+
     __tablename__ = "payout_funding"
 
     chain_id: int = Field(primary_key=True)
     token: str = Field(primary_key=True)
+    registered: bool
     total_funded: Decimal = uint256()
 
 
 class PayoutRoot(SQLModel, table=True):
-    """A posted root. `revoked` is stored; pending vs claimable depends on chain time and is
-    given by the `payout_root_status` view."""
+    """A posted root. `revoked` is stored and `claimable_at` follows unpauses; whether it is
+    pending, current or superseded depends on chain time and is given by the
+    `payout_root_status` view."""
 
     __tablename__ = "payout_roots"
 
     chain_id: int = Field(primary_key=True)
-    epoch: int = Field(sa_type=BigInteger, primary_key=True)
+    root_id: int = Field(sa_type=BigInteger, primary_key=True)
     root: str
     claimable_at: int = Field(sa_column=Column(BigInteger, nullable=False))
     totals: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
@@ -175,11 +208,25 @@ class PayoutClaim(SQLModel, table=True):
     chain_id: int = Field(primary_key=True)
     tx_hash: str = Field(primary_key=True)
     log_index: int = Field(primary_key=True)
-    epoch: int = Field(sa_type=BigInteger)
+    root_id: int = Field(sa_type=BigInteger)
     account: str = Field(index=True)
     token: str
+    recipient: str
     amount: Decimal = uint256()
     cumulative_amount: Decimal = uint256()
+    block_number: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class ChainConfig(SQLModel, table=True):
+    """The latest arguments of each configuration event of each contract (epoch clock,
+    escrow settings, challenge period, admin), so configuration is rebuilt from the chain."""
+
+    __tablename__ = "chain_config"
+
+    chain_id: int = Field(primary_key=True)
+    contract: str = Field(primary_key=True)
+    event: str = Field(primary_key=True)
+    args: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     block_number: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 

@@ -10,13 +10,14 @@ from sqlmodel import Field, SQLModel
 
 
 class PayoutProof(SQLModel, table=True):
-    """One leaf of an epoch's payout tree: `account`'s cumulative earnings in `token` and
-    the proof `PublisherPayout.claim(epoch, account, token, cumulative, proof)` takes."""
+    """One leaf of a posted root's payout tree: `account`'s cumulative earnings in `token`
+    and the proof `PublisherPayout.claim(account, token, cumulative, proof)` takes while that
+    root is the current one."""
 
     __tablename__ = "payout_proofs"
 
     chain_id: int = Field(primary_key=True)
-    epoch: int = Field(sa_type=BigInteger, primary_key=True)
+    root_id: int = Field(sa_type=BigInteger, primary_key=True)
     account: str = Field(primary_key=True, description="lowercase address paid")
     token: str = Field(primary_key=True, description="lowercase token address")
     cumulative: int = Field(sa_column=Column(Numeric(78, 0), nullable=False))
