@@ -182,10 +182,16 @@ class Catalog:
         return self.snapshot
 
     def refresh(self) -> Snapshot:
-        """Reload now, whatever the version says (start-up and tests)."""
+        """Reload now, whatever the version says (start-up and tests): from Postgres, never
+        from the shared copy, which may predate what was just written; the new snapshot is
+        shared under the current version for the other workers."""
         with self._lock:
-            self.version = None
-            self._refresh(time.monotonic())
+            try:
+                version: str | None = str(self.cache.get(VERSION_KEY) or "0")
+            except redis.RedisError:
+                version = None
+            self._from_database(store=version is not None, version=version or "0")
+            self.version = version
         return self.snapshot
 
     def start(self) -> None:
