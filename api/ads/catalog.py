@@ -23,7 +23,7 @@ import redis
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
-from api.ads.matching import Candidate, Creative, Index
+from api.ads.matching import Candidate, Creative, EpochClock, Index, MaxSpend
 from catalog_version import VERSION_KEY
 
 log = logging.getLogger("api.ads")
@@ -63,7 +63,8 @@ class SlotInfo:
 CANDIDATES = text(
     """
     SELECT c.campaign_id, c.advertiser, c.token, c.bid, d.bid_model, d.format, d.landing_url,
-           d.targeting, d.daily_budget, d.start_date, d.end_date, b.balance,
+           d.targeting, d.start_date, d.end_date, b.balance, c.max_spend_per_epoch,
+           c.previous_max_spend_per_epoch, c.max_spend_effective_epoch,
            coalesce(json_agg(json_build_array(k.cid, k.content_type, k.width, k.height)
                     ORDER BY k.created_at) FILTER (WHERE k.cid IS NOT NULL), '[]') AS creatives
     FROM campaign_drafts d
@@ -74,7 +75,17 @@ CANDIDATES = text(
     WHERE c.status = 1 AND b.balance > 0 AND c.metadata_hash = d.metadata_hash
       AND c.bid = d.bid AND (w.status IS NULL OR w.status <> 'pending')
       AND (d.end_date IS NULL OR d.end_date > now())
-    GROUP BY c.campaign_id, c.advertiser, c.token, c.bid, d.id, b.balance
+    GROUP BY c.campaign_id, c.advertiser, c.token, c.bid, d.id, b.balance, c.max_spend_per_epoch,
+             c.previous_max_spend_per_epoch, c.max_spend_effective_epoch
+    """
+)
+
+# The registry's spend clock, as its constructor announced it and the indexer recorded it.
+EPOCH_CLOCK = text(
+    """
+    SELECT args->>'genesis' AS genesis, args->>'epoch_length' AS epoch_length
+    FROM chain_config
+    WHERE chain_id = :chain AND contract = 'CampaignRegistry' AND event = 'EpochClockSet'
     """
 )
 
@@ -98,12 +109,30 @@ def _timestamp(value: datetime | None) -> float | None:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
+def epoch_clock(session: Session, chain_id: int) -> EpochClock | None:
+    """The CampaignRegistry's clock as its constructor announced it, once indexed."""
+    row = session.execute(EPOCH_CLOCK, {"chain": chain_id}).first()
+    if row is None:
+        return None
+    return EpochClock(genesis=int(row.genesis), length=int(row.epoch_length))
+
+
+def max_spend_schedule(row: Any) -> MaxSpend:
+    """A campaign's max per epoch from the indexer's projection: the newest from its
+    effective epoch on, the one before it until then (0 for the registration's value)."""
+    return (
+        (0, int(row.previous_max_spend_per_epoch)),
+        (int(row.max_spend_effective_epoch), int(row.max_spend_per_epoch)),
+    )
+
+
 def load(engine: Engine, chain_id: int) -> dict[str, Any]:
     """The snapshot as plain JSON-able data, straight from Postgres."""
     from api.campaigns.service import link_registered
 
     with Session(engine) as session:
         link_registered(session, chain_id)
+        clock = epoch_clock(session, chain_id)
         campaigns = []
         for row in session.execute(CANDIDATES, {"chain": chain_id}):
             targeting = row.targeting or {}
@@ -121,14 +150,18 @@ def load(engine: Engine, chain_id: int) -> dict[str, Any]:
                     "categories": targeting.get("categories", []),
                     "quality_min": int(targeting.get("quality_min", 0)),
                     "balance": int(row.balance),
-                    "daily_budget": None if row.daily_budget is None else int(row.daily_budget),
+                    "max_spend": max_spend_schedule(row),
                     "starts_at": _timestamp(row.start_date),
                     "ends_at": _timestamp(row.end_date),
                     "creatives": row.creatives,
                 }
             )
         slots = [dict(row._mapping) for row in session.execute(SLOTS, {"chain": chain_id})]
-    return {"campaigns": campaigns, "slots": slots}
+    return {
+        "campaigns": campaigns,
+        "slots": slots,
+        "clock": None if clock is None else [clock.genesis, clock.length],
+    }
 
 
 def _candidate(data: dict[str, Any]) -> Candidate:
@@ -139,6 +172,7 @@ def _candidate(data: dict[str, Any]) -> Candidate:
             "devices": frozenset(data["devices"]),
             "categories": frozenset(data["categories"]),
             "creatives": tuple(Creative(*c) for c in data["creatives"]),
+            "max_spend": tuple((int(first), int(amount)) for first, amount in data["max_spend"]),
         }
     )
 
@@ -148,12 +182,14 @@ class Snapshot:
     index: Index
     slots: dict[str, SlotInfo]
     loaded_at: float
+    clock: EpochClock | None = None  # None until the registry's deployment is indexed
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> Snapshot:
         candidates = [_candidate(c) for c in data["campaigns"] if c["creatives"]]
         slots = {s["slot_id"]: SlotInfo(**s) for s in data["slots"]}
-        snapshot = cls(Index.build(candidates), slots, time.monotonic())
+        clock = EpochClock(*data["clock"]) if data.get("clock") else None
+        snapshot = cls(Index.build(candidates), slots, time.monotonic(), clock)
         # hundreds of thousands of long-lived objects: keep the cyclic collector from walking
         # them on every full collection (a pause of tens of ms under load); refcounting
         # still frees an old snapshot once nothing points at it

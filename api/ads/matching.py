@@ -8,11 +8,14 @@ and a free budget. Equal eCPMs rotate uniformly at random.
 
 Money is integer atomic units. A CPM campaign's impression costs ⌈bid / 1000⌉ and is
 reserved in Redis before the ad is returned (see `Budgets`), so concurrent requests never
-reserve more than the escrow balance or the daily budget. A CPC campaign is served while its
-free budget covers one click; the click reserves the bid when it is tracked."""
+reserve more than the escrow balance, nor more in one escrow epoch than the campaign's on-chain
+max spend for that epoch (the escrow would clip the rest). A CPC campaign is served while its
+free budget and its epoch's allowance cover one click; the click reserves the bid when it is
+tracked."""
 
 from __future__ import annotations
 
+import math
 import random
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -36,6 +39,43 @@ class Creative:
 
 
 @dataclass(frozen=True)
+class Epoch:
+    """An escrow epoch as seen at one moment: its number and the seconds left in it."""
+
+    number: int
+    seconds_left: int
+
+
+@dataclass(frozen=True)
+class EpochClock:
+    """The CampaignRegistry's spend clock: epoch e (e ≥ 1) is
+    [genesis + (e − 1)·length, genesis + e·length); before genesis it is epoch 0."""
+
+    genesis: int
+    length: int
+
+    def at(self, now: float) -> Epoch:
+        if now < self.genesis:
+            return Epoch(0, max(1, math.ceil(self.genesis - now)))
+        number = int(now - self.genesis) // self.length + 1
+        return Epoch(number, max(1, math.ceil(self.genesis + number * self.length - now)))
+
+
+MaxSpend = tuple[tuple[int, int], ...]  # (first epoch, max) pairs, oldest first
+
+
+def max_spend_in(schedule: MaxSpend, epoch: int) -> int:
+    """The max in force in `epoch`: the newest change that took effect by then; 0 before
+    the first (the chain's `max_spend_in_epoch`)."""
+    in_force = 0
+    for first, amount in schedule:
+        if first > epoch:
+            break
+        in_force = amount
+    return in_force
+
+
+@dataclass(frozen=True)
 class Candidate:
     """A campaign that may serve: active, funded, its metadata as signed on-chain."""
 
@@ -51,7 +91,7 @@ class Candidate:
     categories: frozenset[str]
     quality_min: int
     balance: int
-    daily_budget: int | None
+    max_spend: MaxSpend  # the on-chain max per epoch: what is in force and what is pending
     starts_at: float | None
     ends_at: float | None
     creatives: tuple[Creative, ...]
@@ -71,6 +111,9 @@ class Candidate:
     def price(self) -> int:
         """What one billable event reserves: an impression (CPM) or a click (CPC)."""
         return -(-self.bid // 1000) if self.bid_model == CPM else self.bid
+
+    def max_spend_in(self, epoch: int) -> int:
+        return max_spend_in(self.max_spend, epoch)
 
     def creative_for(self, width: int, height: int) -> Creative | None:
         for creative in self.creatives:
@@ -206,33 +249,33 @@ def choose(
 _rng = random.Random()
 
 
-# One round trip per campaign considered. KEYS: reserved spend, today's spend, the
-# visitor's views today (a hash by campaign). ARGV: price, balance, daily budget (-1: none),
-# ttl, campaign, frequency cap (0: none), 1 to reserve (CPM) or 0 to only check (CPC).
-# Answers 1 (taken), 0 (balance), -1 (daily budget), -2 (frequency cap).
+# One round trip per campaign considered. KEYS: reserved spend, the epoch's reserved spend,
+# the visitor's views today (a hash by campaign). ARGV: price, balance, the epoch's max,
+# seconds the epoch key lives, seconds the views key lives, campaign, frequency cap (0: none),
+# 1 to reserve (CPM) or 0 to only check (CPC).
+# Answers 1 (taken), 0 (balance), -1 (the epoch's max), -2 (frequency cap).
 RESERVE = """
 local price = tonumber(ARGV[1])
-local cap = tonumber(ARGV[6])
-if cap > 0 and tonumber(redis.call('HGET', KEYS[3], ARGV[5]) or '0') >= cap then return -2 end
+local cap = tonumber(ARGV[7])
+if cap > 0 and tonumber(redis.call('HGET', KEYS[3], ARGV[6]) or '0') >= cap then return -2 end
 local reserved = tonumber(redis.call('GET', KEYS[1]) or '0')
 if reserved + price > tonumber(ARGV[2]) then return 0 end
-local ttl = tonumber(ARGV[4])
-if ARGV[7] == '1' then
-  local daily = tonumber(ARGV[3])
-  if daily >= 0 then
-    local today = tonumber(redis.call('GET', KEYS[2]) or '0')
-    if today + price > daily then return -1 end
-    redis.call('INCRBY', KEYS[2], price)
-    redis.call('EXPIRE', KEYS[2], ttl)
-  end
+local in_epoch = tonumber(redis.call('GET', KEYS[2]) or '0')
+if in_epoch + price > tonumber(ARGV[3]) then return -1 end
+if ARGV[8] == '1' then
+  redis.call('INCRBY', KEYS[2], price)
+  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
   redis.call('INCRBY', KEYS[1], price)
 end
 if cap > 0 then
-  redis.call('HINCRBY', KEYS[3], ARGV[5], 1)
-  redis.call('EXPIRE', KEYS[3], ttl)
+  redis.call('HINCRBY', KEYS[3], ARGV[6], 1)
+  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5]))
 end
 return 1
 """
+
+EPOCH_KEY_MARGIN = 3_600  # an epoch's counter outlives the epoch by this much, then expires
+VIEWS_TTL = 2 * 86_400
 
 
 def reserved_key(campaign_id: int) -> str:
@@ -241,8 +284,9 @@ def reserved_key(campaign_id: int) -> str:
     return f"buzzer:ads:reserved:{campaign_id}"
 
 
-def daily_key(campaign_id: int, day: str) -> str:
-    return f"buzzer:ads:daily:{campaign_id}:{day}"
+def epoch_key(campaign_id: int, epoch: int) -> str:
+    """Spend reserved by the campaign's events served in one escrow epoch."""
+    return f"buzzer:ads:epoch:{campaign_id}:{epoch}"
 
 
 def views_key(visitor: str, day: str) -> str:
@@ -250,44 +294,54 @@ def views_key(visitor: str, day: str) -> str:
 
 
 class Budgets:
-    """Free budget = escrow balance − reserved; daily spend within the daily budget; and
-    the frequency cap, all checked and recorded in one atomic step per campaign. `redis`
-    is a client of redis-py, blocking or asyncio (then use `reserve_async`)."""
+    """Free budget = escrow balance − reserved; the epoch's reserved spend within the max in
+    force for that epoch; and the frequency cap, all checked and recorded in one atomic step
+    per campaign. `redis` is a client of redis-py, blocking or asyncio (then use
+    `reserve_async`)."""
 
     def __init__(self, redis: Any) -> None:
         self.redis = redis
         self._script = redis.register_script(RESERVE)
 
     async def reserve_async(
-        self, candidate: Candidate, day: str, visitor: str | None = None, cap: int = 0
+        self,
+        candidate: Candidate,
+        epoch: Epoch,
+        day: str,
+        visitor: str | None = None,
+        cap: int = 0,
     ) -> bool:
-        keys, args = self._call(candidate, day, visitor, cap)
+        keys, args = self._call(candidate, epoch, day, visitor, cap)
         return int(await self._script(keys=keys, args=args)) == 1
 
     def reserve(
-        self, candidate: Candidate, day: str, visitor: str | None = None, cap: int = 0
+        self,
+        candidate: Candidate,
+        epoch: Epoch,
+        day: str,
+        visitor: str | None = None,
+        cap: int = 0,
     ) -> bool:
-        """Take `candidate` for one serve: a CPM impression reserves its price; a CPC
-        campaign is only checked to afford one click (the click reserves it)."""
-        keys, args = self._call(candidate, day, visitor, cap)
+        """Take `candidate` for one serve in `epoch`: a CPM impression reserves its price; a
+        CPC campaign is only checked to afford one click (the click reserves it)."""
+        keys, args = self._call(candidate, epoch, day, visitor, cap)
         return int(self._script(keys=keys, args=args)) == 1
 
     @staticmethod
     def _call(
-        candidate: Candidate, day: str, visitor: str | None, cap: int
+        candidate: Candidate, epoch: Epoch, day: str, visitor: str | None, cap: int
     ) -> tuple[list[str], list[int]]:
-        balance = min(candidate.balance, SAFE_INTEGER)
-        daily = -1 if candidate.daily_budget is None else min(candidate.daily_budget, SAFE_INTEGER)
         keys = [
             reserved_key(candidate.campaign_id),
-            daily_key(candidate.campaign_id, day),
+            epoch_key(candidate.campaign_id, epoch.number),
             views_key(visitor or "-", day),
         ]
         args = [
             candidate.price,
-            balance,
-            daily,
-            2 * 86_400,
+            min(candidate.balance, SAFE_INTEGER),
+            min(candidate.max_spend_in(epoch.number), SAFE_INTEGER),
+            epoch.seconds_left + EPOCH_KEY_MARGIN,
+            VIEWS_TTL,
             candidate.campaign_id,
             cap if visitor else 0,
             1 if candidate.bid_model == CPM else 0,
@@ -298,6 +352,8 @@ class Budgets:
 AMPLE = 1_000  # without Redis, serve only campaigns with this many events of budget left
 
 
-def ample_budget(candidate: Candidate) -> bool:
-    """The conservative rule when nothing can be reserved: far from exhausted."""
-    return candidate.balance >= AMPLE * candidate.price
+def ample_budget(candidate: Candidate, epoch: Epoch) -> bool:
+    """The conservative rule when nothing can be reserved: far from exhausted, in the
+    escrow and in the epoch's max."""
+    enough = AMPLE * candidate.price
+    return candidate.balance >= enough and candidate.max_spend_in(epoch.number) >= enough

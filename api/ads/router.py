@@ -121,6 +121,7 @@ class Serving:
         self.gate = RedisGate()
         self.limiter = LocalLimiter(lambda: settings.rate_limit_ad_per_minute)
         self.payments: x402.Payments | None = payments
+        self.clock = time.time  # when a request is decided: flight dates and the escrow epoch
         self._asset: str | None = None
 
     @property
@@ -257,7 +258,7 @@ async def serve_ad(request: Request) -> Response:
             device=(device.value if device else device_of(user_agent)),
             category=slot.category,
             quality=slot.quality_score,
-            now=time.time(),
+            now=serving.clock(),
         )
         client = request.client.host if request.client else None
         visitor = visitor_key(serving.settings.jwt_secret, client, user_agent, today())
@@ -297,18 +298,22 @@ async def _fill(
     visitor: str,
     n: int,
 ) -> list[dict[str, Any]]:
+    snapshot = serving.catalog.current()
+    if snapshot.clock is None:  # the registry's epochs are not indexed yet: no max to hold to
+        return []
+    epoch = snapshot.clock.at(ad_request.now)
     day = today()
     cap = serving.settings.frequency_cap
     chosen: list[Candidate] = []
-    for candidate in ranked(serving.catalog.current().index, ad_request):
+    for candidate in ranked(snapshot.index, ad_request):
         if serving.gate.open():
             try:
-                taken = await serving.budgets.reserve_async(candidate, day, visitor, cap)
+                taken = await serving.budgets.reserve_async(candidate, epoch, day, visitor, cap)
             except (redis.RedisError, OSError):
                 serving.gate.failed()
-                taken = ample_budget(candidate)
+                taken = ample_budget(candidate, epoch)
         else:
-            taken = ample_budget(candidate)
+            taken = ample_budget(candidate, epoch)
         if taken:
             chosen.append(candidate)
             if len(chosen) >= n:

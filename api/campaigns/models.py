@@ -38,7 +38,8 @@ class CampaignDraft(SQLModel, table=True):
     bid: int = Field(sa_column=Column(Numeric(78, 0), nullable=False))
     token: str
     total_budget: int = Field(sa_column=Column(Numeric(78, 0), nullable=False))
-    daily_budget: int | None = Field(default=None, sa_column=Column(Numeric(78, 0)))
+    # what the registration puts on-chain; after that the registry holds the max in force
+    max_spend_per_epoch: int = Field(sa_column=Column(Numeric(78, 0), nullable=False))
     targeting: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     format: str
     landing_url: str

@@ -14,6 +14,7 @@ from api.campaigns.schemas import (
     CampaignUpdate,
     CreativePublic,
     FundingIn,
+    MaxSpendIn,
     StatusIn,
     WithdrawIn,
 )
@@ -113,6 +114,19 @@ def metadata_tx(
 ) -> TxData:
     """`CampaignRegistry.update_metadata`: puts an edited bid and targeting on-chain."""
     return service.metadata_tx(session, settings, wallet, campaign_id)
+
+
+@campaigns.post("/{campaign_id}/max-spend-tx", response_model=TxData)
+def max_spend_tx(
+    campaign_id: str,
+    body: MaxSpendIn,
+    wallet: WalletDep,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> TxData:
+    """`CampaignRegistry.set_max_spend_per_epoch`: a new max spend per epoch, in force from
+    the next epoch (the campaign's `max_spend` shows what applies now and what is pending)."""
+    return service.max_spend_tx(session, settings, wallet, campaign_id, body.max_spend_per_epoch)
 
 
 @campaigns.post("/{campaign_id}/status-tx", response_model=TxData)

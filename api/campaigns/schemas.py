@@ -12,6 +12,16 @@ from api.campaigns.targeting import CATEGORIES, COUNTRIES, DEVICES
 from api.core.fields import Body, WebsiteUrl
 
 Amount = Annotated[int, Field(gt=0, lt=2**255, description="atomic units of the token")]
+MAX_SPEND_LIMIT = 2**128 - 1  # the registry's bound: the escrow keeps amounts in 128 bits
+MaxSpendPerEpoch = Annotated[
+    int,
+    Field(
+        gt=0,
+        le=MAX_SPEND_LIMIT,
+        description="the most the escrow may charge the campaign for one spend epoch, in atomic"
+        " units of its token; enforced on-chain and by the ad server",
+    ),
+]
 
 
 class AdvertiserCreate(Body):
@@ -85,7 +95,7 @@ class CampaignCreate(Body):
         default=None, pattern=r"^0x[0-9a-fA-F]{40}$", description="default: the network's USDC"
     )
     total_budget: Amount
-    daily_budget: Amount | None = None
+    max_spend_per_epoch: MaxSpendPerEpoch
     targeting: Targeting = Field(default_factory=Targeting)
     format: Format
     landing_url: WebsiteUrl
@@ -94,8 +104,6 @@ class CampaignCreate(Body):
 
     @model_validator(mode="after")
     def _consistent(self) -> CampaignCreate:
-        if self.daily_budget is not None and self.daily_budget > self.total_budget:
-            raise ValueError("daily_budget cannot exceed total_budget")
         if self.bid > self.total_budget:
             raise ValueError("bid cannot exceed total_budget")
         if self.start_date and self.end_date and self.end_date <= self.start_date:
@@ -107,7 +115,8 @@ class CampaignUpdate(Body):
     """Fields to change. Once a campaign is registered on-chain its token and bid model are
     fixed; a new bid, targeting, format or landing page takes effect when the advertiser
     signs the `metadata-tx` (until then `pending_update` is true and the campaign pauses
-    serving, because the ad server honours only what the chain records)."""
+    serving, because the ad server honours only what the chain records). The max spend per
+    epoch of a registered campaign changes through the `max-spend-tx`."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     objective: Objective | None = None
@@ -115,7 +124,7 @@ class CampaignUpdate(Body):
     bid: Amount | None = None
     token: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
     total_budget: Amount | None = None
-    daily_budget: Amount | None = None
+    max_spend_per_epoch: MaxSpendPerEpoch | None = None
     targeting: Targeting | None = None
     format: Format | None = None
     landing_url: WebsiteUrl | None = None
@@ -131,6 +140,18 @@ class CampaignStatus(StrEnum):
 
 class StatusIn(Body):
     status: CampaignStatus
+
+
+class MaxSpendIn(Body):
+    max_spend_per_epoch: MaxSpendPerEpoch
+
+
+class MaxSpendPublic(BaseModel):
+    """The registry's max spend per epoch of a registered campaign."""
+
+    in_force: int = Field(description="the max of the current epoch")
+    newest: int = Field(description="the latest max set; equal to in_force unless one is pending")
+    effective_epoch: int = Field(description="the epoch from which `newest` applies")
 
 
 class WithdrawIn(Body):
@@ -152,7 +173,11 @@ class CampaignPublic(BaseModel):
     bid: int
     token: str
     total_budget: int
-    daily_budget: int | None
+    max_spend_per_epoch: int = Field(description="the max per epoch the registration sets")
+    max_spend: MaxSpendPublic | None = Field(
+        description="once registered, the max per epoch the chain enforces (null while it"
+        " cannot be read)"
+    )
     targeting: dict[str, Any]
     format: Format
     landing_url: str

@@ -22,6 +22,7 @@ from api.campaigns.schemas import (
     CampaignPublic,
     CampaignStatus,
     CampaignUpdate,
+    MaxSpendPublic,
     WithdrawPublic,
 )
 from api.core.chain import TxData, call_data, chain_time, deployment, transaction
@@ -104,7 +105,7 @@ def _fields(body: CampaignCreate, token: str) -> dict[str, Any]:
         "bid": body.bid,
         "token": to_checksum_address(token),
         "total_budget": body.total_budget,
-        "daily_budget": body.daily_budget,
+        "max_spend_per_epoch": body.max_spend_per_epoch,
         "targeting": body.targeting.model_dump(),
         "format": body.format.value,
         "landing_url": str(body.landing_url),
@@ -180,7 +181,10 @@ def onchain_row(session: Session, settings: Settings, wallet: str, draft: Campai
         text(
             "SELECT c.status, c.bid, c.metadata_hash, coalesce(b.balance, 0) AS balance,"
             " w.amount AS w_amount, w.available_at AS w_available_at, w.status AS w_status,"
-            " w.paid AS w_paid FROM campaigns_onchain c"
+            " w.paid AS w_paid, m.max_spend_now, m.max_spend_per_epoch,"
+            " m.max_spend_effective_epoch FROM campaigns_onchain c"
+            " LEFT JOIN campaign_max_spend m ON m.chain_id = c.chain_id"
+            "  AND m.campaign_id = c.campaign_id"
             " LEFT JOIN escrow_balances b ON b.chain_id = c.chain_id"
             "  AND b.campaign_id = c.campaign_id"
             " LEFT JOIN withdraw_requests w ON w.chain_id = c.chain_id"
@@ -222,7 +226,8 @@ def public_campaign(
         bid=int(draft.bid),
         token=draft.token,
         total_budget=int(draft.total_budget),
-        daily_budget=int(draft.daily_budget) if draft.daily_budget is not None else None,
+        max_spend_per_epoch=int(draft.max_spend_per_epoch),
+        max_spend=_max_spend(onchain),
         targeting=draft.targeting,
         format=draft.format,  # type: ignore[arg-type]
         landing_url=draft.landing_url,
@@ -235,6 +240,16 @@ def public_campaign(
         onchain_bid=int(onchain.bid) if onchain else None,
         pending_update=onchain is not None and not _matches_chain(draft, onchain),
         withdraw=withdraw,
+    )
+
+
+def _max_spend(onchain: Any) -> MaxSpendPublic | None:
+    if onchain is None or onchain.max_spend_now is None:
+        return None
+    return MaxSpendPublic(
+        in_force=int(onchain.max_spend_now),
+        newest=int(onchain.max_spend_per_epoch),
+        effective_epoch=int(onchain.max_spend_effective_epoch),
     )
 
 
@@ -290,7 +305,9 @@ def registration_tx(session: Session, settings: Settings, wallet: str, campaign_
         0 if draft.bid_model == "cpm" else 1,
         int(draft.bid),
         bytes.fromhex(draft.metadata_hash[2:]),
-        description=f"Register campaign {draft.name!r}",
+        int(draft.max_spend_per_epoch),
+        description=f"Register campaign {draft.name!r}"
+        f" (at most {int(draft.max_spend_per_epoch)} per epoch)",
     )
 
 
@@ -345,6 +362,12 @@ def update_campaign(
                 f"{', '.join(fixed)} cannot change once the campaign is registered on-chain",
                 code="fixed_at_registration",
             )
+        if "max_spend_per_epoch" in changes:
+            raise Conflict(
+                "a registered campaign's max spend per epoch is changed on-chain:"
+                " sign the max-spend-tx",
+                code="set_on_chain",
+            )
     current = {name: getattr(draft, name) for name in CampaignCreate.model_fields}
     try:
         merged = CampaignCreate.model_validate({**current, **changes})
@@ -388,6 +411,32 @@ def metadata_tx(session: Session, settings: Settings, wallet: str, campaign_id: 
         int(draft.bid),
         bytes.fromhex(draft.metadata_hash[2:]),
         description=f"Update campaign {draft.onchain_id}: bid {int(draft.bid)} and targeting",
+    )
+
+
+def max_spend_tx(
+    session: Session, settings: Settings, wallet: str, campaign_id: str, new_max: int
+) -> TxData:
+    """`CampaignRegistry.set_max_spend_per_epoch`: the new max applies from the next epoch;
+    the current one keeps the max it started with."""
+    draft, onchain = _registered(session, settings, wallet, campaign_id)
+    if ONCHAIN_STATUS.get(onchain.status) == "ended":
+        raise Conflict("an ended campaign cannot be changed", code="campaign_ended")
+    if int(onchain.max_spend_per_epoch) == new_max:
+        pending = _max_spend(onchain)
+        raise Conflict(
+            f"the max spend per epoch is already set to {new_max}",
+            {"max_spend": pending.model_dump() if pending else None},
+            code="no_change",
+        )
+    return transaction(
+        settings.chain_id,
+        "CampaignRegistry",
+        "set_max_spend_per_epoch",
+        draft.onchain_id,
+        new_max,
+        description=f"Set campaign {draft.onchain_id}'s max spend to {new_max} per epoch,"
+        " from the next epoch",
     )
 
 

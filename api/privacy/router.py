@@ -40,7 +40,7 @@ def _creatives(session: Session, drafts: list[CampaignDraft]) -> list[Creative]:
     return list(session.exec(select(Creative).where(col(Creative.campaign_id).in_(ids))))
 
 
-MONEY = ("bid", "total_budget", "daily_budget")
+MONEY = ("bid", "total_budget", "max_spend_per_epoch")
 
 
 def _draft_json(draft: CampaignDraft) -> dict[str, Any]:

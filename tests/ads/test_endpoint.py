@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from api.ads import tokens
-from api.ads.matching import reserved_key
+from api.ads.matching import epoch_key, reserved_key
 from api.main import create_app
 from tests.api.conftest import (  # noqa: F401 (fixtures used by name)
     SECRET,
@@ -57,6 +58,7 @@ CAMPAIGN = {
     "bid_model": "cpm",
     "bid": 2 * USDC,
     "total_budget": 100 * USDC,
+    "max_spend_per_epoch": 10 * USDC,
     "format": "banner",
     "landing_url": "https://shoes.example/",
     "targeting": {"geo": ["US"], "categories": ["news"], "quality_min": 30},
@@ -72,9 +74,14 @@ def send(chain, wallet: Wallet, tx: dict[str, Any]) -> None:
 
 
 @pytest.fixture
-def site(api, chain, database_url):
+def campaign_body() -> dict[str, Any]:
+    return CAMPAIGN
+
+
+@pytest.fixture
+def site(api, chain, database_url, campaign_body):
     """A registered publisher (quality 60, category news) with one slot, and a funded US
-    campaign with a 300×250 banner; the ad server's catalog loaded."""
+    campaign (`campaign_body`) with a 300×250 banner; the ad server's catalog loaded."""
     publisher = Wallet(dev_account(PUBLISHER))
     p = auth(api, publisher)
     api.post(
@@ -93,7 +100,7 @@ def site(api, chain, database_url):
         json={"company_name": "Shoes", "website_url": "https://shoes.example"},
         headers=a,
     )
-    campaign = api.post("/api/v1/campaigns", json=CAMPAIGN, headers=a).json()
+    campaign = api.post("/api/v1/campaigns", json=campaign_body, headers=a).json()
     path = f"/api/v1/campaigns/{campaign['id']}"
     upload = api.post(f"{path}/creatives", files={"file": ("shoe.png", png(300, 250))}, headers=a)
     assert upload.status_code == 201, upload.text
@@ -235,6 +242,25 @@ def test_a_visitor_is_frequency_capped(api, site):
     api.app.state.settings.frequency_cap = 2
     statuses = [ad(api, site).status_code for _ in range(4)]
     assert statuses == [200, 200, 204, 204]
+
+
+@pytest.mark.parametrize("campaign_body", [{**CAMPAIGN, "max_spend_per_epoch": 3 * 2_000}])
+def test_a_campaign_stops_at_its_max_for_the_epoch_and_serves_again_in_the_next(api, site):
+    """Three impressions of ⌈2 USDC / 1000⌉ fill the epoch's max; the fourth visitor gets no
+    ad, and the next epoch serves again, though the escrow still holds plenty."""
+    serving = api.app.state.serving
+    clock = serving.catalog.current().clock
+    now = time.time()
+    serving.clock = lambda: now
+    epoch = clock.at(now)
+
+    assert [ad(api, site).status_code for _ in range(4)] == [200, 200, 200, 204]
+    assert int(api.app.state.redis.get(epoch_key(site["campaign"], epoch.number))) == 6_000
+
+    serving.clock = lambda: now + epoch.seconds_left
+    assert clock.at(serving.clock()).number == epoch.number + 1
+    assert [ad(api, site).status_code for _ in range(4)] == [200, 200, 200, 204]
+    assert int(api.app.state.redis.get(reserved_key(site["campaign"]))) == 12_000
 
 
 def test_without_redis_ads_still_serve(

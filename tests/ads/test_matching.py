@@ -1,5 +1,6 @@
 """The matching engine: every filter, ranking by eCPM, fair rotation among equals, and a
-budget that concurrent requests can never overspend (reservations in a real Redis)."""
+budget that concurrent requests can never overspend, neither the escrow balance nor the
+campaign's max per escrow epoch (reservations in a real Redis)."""
 
 from __future__ import annotations
 
@@ -21,16 +22,21 @@ from api.ads.matching import (
     Budgets,
     Candidate,
     Creative,
+    Epoch,
+    EpochClock,
     Index,
+    ample_budget,
     choose,
-    daily_key,
     eligible,
+    epoch_key,
     reserved_key,
 )
 from api.campaigns.targeting import CATEGORIES
 from tests.api.conftest import redis_url  # noqa: F401 (fixture)
 
 NOW = 1_800_000_000.0
+EPOCH = Epoch(7, 3_600)
+DAY = "20261126"
 BANNER = (Creative("bafkreibanner", "image/png", 300, 250),)
 NATIVE = (Creative("bafkreinative", "image/png", 1200, 628),)
 
@@ -49,7 +55,7 @@ def campaign(campaign_id: int, **overrides) -> Candidate:
         "categories": frozenset(),
         "quality_min": 0,
         "balance": 10**12,
-        "daily_budget": None,
+        "max_spend": ((0, 10**15),),
         "starts_at": None,
         "ends_at": None,
         "creatives": BANNER,
@@ -161,7 +167,7 @@ def test_concurrent_requests_stop_exactly_at_the_budget(budgets):
     index = Index.build([ad])
 
     def one(_: int) -> int:
-        return len(choose(index, ask(), lambda c: budgets.reserve(c, "20261126")))
+        return len(choose(index, ask(), lambda c: budgets.reserve(c, EPOCH, DAY)))
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         served_count = sum(pool.map(one, range(400)))
@@ -170,19 +176,56 @@ def test_concurrent_requests_stop_exactly_at_the_budget(budgets):
     assert int(budgets.redis.get(reserved_key(ad.campaign_id))) == ad.balance
 
 
-def test_the_daily_budget_caps_a_day_and_not_the_next(budgets):
-    ad = campaign(77, bid=1_000_000, daily_budget=3_000, balance=10**9)  # 1,000 per impression
-    wins = [budgets.reserve(ad, "20261126") for _ in range(5)]
+def test_the_epoch_clock_counts_from_genesis():
+    clock = EpochClock(genesis=1_000, length=3_600)
+    assert clock.at(999) == Epoch(0, 1)
+    assert clock.at(1_000) == Epoch(1, 3_600)
+    assert clock.at(4_599.5) == Epoch(1, 1)
+    assert clock.at(4_600) == Epoch(2, 3_600)
+
+
+def test_the_max_per_epoch_stops_a_campaign_until_the_next_epoch(budgets):
+    clock = EpochClock(genesis=int(NOW) - 10 * 3_600, length=3_600)
+    ad = campaign(77, bid=1_000_000, max_spend=((0, 3_000),), balance=10**9)  # 1,000 each
+    now = clock.at(NOW)
+    wins = [budgets.reserve(ad, now, DAY) for _ in range(5)]
     assert wins == [True, True, True, False, False]
-    assert int(budgets.redis.get(daily_key(77, "20261126"))) == 3_000
-    assert budgets.reserve(ad, "20261127")
+    assert int(budgets.redis.get(epoch_key(77, now.number))) == 3_000
+    assert 0 < budgets.redis.ttl(epoch_key(77, now.number)) <= now.seconds_left + 3_600
+
+    next_epoch = clock.at(NOW + now.seconds_left)
+    assert next_epoch.number == now.number + 1
+    assert [budgets.reserve(ad, next_epoch, DAY) for _ in range(4)] == [True] * 3 + [False]
+    assert int(budgets.redis.get(reserved_key(77))) == 6_000  # both epochs' serves await billing
+
+
+def test_a_new_max_applies_from_its_epoch_on(budgets):
+    """A change set in epoch 7 takes effect in epoch 8; epoch 7 keeps the max it began with."""
+    ad = campaign(79, bid=1_000_000, max_spend=((0, 2_000), (8, 4_000)), balance=10**9)
+    assert [budgets.reserve(ad, Epoch(7, 60), DAY) for _ in range(3)] == [True, True, False]
+    assert [budgets.reserve(ad, Epoch(8, 60), DAY) for _ in range(5)] == [True] * 4 + [False]
+
+
+def test_a_cpc_campaign_past_its_epoch_max_is_not_served(budgets):
+    ad = campaign(80, bid_model=CPC, bid=500, max_spend=((0, 900),), balance=10**6)
+    assert budgets.reserve(ad, EPOCH, DAY)
+    budgets.redis.set(epoch_key(80, EPOCH.number), 500)  # one click billed this epoch
+    assert not budgets.reserve(ad, EPOCH, DAY)
+    assert budgets.reserve(ad, Epoch(EPOCH.number + 1, 60), DAY)
+
+
+def test_without_redis_only_campaigns_far_from_their_epoch_max_serve():
+    price = 1_000
+    roomy = campaign(81, bid=1_000 * price, max_spend=((0, 1_000 * price),))
+    tight = campaign(82, bid=1_000 * price, max_spend=((0, 1_000 * price - 1),))
+    assert ample_budget(roomy, EPOCH) and not ample_budget(tight, EPOCH)
 
 
 def test_cpc_is_served_while_one_click_fits(budgets):
     ad = campaign(78, bid_model=CPC, bid=500, balance=1_200)
-    assert budgets.reserve(ad, "20261126")
+    assert budgets.reserve(ad, EPOCH, DAY)
     budgets.redis.set(reserved_key(78), 800)
-    assert not budgets.reserve(ad, "20261126")
+    assert not budgets.reserve(ad, EPOCH, DAY)
     assert budgets.redis.get(reserved_key(78)) == "800"  # serving a CPC ad reserves nothing
 
 
@@ -190,7 +233,7 @@ countries = st.sampled_from(["US", "DE", "FR", "JP"])
 devices = st.sampled_from(["desktop", "mobile", "tablet"])
 categories = st.sampled_from(sorted(CATEGORIES)[:4])
 candidates = st.builds(
-    lambda i, geo, dev, cat, q, bid, model, balance, daily: campaign(
+    lambda i, geo, dev, cat, q, bid, model, balance, max_spend: campaign(
         i,
         geo=frozenset(geo),
         devices=frozenset(dev),
@@ -199,7 +242,7 @@ candidates = st.builds(
         bid=bid,
         bid_model=model,
         balance=balance,
-        daily_budget=daily,
+        max_spend=((0, max_spend),),
     ),
     st.integers(1, 10**6),
     st.sets(countries, max_size=2),
@@ -209,7 +252,7 @@ candidates = st.builds(
     st.integers(1, 5_000_000),
     st.sampled_from([CPM, CPC]),
     st.integers(0, 50_000),
-    st.none() | st.integers(1, 20_000),
+    st.integers(1, 20_000),
 )
 requests = st.builds(
     lambda geo, dev, cat, q: ask(geo=geo, device=dev, category=cat, quality=q),
@@ -232,12 +275,11 @@ def test_no_served_ad_breaks_its_targeting_or_budget(budgets, pool, traffic):
     index = Index.build(pool)
     spent: Counter[int] = Counter()
     for request in traffic:
-        for chosen in choose(index, request, lambda c: budgets.reserve(c, "20261126"), n=2):
+        for chosen in choose(index, request, lambda c: budgets.reserve(c, EPOCH, DAY), n=2):
             assert eligible(chosen, request)
             if chosen.bid_model == CPM:
                 spent[chosen.campaign_id] += chosen.price
     for ad in pool:
         assert spent[ad.campaign_id] <= ad.balance
-        if ad.daily_budget is not None:
-            assert spent[ad.campaign_id] <= ad.daily_budget
+        assert spent[ad.campaign_id] <= ad.max_spend_in(EPOCH.number)
         assert spent[ad.campaign_id] == int(budgets.redis.get(reserved_key(ad.campaign_id)) or 0)

@@ -63,10 +63,11 @@ def test_an_edit_waits_for_the_signed_metadata(live, api):
     [
         ({"token": "0x" + "11" * 20}, "fixed_at_registration", 409),
         ({"bid_model": "cpc"}, "fixed_at_registration", 409),
-        ({"daily_budget": 500 * USDC}, "validation_error", 422),
+        ({"max_spend_per_epoch": 5 * USDC}, "set_on_chain", 409),
+        ({"max_spend_per_epoch": 0}, "validation_error", 422),
         ({"end_date": "2000-01-01T00:00:00Z", "start_date": "2001-01-01T00:00:00Z"}, None, 422),
     ],
-    ids=["token", "bid-model", "daily-above-total", "dates"],
+    ids=["token", "bid-model", "max-spend", "zero-max-spend", "dates"],
 )
 def test_bad_edits_change_nothing(live, api, change, code, status):
     headers, path, _ = live
@@ -78,6 +79,34 @@ def test_bad_edits_change_nothing(live, api, change, code, status):
     if code:
         assert reply.json()["error"]["code"] == code
     assert api.get(path, headers=headers).json() == before
+
+
+def test_a_new_max_per_epoch_applies_from_the_next_epoch(live, api, chain, database_url):
+    headers, path, sign = live
+    epoch = chain.current_epoch()
+
+    sign(
+        api.post(
+            f"{path}/max-spend-tx", json={"max_spend_per_epoch": 25 * USDC}, headers=headers
+        ).json()
+    )
+
+    pending = api.get(path, headers=headers).json()["max_spend"]
+    assert pending == {"in_force": 10 * USDC, "newest": 25 * USDC, "effective_epoch": epoch + 1}
+    again = api.post(
+        f"{path}/max-spend-tx", json={"max_spend_per_epoch": 25 * USDC}, headers=headers
+    )
+    assert again.status_code == 409 and again.json()["error"]["code"] == "no_change"
+    for bad in (0, 2**128, None):
+        reply = api.post(f"{path}/max-spend-tx", json={"max_spend_per_epoch": bad}, headers=headers)
+        assert reply.status_code == 422 and reply.json()["error"]["code"] == "validation_error"
+
+    chain.end_epoch(epoch)
+    index_to_head(chain.rpc_url, database_url)
+    in_force = api.get(path, headers=headers).json()["max_spend"]
+    assert in_force == {"in_force": 25 * USDC, "newest": 25 * USDC, "effective_epoch": epoch + 1}
+    campaign = api.get(path, headers=headers).json()["onchain_id"]
+    assert chain.call("CampaignRegistry", "max_spend_in_epoch", campaign, epoch) == 10 * USDC
 
 
 def test_pause_resume_and_end(live, api):
@@ -96,6 +125,7 @@ def test_pause_resume_and_end(live, api):
     for reply in (
         api.post(f"{path}/status-tx", json={"status": "active"}, headers=headers),
         api.patch(path, json={"name": "Again"}, headers=headers),
+        api.post(f"{path}/max-spend-tx", json={"max_spend_per_epoch": USDC}, headers=headers),
     ):
         assert reply.status_code == 409 and reply.json()["error"]["code"] == "campaign_ended"
     bad = api.post(f"{path}/status-tx", json={"status": "draft"}, headers=headers)
@@ -149,6 +179,7 @@ def test_lifecycle_needs_registration(api, wallet):
     for route, body in [
         ("metadata-tx", None),
         ("status-tx", {"status": "paused"}),
+        ("max-spend-tx", {"max_spend_per_epoch": USDC}),
         ("withdraw-request-tx", {"amount": 1}),
         ("withdraw-cancel-tx", None),
         ("withdraw-tx", None),

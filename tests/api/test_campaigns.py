@@ -10,12 +10,13 @@ from tests.indexer.helpers import index_to_head
 from tests.support.chain import dev_account
 
 USDC = 10**6
+MISSING = object()
 CAMPAIGN = {
     "name": "Launch",
     "bid_model": "cpm",
     "bid": 2 * USDC,
     "total_budget": 100 * USDC,
-    "daily_budget": 10 * USDC,
+    "max_spend_per_epoch": 10 * USDC,
     "format": "banner",
     "landing_url": "https://shop.example/launch",
     "targeting": {"geo": ["US", "DE"], "devices": ["mobile"], "quality_min": 40},
@@ -56,7 +57,10 @@ def test_draft_is_created_with_its_metadata_hash(api, wallet):
     ("change", "field"),
     [
         ({"bid": 0}, "body.bid"),
-        ({"daily_budget": 200 * USDC}, "body"),
+        ({"max_spend_per_epoch": 0}, "body.max_spend_per_epoch"),
+        ({"max_spend_per_epoch": 2**128}, "body.max_spend_per_epoch"),
+        ({"max_spend_per_epoch": MISSING}, "body.max_spend_per_epoch"),
+        ({"max_spend_per_epoch": "lots"}, "body.max_spend_per_epoch"),
         ({"bid": 101 * USDC}, "body"),
         ({"targeting": {"geo": ["XX"]}}, "body.targeting.geo"),
         ({"targeting": {"devices": ["fridge"]}}, "body.targeting.devices"),
@@ -68,7 +72,10 @@ def test_draft_is_created_with_its_metadata_hash(api, wallet):
     ],
     ids=[
         "zero-bid",
-        "daily>total",
+        "zero-max",
+        "max>uint128",
+        "no-max",
+        "max-not-a-number",
         "bid>total",
         "geo",
         "device",
@@ -81,11 +88,26 @@ def test_draft_is_created_with_its_metadata_hash(api, wallet):
 )
 def test_bad_campaigns_are_refused_with_the_field_named(api, wallet, change, field):
     headers = advertiser(api, wallet)
-    reply = api.post("/api/v1/campaigns", json={**CAMPAIGN, **change}, headers=headers)
+    body = {k: v for k, v in {**CAMPAIGN, **change}.items() if v is not MISSING}
+    reply = api.post("/api/v1/campaigns", json=body, headers=headers)
     assert reply.status_code == 422
     problems = reply.json()["error"]["details"]["problems"]
     assert problems[0]["field"] == field, problems
     assert api.get("/api/v1/campaigns", headers=headers).json() == []
+
+
+def test_the_max_per_epoch_is_bounded_by_what_the_chain_can_hold(api, wallet):
+    headers = advertiser(api, wallet)
+    top = 2**128 - 1
+    accepted = api.post(
+        "/api/v1/campaigns", json={**CAMPAIGN, "max_spend_per_epoch": top}, headers=headers
+    )
+    assert accepted.status_code == 201 and accepted.json()["max_spend_per_epoch"] == top
+    refused = api.post(
+        "/api/v1/campaigns", json={**CAMPAIGN, "max_spend_per_epoch": top + 1}, headers=headers
+    )
+    (problem,) = refused.json()["error"]["details"]["problems"]
+    assert str(top) in problem["problem"]
 
 
 def test_another_wallet_cannot_see_or_touch_a_campaign(api, wallet):
@@ -122,6 +144,13 @@ def test_register_and_fund_on_chain(api, chain, database_url):
     index_to_head(chain.rpc_url, database_url)
     registered = api.get(path, headers=headers).json()
     assert registered["status"] == "registered" and registered["onchain_id"] is not None
+    onchain_max = chain.call("CampaignRegistry", "max_spend_per_epoch", registered["onchain_id"])
+    assert list(onchain_max)[:2] == [10 * USDC, 10 * USDC]
+    assert registered["max_spend"] == {
+        "in_force": 10 * USDC,
+        "newest": 10 * USDC,
+        "effective_epoch": 0,
+    }
 
     chain.mint_usdc(8, 100 * USDC)
     for tx in api.post(f"{path}/funding-txs", json={"amount": 100 * USDC}, headers=headers).json():
