@@ -12,12 +12,14 @@ and a failure raises `ActivityError` naming the action.
 
 Actions, weighted: publishers register, change payment wallets, get quality scores, domain
 verifications and (un)suspensions; advertisers register campaigns (USDC or ETH), change
-status and metadata, deposit (mint + approve + deposit for USDC), request, cancel and
-complete withdrawals; the settler spends epochs over many campaigns and posts cumulative
-payout roots, the guardian sometimes revokes a pending one; anyone claims; users pay each other
-and publishers with EIP-3009 `transferWithAuthorization` (x402), signed by anvil
-(`eth_signTypedData_v4`). Time moves 1-12 s per block, with occasional jumps past the withdraw
-delay and challenge period so withdrawals and claims happen.
+status, metadata and max spend per epoch, deposit (mint + approve + deposit for USDC),
+request, cancel and complete withdrawals; the settler spends ended epochs over many campaigns
+(some clipped to their balance or max, a few skipped) and posts cumulative payout roots, one
+pending at a time, the guardian sometimes revokes the pending one; anyone claims against the
+current root; users pay each other and publishers with EIP-3009 `transferWithAuthorization`
+(x402), signed by anvil (`eth_signTypedData_v4`). Time moves 1-12 s per block; when an action
+waits for the clock (an epoch to end, a root to mature) the next blocks often jump to that
+time, and occasional jumps pass the withdraw delay and challenge period.
 
 Needs an anvil started with `--order fifo` (as `start_anvil` does): transactions of different
 senders in one block are mined in the order sent.
@@ -62,6 +64,7 @@ GAS = {
     "set_domain_verified": 80_000,
     "set_suspended": 80_000,
     "register_campaign": 250_000,
+    "set_max_spend_per_epoch": 100_000,
     "update_campaign_status": 80_000,
     "update_campaign_metadata": 100_000,
     "mint": 100_000,
@@ -88,6 +91,7 @@ WEIGHTS = {
     "set_domain_verified": 2,
     "set_suspended": 1,
     "register_campaign": 4,
+    "set_max_spend_per_epoch": 1,
     "update_campaign_status": 2,
     "update_campaign_metadata": 1,
     "mint_usdc": 2,
@@ -137,10 +141,19 @@ class _Campaign:
     spent: int = 0
     request_amount: int = 0
     request_at: int = 0
+    last_spent_epoch: int = 0
+    # (effective epoch, max spend per epoch), oldest first, as the registry keeps them
+    max_spend: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def balance(self) -> int:
         return self.deposited - self.withdrawn - self.spent
+
+    def max_spend_in(self, epoch: int) -> int:
+        for effective, amount in reversed(self.max_spend):
+            if effective <= epoch:
+                return amount
+        return 0
 
 
 class _Bag:
@@ -176,12 +189,11 @@ class _Publisher:
 
 @dataclass
 class _Root:
-    epoch: int
+    root_id: int
     totals: dict[str, int]  # token -> cumulative total
     claimable_at: int
-    parent: int
     revoked: bool
-    tree: PayoutTree | None  # None when not built by this generator (or the genesis root 0)
+    tree: PayoutTree | None  # None when not built by this generator (or the empty root 0)
 
 
 @dataclass
@@ -260,10 +272,13 @@ class ActivityGenerator:
             self.fee_bps,
             self.withdraw_delay,
             self.escrow_epoch,
+            self.genesis,
+            self.epoch_length,
             campaign_count,
             self.challenge_period,
-            self.posted_epoch,
-            self.head_epoch,
+            self.latest_root_id,
+            self.current_root_id,
+            self.pending_root_id,
             funded_usdc,
             funded_eth,
         ) = self._calls(
@@ -271,10 +286,13 @@ class ActivityGenerator:
                 ("PaymentEscrow", "fee_bps", ()),
                 ("PaymentEscrow", "withdraw_delay", ()),
                 ("PaymentEscrow", "latest_epoch", ()),
+                ("CampaignRegistry", "genesis", ()),
+                ("CampaignRegistry", "epoch_length", ()),
                 ("CampaignRegistry", "campaign_count", ()),
                 ("PublisherPayout", "challenge_period", ()),
-                ("PublisherPayout", "latest_posted_epoch", ()),
-                ("PublisherPayout", "head_epoch", ()),
+                ("PublisherPayout", "latest_root_id", ()),
+                ("PublisherPayout", "current_root_id", ()),
+                ("PublisherPayout", "pending_root_id", ()),
                 ("PublisherPayout", "total_funded", (self.usdc,)),
                 ("PublisherPayout", "total_funded", (ZERO_ADDRESS,)),
             ]
@@ -285,7 +303,7 @@ class ActivityGenerator:
         if paused:
             raise ActivityError(f"cannot generate activity while {', '.join(paused)} is paused")
         self.funded = {self.usdc: funded_usdc, ZERO_ADDRESS: funded_eth}
-        self.epoch = max(self.escrow_epoch, self.posted_epoch)
+        self.wake_at: int | None = None
 
         publishers = self._calls([("PublisherRegistry", "get_publisher", (u,)) for u in self.users])
         self.publishers = {
@@ -303,12 +321,15 @@ class ActivityGenerator:
 
         first = max(1, campaign_count - MAX_CAMPAIGNS_TRACKED + 1)
         ids = range(first, campaign_count + 1)
+        ended = self._ended_epoch(self.timestamp)
         calls: list[tuple[str, str, tuple[Any, ...]]] = []
         for cid in ids:
             calls += [
                 ("CampaignRegistry", "get_campaign", (cid,)),
                 ("PaymentEscrow", "get_ledger", (cid,)),
                 ("PaymentEscrow", "get_withdraw_request", (cid,)),
+                ("CampaignRegistry", "max_spend_in_epoch", (cid, ended)),
+                ("CampaignRegistry", "max_spend_per_epoch", (cid,)),
             ]
         results = self._calls(calls)
         self.campaign_count = campaign_count
@@ -316,7 +337,9 @@ class ActivityGenerator:
         self.open_ids, self.funded_ids, self.request_ids = _Bag(), _Bag(), _Bag()
         users = set(self.users)
         for i, cid in enumerate(ids):
-            campaign, ledger, request = results[3 * i : 3 * i + 3]
+            campaign, ledger, request, max_ended, (max_now, newest, effective) = results[
+                5 * i : 5 * i + 5
+            ]
             advertiser, token = to_checksum_address(campaign[0]), to_checksum_address(campaign[1])
             if advertiser not in users or token not in self.funded:
                 continue  # not ours to drive
@@ -331,33 +354,36 @@ class ActivityGenerator:
                     spent=ledger[3],
                     request_amount=request[0],
                     request_at=request[1],
+                    last_spent_epoch=ledger[4],
+                    # spends ask about the last ended epoch or later: that is all the model needs
+                    max_spend=[
+                        (0, max_ended),
+                        (ended + 1, max_now),
+                        (max(effective, ended + 1), newest),
+                    ],
                 )
             )
 
-        # the chain of roots from the head down (a few levels), and what was claimed
-        self.roots: dict[int, _Root] = {}
-        epoch = self.head_epoch
-        for _ in range(4):
-            if epoch == 0:
-                break
-            (root, claimable_at, parent), revoked, total_usdc, total_eth = self._calls(
+        # the current and the pending root (the ones claims and the next post depend on)
+        self.roots: dict[int, _Root] = {
+            0: _Root(0, {self.usdc: 0, ZERO_ADDRESS: 0}, 0, False, None)
+        }
+        for root_id in {self.current_root_id, self.pending_root_id} - {0}:
+            (root, claimable_at), revoked, total_usdc, total_eth = self._calls(
                 [
-                    ("PublisherPayout", "get_root", (epoch,)),
-                    ("PublisherPayout", "revoked", (epoch,)),
-                    ("PublisherPayout", "root_total", (epoch, self.usdc)),
-                    ("PublisherPayout", "root_total", (epoch, ZERO_ADDRESS)),
+                    ("PublisherPayout", "get_root", (root_id,)),
+                    ("PublisherPayout", "revoked", (root_id,)),
+                    ("PublisherPayout", "root_total", (root_id, self.usdc)),
+                    ("PublisherPayout", "root_total", (root_id, ZERO_ADDRESS)),
                 ]
             )
-            self.roots[epoch] = _Root(
-                epoch,
+            self.roots[root_id] = _Root(
+                root_id,
                 {self.usdc: total_usdc, ZERO_ADDRESS: total_eth},
                 claimable_at,
-                parent,
                 revoked,
                 self.d.trees.get(bytes(root)),
             )
-            epoch = parent
-        self.roots.setdefault(0, _Root(0, {self.usdc: 0, ZERO_ADDRESS: 0}, 0, 0, True, None))
         keys = sorted(
             {
                 (leaf.account, leaf.token)
@@ -370,6 +396,20 @@ class ActivityGenerator:
         self.claimed: dict[tuple[str, str], int] = dict(zip(keys, paid, strict=True))
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _ended_epoch(self, at: int) -> int:
+        """The newest spend epoch that has ended at time `at` (0: none yet)."""
+        return max(0, (at - self.genesis) // self.epoch_length)
+
+    def _want(self, at: int) -> None:
+        """An action waits for the clock to reach `at`: the next blocks may jump there."""
+        self.wake_at = at if self.wake_at is None else min(self.wake_at, at)
+
+    def _mature_roots(self) -> None:
+        """At the new block's time, a pending root past its challenge period is current."""
+        pending = self.roots.get(self.pending_root_id)
+        if pending is not None and self.pending_root_id and self.block_time >= pending.claimable_at:
+            self.current_root_id, self.pending_root_id = self.pending_root_id, 0
 
     def _tx(
         self, action: str, sender: str, contract: str, fn: str, *args: Any, value: int = 0
@@ -507,9 +547,13 @@ class ActivityGenerator:
         token = self.usdc if self.rng.random() < 0.7 else ZERO_ADDRESS
         bid_model = self.rng.randint(0, 1)
         bid = self.rng.randint(1, 5_000) * (USDC // 100 if token == self.usdc else 10**12)
+        max_spend = self._random_max_spend(token)
         metadata = self.rng.randbytes(32)
         self.campaign_count += 1
-        self._track(_Campaign(self.campaign_count, user, token, 1))
+        registered = self._ended_epoch(self.block_time) + 1
+        self._track(
+            _Campaign(self.campaign_count, user, token, 1, max_spend=[(registered, max_spend)])
+        )
         return [
             self._tx(
                 "register_campaign",
@@ -520,6 +564,33 @@ class ActivityGenerator:
                 bid_model,
                 bid,
                 metadata,
+                max_spend,
+            )
+        ]
+
+    def _random_max_spend(self, token: str) -> int:
+        return self.rng.randint(20, 2_000) * (USDC if token == self.usdc else 10**15)
+
+    def _set_max_spend_per_epoch(self) -> list[_Tx] | None:
+        campaign = self._pick_campaign(self.open_ids)
+        if campaign is None:
+            return None
+        new_max = self._random_max_spend(campaign.token)
+        if new_max == campaign.max_spend[-1][1]:
+            return None
+        effective = self._ended_epoch(self.block_time) + 2  # from the next epoch on
+        if campaign.max_spend[-1][0] == effective:
+            campaign.max_spend[-1] = (effective, new_max)  # replaces the pending change
+        else:
+            campaign.max_spend.append((effective, new_max))
+        return [
+            self._tx(
+                "set_max_spend_per_epoch",
+                campaign.advertiser,
+                "CampaignRegistry",
+                "set_max_spend_per_epoch",
+                campaign.id,
+                new_max,
             )
         ]
 
@@ -662,39 +733,65 @@ class ActivityGenerator:
         ]
 
     def _spend_batch(self) -> list[_Tx] | None:
+        epoch = self._ended_epoch(self.block_time)
         if not self.funded_ids:
             return None
-        size = min(len(self.funded_ids), self.rng.randint(1, MAX_SPEND_BATCH))
-        chosen = [self.campaigns[i] for i in self.rng.sample(self.funded_ids.items, size)]
-        self.epoch += 1
-        ids, amounts = [], []
+        ready = [
+            i
+            for i in self.funded_ids.items
+            if self.campaigns[i].last_spent_epoch < epoch
+            and self.campaigns[i].max_spend_in(epoch) > 0
+        ]
+        if not ready:
+            self._want(self.genesis + (epoch + 1) * self.epoch_length)
+            return None
+        size = min(len(ready), self.rng.randint(1, MAX_SPEND_BATCH - 1))
+        chosen = [self.campaigns[i] for i in self.rng.sample(ready, size)]
+        asks = []
         for campaign in chosen:
-            amount = max(1, int(campaign.balance * self.rng.uniform(0.02, 0.6)))
-            campaign.spent += amount
+            limit = min(campaign.balance, campaign.max_spend_in(epoch))
+            # mostly within the limit; some above it (clipped)
+            factor = self.rng.uniform(1.1, 2.0) if self.rng.random() < 0.15 else None
+            asked = (
+                int(limit * factor) if factor else max(1, int(limit * self.rng.uniform(0.02, 0.6)))
+            )
+            asks.append((campaign.id, asked))
+        if self.rng.random() < 0.2:  # a skipped item: zero, unknown or repeated
+            asks.append(
+                self.rng.choice(
+                    [(chosen[0].id, 0), (self.campaign_count + 1_000, 1), (chosen[0].id, 1)]
+                )
+            )
+        for campaign_id, asked in asks:
+            campaign = self.campaigns.get(campaign_id)
+            if campaign is None or asked == 0 or campaign.last_spent_epoch >= epoch:
+                continue  # skipped by the escrow
+            charged = min(asked, campaign.balance, campaign.max_spend_in(epoch))
+            campaign.spent += charged
+            campaign.last_spent_epoch = epoch
             self._track(campaign)
-            ids.append(campaign.id)
-            amounts.append(amount)
-            self.funded[campaign.token] += amount * (BPS - self.fee_bps) // BPS
-        self.escrow_epoch = self.epoch
-        data = self.d.abis.calldata("PaymentEscrow", "spend_batch", self.epoch, ids, amounts)
+            self.funded[campaign.token] += charged * (BPS - self.fee_bps) // BPS
+        self.escrow_epoch = epoch
+        ids, amounts = [a[0] for a in asks], [a[1] for a in asks]
+        data = self.d.abis.calldata("PaymentEscrow", "spend_batch", epoch, ids, amounts)
         gas = GAS["spend_batch_base"] + GAS["spend_batch_per_campaign"] * len(ids)
         return [_Tx("spend_batch", self.settler, "PaymentEscrow", data, gas)]
 
-    def _head(self) -> _Root:
-        return self.roots[self.head_epoch]
-
     def _post_root(self) -> list[_Tx] | None:
-        head = self._head()
-        new_money = {t: self.funded[t] - head.totals.get(t, 0) for t in self.funded}
+        if self.pending_root_id:
+            self._want(self.roots[self.pending_root_id].claimable_at)
+            return None
+        base = self.roots[self.current_root_id]
+        new_money = {t: self.funded[t] - base.totals.get(t, 0) for t in self.funded}
         wallets = sorted({p.wallet for p in self.publishers.values()})
         if not wallets or not any(v > 0 for v in new_money.values()):
             return None
         cumulative: dict[tuple[str, str], int] = {}
-        if head.tree is not None:
-            for leaf in head.tree.leaves:
+        if base.tree is not None:
+            for leaf in base.tree.leaves:
                 cumulative[(leaf.account, leaf.token)] = leaf.cumulative_amount
         else:
-            for token, total in head.totals.items():
+            for token, total in base.totals.items():
                 if total:
                     cumulative[(CARRY_ACCOUNT, token)] = total
         for token, amount in new_money.items():
@@ -712,17 +809,15 @@ class ActivityGenerator:
             [Leaf(a, t, v) for (a, t), v in cumulative.items()],
         )
         totals = tree.totals()
-        self.epoch = max(self.epoch + 1, self.posted_epoch + 1)
-        epoch = self.epoch
-        self.roots[epoch] = _Root(
-            epoch,
-            {t: totals.get(t, head.totals.get(t, 0)) for t in self.funded},
+        root_id = self.latest_root_id + 1
+        self.roots[root_id] = _Root(
+            root_id,
+            {t: totals.get(t, base.totals.get(t, 0)) for t in self.funded},
             self.block_time + self.challenge_period,
-            self.head_epoch,
             False,
             tree,
         )
-        self.posted_epoch = self.head_epoch = epoch
+        self.latest_root_id = self.pending_root_id = root_id
         self.d.trees[tree.root] = tree
         return [
             self._tx(
@@ -730,33 +825,31 @@ class ActivityGenerator:
                 self.settler,
                 "PublisherPayout",
                 "post_root",
-                epoch,
+                root_id,
                 tree.root,
                 list(totals),
                 list(totals.values()),
-                f"ipfs://buzzer/epoch-{epoch}.json",
+                f"ipfs://buzzer/root-{root_id}.json",
             )
         ]
 
     def _revoke_root(self) -> list[_Tx] | None:
-        head = self._head()
-        if head.epoch == 0 or head.revoked or self.block_time >= head.claimable_at:
+        if not self.pending_root_id:
             return None
-        if head.parent not in self.roots:
-            return None  # the parent's totals are unknown: keep the head
-        head.revoked = True
-        self.head_epoch = head.parent
+        pending = self.roots[self.pending_root_id]
+        pending.revoked = True
+        self.pending_root_id = 0
         return [
-            self._tx("revoke_root", self.guardian, "PublisherPayout", "revoke_root", head.epoch)
+            self._tx(
+                "revoke_root", self.guardian, "PublisherPayout", "revoke_root", pending.root_id
+            )
         ]
 
     def _claim(self) -> list[_Tx] | None:
-        root: _Root | None = self._head()
-        while root is not None and root.epoch != 0:
-            if not root.revoked and root.tree is not None and self.block_time >= root.claimable_at:
-                break
-            root = self.roots.get(root.parent)
-        if root is None or root.tree is None:
+        root = self.roots[self.current_root_id]
+        if root.tree is None:
+            if self.pending_root_id:
+                self._want(self.roots[self.pending_root_id].claimable_at)
             return None
         open_leaves = [
             leaf
@@ -778,7 +871,6 @@ class ActivityGenerator:
                 sender,
                 "PublisherPayout",
                 "claim",
-                root.epoch,
                 leaf.account,
                 leaf.token,
                 leaf.cumulative_amount,
@@ -874,6 +966,12 @@ class ActivityGenerator:
                 if self.rng.random() < self.jump_probability:
                     step += max(self.withdraw_delay, self.challenge_period) + 1
                 self.block_time = self.timestamp + step
+                if self.wake_at is not None and (
+                    self.wake_at <= self.block_time or self.rng.random() < 0.5
+                ):
+                    self.block_time = max(self.block_time, self.wake_at)
+                    self.wake_at = None
+                self._mature_roots()
                 txs: list[_Tx] = []
                 gas = 0
                 target = self.rng.randint(1, self.max_txs_per_block)

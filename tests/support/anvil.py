@@ -43,8 +43,11 @@ GAS_LIMIT = 100_000_000  # Base's blocks are larger still; big blocks keep bulk 
 START_TIMEOUT = 15.0
 DEPLOY_TIMEOUT = 300.0
 # short delays so tests can reach withdrawals and claimable roots with one time jump
-WITHDRAW_DELAY = 60
-CHALLENGE_PERIOD = 60
+# the contracts' floors, so tests move the clock as little as possible
+EPOCH_LENGTH = 3_600
+SETTLEMENT_GRACE = 3_600
+WITHDRAW_DELAY = EPOCH_LENGTH + SETTLEMENT_GRACE
+CHALLENGE_PERIOD = 3_600
 
 
 class AnvilError(RuntimeError):
@@ -247,6 +250,8 @@ def start_anvil(
             "--host", "127.0.0.1",
             "--accounts", str(accounts),
             "--order", "fifo",
+            # `finalized` trails the head by two blocks, not 64
+            "--slots-in-an-epoch", "1",
             "--gas-limit", str(gas_limit),
             *(["--silent"] if silent else []),
             *extra_args,
@@ -308,6 +313,8 @@ def deploy(
     rpc_url: str,
     deployments_dir: Path,
     *,
+    epoch_length: int = EPOCH_LENGTH,
+    settlement_grace: int = SETTLEMENT_GRACE,
     withdraw_delay: int = WITHDRAW_DELAY,
     challenge_period: int = CHALLENGE_PERIOD,
     extra_args: Sequence[str] = (),
@@ -327,6 +334,8 @@ def deploy(
             deployments_dir,
             ape_data_folder or Path(scratch),
             [
+                "--epoch-length", str(epoch_length),
+                "--settlement-grace", str(settlement_grace),
                 "--withdraw-delay", str(withdraw_delay),
                 "--challenge-period", str(challenge_period),
                 *extra_args,

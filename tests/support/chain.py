@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 MNEMONIC = "test test test test test test test test test test test junk"
 ADMIN, SETTLER, ORACLE, GUARDIAN, TREASURY = range(5)
 FIRST_USER = 5
+TX_REQUEST_GAS = 1_000_000
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 USDC = 10**6
 BID_CPM, BID_CPC = 0, 1
@@ -343,12 +344,14 @@ class ChainDriver:
         self, contract: str, function: str, *args: Any, sender: int, value: int = 0
     ) -> dict[str, Any]:
         """An unsigned JSON transaction from dev account `sender` (anvil signs it), e.g.
-        for `reorg(depth, [(tx, block_offset)])`."""
+        for `reorg(depth, [(tx, block_offset)])`. Its gas limit is fixed: anvil's own estimate for
+        a reorg's transactions fell short (a publisher registration ran out of gas)."""
         return {
             "from": self.account(sender),
             "to": self.addresses[contract],
             "data": self.abis.calldata(contract, function, *args),
             "value": hex(value),
+            "gas": hex(TX_REQUEST_GAS),
         }
 
     def events(self, receipt: Mapping[str, Any]) -> list[DecodedEvent]:
@@ -422,8 +425,10 @@ class ChainDriver:
         bid_model: int = BID_CPM,
         bid: int = 2 * USDC,
         metadata_hash: bytes | str | None = None,
+        max_spend_per_epoch: int | None = None,
     ) -> int:
-        """Register a campaign; return its id (the receipt is `last_receipts[-1]`)."""
+        """Register a campaign; return its id (the receipt is `last_receipts[-1]`). The max
+        spend per epoch defaults to 1,000 USDC (or 1 ETH)."""
         if metadata_hash is None:
             metadata_hash = keccak(os.urandom(32))
         receipt = self.transact(
@@ -433,6 +438,7 @@ class ChainDriver:
             bid_model,
             bid,
             _bytes32(metadata_hash),
+            max_spend_per_epoch or (10**18 if self.token(token) == ZERO_ADDRESS else 1_000 * USDC),
             sender=user_index,
         )
         for event in self.events(receipt):
@@ -455,6 +461,11 @@ class ChainDriver:
             bid,
             _bytes32(metadata_hash),
             sender=user_index,
+        )
+
+    def set_max_spend_per_epoch(self, user_index: int, campaign_id: int, new_max: int) -> TxReceipt:
+        return self.transact(
+            "CampaignRegistry", "set_max_spend_per_epoch", campaign_id, new_max, sender=user_index
         )
 
     def campaign_token(self, campaign_id: int) -> str:
@@ -633,6 +644,7 @@ class ChainDriver:
     def spend_batch(
         self, epoch: int, campaign_ids: Sequence[int], amounts: Sequence[int]
     ) -> TxReceipt:
+        """Spend `epoch`, which must have ended (see `end_epoch`)."""
         return self.transact(
             "PaymentEscrow",
             "spend_batch",
@@ -648,35 +660,39 @@ class ChainDriver:
         """A `PayoutTree` for this deployment's payout contract."""
         return PayoutTree(self.chain_id, self.addresses["PublisherPayout"], leaves)
 
-    def post_root(self, epoch: int, tree: PayoutTree, artefact_uri: str | None = None) -> TxReceipt:
-        """Post `tree`'s root for `epoch`, telling the contract every token's total in it."""
+    def post_root(
+        self, tree: PayoutTree, root_id: int | None = None, artefact_uri: str | None = None
+    ) -> TxReceipt:
+        """Post `tree`'s root as `root_id` (default: the next one), telling the contract every
+        token's total in it. No other root may be pending."""
+        if root_id is None:
+            root_id = int(self.call("PublisherPayout", "latest_root_id")) + 1
         totals = tree.totals()
         receipt = self.transact(
             "PublisherPayout",
             "post_root",
-            epoch,
+            root_id,
             tree.root,
             list(totals),
             list(totals.values()),
-            artefact_uri if artefact_uri is not None else f"file://epoch-{epoch}.json",
+            artefact_uri if artefact_uri is not None else f"file://root-{root_id}.json",
             sender=SETTLER,
         )
         self.trees[tree.root] = tree
         return receipt
 
-    def revoke_root(self, epoch: int) -> TxReceipt:
-        return self.transact("PublisherPayout", "revoke_root", epoch, sender=GUARDIAN)
+    def revoke_root(self, root_id: int) -> TxReceipt:
+        return self.transact("PublisherPayout", "revoke_root", root_id, sender=GUARDIAN)
 
     def claim(
         self,
-        epoch: int,
         tree: PayoutTree,
         account: Who,
         token: str | None,
         sender: int | None = None,
     ) -> TxReceipt:
-        """Claim `account`'s leaf of `tree` under the root of `epoch`. Anyone may send it:
-        `sender` defaults to the account itself when it is a dev account, else the admin."""
+        """Claim `account`'s leaf of `tree`, which must be the current root's. Anyone may send
+        it: `sender` defaults to the account itself when it is a dev account, else the admin."""
         address = self.account(account)
         token_address = self.token(token)
         leaf = tree.leaf_for(address, token_address)
@@ -685,7 +701,6 @@ class ChainDriver:
         return self.transact(
             "PublisherPayout",
             "claim",
-            epoch,
             address,
             token_address,
             leaf.cumulative_amount,
@@ -706,6 +721,16 @@ class ChainDriver:
         self.rpc.call("evm_increaseTime", int(seconds))
         self.rpc.call("evm_mine")
         return self.timestamp()
+
+    def end_epoch(self, epoch: int) -> int:
+        """Move the clock past the end of spend epoch `epoch` if it is not there yet (a spend
+        needs its epoch ended); return the head's timestamp."""
+        end = int(self.call("CampaignRegistry", "epoch_end", epoch))
+        now = self.timestamp()
+        return self.increase_time(end - now) if now < end else now
+
+    def current_epoch(self) -> int:
+        return int(self.call("CampaignRegistry", "current_epoch"))
 
     def mine(self, n: int = 1) -> int:
         """Mine `n` empty blocks; return the new head's number."""

@@ -8,7 +8,8 @@
 - `anvil_session` (session): one anvil for the session, chain id 1337.
 - `deployments_dir` (session): where the session deployment's `1337.json` is.
 - `deployment` (session): Buzzer deployed once per session with `ape run deploy`
-  (withdraw delay and challenge period 60 s); the parsed deployments JSON.
+  (one-hour epochs, settlement grace and challenge period, the contracts' floors; withdraw
+  delay two hours); the parsed deployments JSON.
 - `anvil`: the session anvil with the deployment, reverted to the freshly deployed state
   after the test (evm_snapshot/evm_revert). Never `anvil_reorg` it: use `fresh_anvil`.
 - `chain`: a `ChainDriver` on `anvil`.

@@ -23,7 +23,7 @@ from web3.exceptions import ContractLogicError
 from api.settlement.merkle import Leaf
 from migrations import libpq_url, sqlalchemy_url
 from tests.support import postgres
-from tests.support.anvil import Anvil
+from tests.support.anvil import CHALLENGE_PERIOD, WITHDRAW_DELAY, Anvil
 from tests.support.chain import (
     ACTIVE,
     BID_CPC,
@@ -168,7 +168,14 @@ def test_anvil_answers_with_the_deployment(anvil: Anvil, deployment: dict[str, A
     assert set(deployment["contracts"]) == CONTRACTS
     codes = [anvil.call("eth_getCode", a, "latest") for a in deployment["contracts"].values()]
     assert all(len(code) > 2 for code in codes)
-    assert set(deployment["roles"]) == {"admin", "settler", "oracle", "guardian", "treasury"}
+    assert set(deployment["roles"]) == {
+        "admin",
+        "escrow_settler",
+        "payout_settler",
+        "oracle",
+        "guardian",
+        "treasury",
+    }
 
 
 def test_isolation_first_test_changes_the_chain(chain: ChainDriver) -> None:
@@ -220,27 +227,35 @@ def test_every_action_is_a_mined_transaction_with_its_event(chain: ChainDriver) 
     assert names(ev(chain.cancel_withdraw(5, campaign))) == ["PaymentEscrow.WithdrawCancelled"]
     chain.request_withdraw(6, eth_campaign, 10**17)
     before = chain.timestamp()
-    assert chain.increase_time(61) >= before + 61
+    assert chain.increase_time(WITHDRAW_DELAY) >= before + WITHDRAW_DELAY
     assert names(ev(chain.withdraw(6, eth_campaign))) == ["PaymentEscrow.Withdrawn"]
 
-    spend = ev(chain.spend_batch(1, [campaign, eth_campaign], [100 * USDC, 10**17]))
+    epoch = chain.current_epoch()
+    with pytest.raises(ContractLogicError, match="epoch not ended"):
+        chain.spend_batch(epoch, [campaign], [100 * USDC])
+    assert chain.end_epoch(epoch) >= chain.call("CampaignRegistry", "epoch_end", epoch)
+    assert chain.current_epoch() == epoch + 1
+    spend = ev(chain.spend_batch(epoch, [campaign, eth_campaign, 99], [100 * USDC, 10**17, 1]))
     assert names(spend).count("PaymentEscrow.Spent") == 2
+    assert [e.args["reason"] for e in spend if e.name == "SpendSkipped"] == ["unknown campaign"]
     assert names(spend)[-1] == "PaymentEscrow.EpochSpent"
     share = 100 * USDC * 8_500 // 10_000
     tree = chain.payout_tree(
         [Leaf(publisher, chain.usdc, share - 100), Leaf(other, chain.usdc, 100)]
     )
-    assert names(ev(chain.post_root(1, tree))) == ["PublisherPayout.RootPosted"]
+    assert names(ev(chain.post_root(tree))) == ["PublisherPayout.RootPosted"]
     assert names(ev(chain.revoke_root(1))) == ["PublisherPayout.RootRevoked"]
-    chain.post_root(2, tree)
-    with pytest.raises(ContractLogicError, match="root not claimable yet"):
-        chain.claim(2, tree, 7, "usdc")
-    chain.increase_time(61)
-    claimed = ev(chain.claim(2, tree, 7, "usdc"))
+    assert ev(chain.post_root(tree))[0].args["root_id"] == 2
+    with pytest.raises(ContractLogicError, match="root pending"):
+        chain.post_root(tree)
+    with pytest.raises(ContractLogicError, match="no current root"):
+        chain.claim(tree, 7, "usdc")
+    chain.increase_time(CHALLENGE_PERIOD)
+    claimed = ev(chain.claim(tree, 7, "usdc"))
     assert names(claimed) == ["TestUSDC.Transfer", "PublisherPayout.Claimed"]
     assert claimed[-1].args["amount"] == share - 100
     assert chain.usdc_balance(7) == share - 100
-    chain.claim(2, tree, other, "usdc")  # sent by the admin for an address
+    chain.claim(tree, other, "usdc")  # sent by the admin for an address
     assert chain.usdc_balance(other) == 100
     assert names(ev(chain.update_campaign_status(5, campaign, ENDED)))
     assert chain.block_number() == chain.last_receipts[-1]["blockNumber"]
