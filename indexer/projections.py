@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlmodel import SQLModel
 
+from chain.contracts import CORE_CONTRACTS
 from chain.decode import Event
 from indexer import models
 
@@ -31,6 +32,8 @@ class Projection:
     key_fields: tuple[str, ...]
     key: Callable[[Event], Key]
     handlers: dict[tuple[str, str], Handler] = field(default_factory=dict)
+    # a refold reads every handled event, not only those of the orphaned events' subjects
+    scan_all: bool = False
 
     @property
     def table_name(self) -> str:
@@ -121,6 +124,9 @@ def _campaign(row: Row | None, e: Event, _: Batch) -> Row:
         "bid": e.args["bid"],
         "metadata_hash": e.args["metadata_hash"],
         "status": 1,
+        "max_spend_per_epoch": e.args["max_spend_per_epoch"],
+        "max_spend_effective_epoch": 0,
+        "previous_max_spend_per_epoch": e.args["max_spend_per_epoch"],
         "registered_block": e.block_number,
     }
 
@@ -133,6 +139,24 @@ def _status(row: Row | None, e: Event, _: Batch) -> Row:
 @campaigns.on("CampaignRegistry", "CampaignMetadataUpdated")
 def _metadata(row: Row | None, e: Event, _: Batch) -> Row:
     return {**_require(row, e), "bid": e.args["bid"], "metadata_hash": e.args["metadata_hash"]}
+
+
+@campaigns.on("CampaignRegistry", "MaxSpendPerEpochSet")
+def _max_spend(row: Row | None, e: Event, _: Batch) -> Row:
+    current = _require(row, e)
+    effective = e.args["effective_epoch"]
+    # a second change within one epoch replaces the pending one, as the registry does
+    in_force_before = (
+        current["previous_max_spend_per_epoch"]
+        if current["max_spend_effective_epoch"] == effective
+        else current["max_spend_per_epoch"]
+    )
+    return {
+        **current,
+        "max_spend_per_epoch": e.args["max_spend"],
+        "max_spend_effective_epoch": effective,
+        "previous_max_spend_per_epoch": in_force_before,
+    }
 
 
 # ---------------------------------------------------------------- escrow
@@ -182,7 +206,7 @@ def _spent(row: Row | None, e: Event, _: Batch) -> Row:
     return _with_balance(
         {
             **current,
-            "spent": int(current["spent"]) + e.args["amount"],
+            "spent": int(current["spent"]) + e.args["charged"],
             "last_spent_epoch": e.args["epoch"],
         }
     )
@@ -224,9 +248,26 @@ def _epoch_spend(row: Row | None, e: Event, _: Batch) -> Row:
         "epoch": e.args["epoch"],
         "campaign_id": e.args["campaign_id"],
         "token": e.args["token"],
-        "amount": e.args["amount"],
+        "asked": e.args["asked"],
+        "charged": e.args["charged"],
         "publisher_share": e.args["publisher_share"],
         "fee": e.args["fee"],
+        "block_number": e.block_number,
+    }
+
+
+epoch_spend_skips = Projection(models.EpochSpendSkip, ("tx_hash", "log_index"), _event_key)
+
+
+@epoch_spend_skips.on("PaymentEscrow", "SpendSkipped")
+def _skipped(row: Row | None, e: Event, _: Batch) -> Row:
+    return {
+        "tx_hash": e.tx_hash,
+        "log_index": e.log_index,
+        "epoch": e.args["epoch"],
+        "campaign_id": e.args["campaign_id"],
+        "asked": e.args["asked"],
+        "reason": e.args["reason"],
         "block_number": e.block_number,
     }
 
@@ -236,19 +277,26 @@ def _epoch_spend(row: Row | None, e: Event, _: Batch) -> Row:
 payout_funding = Projection(models.PayoutFunding, ("token",), _by_arg("token"))
 
 
+@payout_funding.on("PublisherPayout", "TokenRegistered")
+def _token_registered(row: Row | None, e: Event, _: Batch) -> Row:
+    return {"token": e.args["token"], "registered": True, "total_funded": 0}
+
+
 @payout_funding.on("PublisherPayout", "Funded")
 def _funded(row: Row | None, e: Event, _: Batch) -> Row:
-    return {"token": e.args["token"], "total_funded": e.args["total_funded"]}
+    return {**_require(row, e), "total_funded": e.args["total_funded"]}
 
 
-payout_roots = Projection(models.PayoutRoot, ("epoch",), _by_arg("epoch"))
+# Root events name no entity the raw rows' subject picks up, and roots are few: a refold
+# reads all of them.
+payout_roots = Projection(models.PayoutRoot, ("root_id",), _by_arg("root_id"), scan_all=True)
 
 
 @payout_roots.on("PublisherPayout", "RootPosted")
 def _root(row: Row | None, e: Event, _: Batch) -> Row:
     totals = dict(zip(e.args["tokens"], (str(t) for t in e.args["cumulative_totals"]), strict=True))
     return {
-        "epoch": e.args["epoch"],
+        "root_id": e.args["root_id"],
         "root": e.args["root"],
         "claimable_at": e.args["claimable_at"],
         "totals": totals,
@@ -263,6 +311,11 @@ def _revoked(row: Row | None, e: Event, _: Batch) -> Row:
     return {**_require(row, e), "revoked": True}
 
 
+@payout_roots.on("PublisherPayout", "RootMaturityDelayed")
+def _delayed(row: Row | None, e: Event, _: Batch) -> Row:
+    return {**_require(row, e), "claimable_at": e.args["claimable_at"]}
+
+
 payout_claims = Projection(models.PayoutClaim, ("tx_hash", "log_index"), _event_key)
 
 
@@ -271,13 +324,39 @@ def _claimed(row: Row | None, e: Event, _: Batch) -> Row:
     return {
         "tx_hash": e.tx_hash,
         "log_index": e.log_index,
-        "epoch": e.args["epoch"],
+        "root_id": e.args["root_id"],
         "account": e.args["account"],
         "token": e.args["token"],
+        "recipient": e.args["recipient"],
         "amount": e.args["amount"],
         "cumulative_amount": e.args["cumulative_amount"],
         "block_number": e.block_number,
     }
+
+
+# ---------------------------------------------------------------- configuration
+
+CONFIG_EVENTS = (
+    ("CampaignRegistry", "EpochClockSet"),
+    ("PaymentEscrow", "EscrowConfigured"),
+    ("PaymentEscrow", "SettlementGraceUpdated"),
+    ("PaymentEscrow", "WithdrawDelayUpdated"),
+    ("PaymentEscrow", "TreasuryUpdated"),
+    ("PublisherPayout", "ChallengePeriodUpdated"),
+    *((name, "AdminTransferred") for name in CORE_CONTRACTS),
+)
+
+chain_config = Projection(
+    models.ChainConfig, ("contract", "event"), lambda e: (e.contract, e.name), scan_all=True
+)
+
+
+def _setting(row: Row | None, e: Event, _: Batch) -> Row:
+    return {"contract": e.contract, "event": e.name, "args": e.args, "block_number": e.block_number}
+
+
+for _contract, _event in CONFIG_EVENTS:
+    chain_config.on(_contract, _event)(_setting)
 
 
 # ---------------------------------------------------------------- x402 (EIP-3009 on the token)
@@ -310,8 +389,10 @@ ALL: tuple[Projection, ...] = (
     escrow_balances,
     withdraw_requests,
     epoch_spends,
+    epoch_spend_skips,
     payout_funding,
     payout_roots,
     payout_claims,
     x402_payments,
+    chain_config,
 )

@@ -362,15 +362,17 @@ def refold(
     keys: set[Key],
     subjects: set[str],
 ) -> None:
-    """Recompute the rows of `keys` from the canonical events of their subjects."""
+    """Recompute the rows of `keys` from the canonical events of their subjects (of every
+    handled event for a projection that scans all)."""
     handled = sorted(projection.handlers)
+    by_subject = not projection.scan_all
     cur = conn.execute(
         "SELECT block_number, block_hash, tx_hash, tx_index, log_index, address, contract,"
         " event, args FROM chain_events"
-        " WHERE chain_id = %s AND canonical AND subject = ANY(%s)"
+        " WHERE chain_id = %s AND canonical AND (NOT %s OR subject = ANY(%s))"
         " AND (contract, event) IN (" + ", ".join(["(%s, %s)"] * len(handled)) + ")"
         " ORDER BY block_number, tx_index, log_index",
-        [chain_id, list(subjects), *[part for pair in handled for part in pair]],
+        [chain_id, by_subject, list(subjects), *[part for pair in handled for part in pair]],
     )
     events = [_event_from_row(r) for r in cur.fetchall()]
     batch = _batch_with_neighbours(conn, chain_id, events)
