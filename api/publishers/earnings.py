@@ -1,9 +1,11 @@
 """A publisher's earnings from settled epochs and the claim transactions for them.
 
-Per token: `earned` is the cumulative total in the newest live root (pending or not),
-`claimable` what the newest root past its challenge period would pay now, `pending` what is
-earned but still in a challenge period, `claimed` what the chain has paid. Leaves are paid
-to the publisher's payment wallet; before any settlement the summary is empty."""
+Per token: `earned` is the cumulative total in the newest live root (current or pending),
+`claimable` what the current root (the newest matured, unrevoked one, the only root claims
+verify against) would pay now, `pending` what is earned but still in a challenge period,
+`claimed` what the chain has paid. A superseded root's proof pays nothing and is never
+offered. Leaves are paid to the publisher's payment wallet; before any settlement the
+summary is empty."""
 
 from __future__ import annotations
 
@@ -27,19 +29,18 @@ def _accounts(session: Session, settings: Settings, wallet: str) -> list[str]:
     return sorted(accounts)
 
 
-def _leaves(session: Session, chain_id: int, accounts: list[str], status: str | None) -> Any:
-    """The newest leaf per (account, token) among roots with this status (any live one if
-    None)."""
+def _leaves(session: Session, chain_id: int, accounts: list[str], statuses: list[str]) -> Any:
+    """The newest leaf per (account, token) among roots with one of these statuses."""
     return session.execute(
         text(
-            "SELECT DISTINCT ON (p.account, p.token) p.epoch, p.account, p.token,"
+            "SELECT DISTINCT ON (p.account, p.token) p.root_id, p.account, p.token,"
             " p.cumulative, p.proof FROM payout_proofs p"
-            " JOIN payout_root_status r ON r.chain_id = p.chain_id AND r.epoch = p.epoch"
+            " JOIN payout_root_status r ON r.chain_id = p.chain_id AND r.root_id = p.root_id"
             " WHERE p.chain_id = :chain AND p.account = ANY(:accounts)"
-            " AND r.status <> 'revoked' AND (CAST(:status AS text) IS NULL OR r.status = :status)"
-            " ORDER BY p.account, p.token, p.epoch DESC"
+            " AND r.status = ANY(:statuses)"
+            " ORDER BY p.account, p.token, p.root_id DESC"
         ),
-        {"chain": chain_id, "accounts": accounts, "status": status},
+        {"chain": chain_id, "accounts": accounts, "statuses": statuses},
     ).all()
 
 
@@ -57,9 +58,10 @@ def _claimed(session: Session, chain_id: int, accounts: list[str]) -> dict[tuple
 def summary(session: Session, settings: Settings, wallet: str) -> EarningsPublic:
     profile_of(session, wallet)
     accounts = _accounts(session, settings, wallet)
-    newest = {(r.account, r.token): r for r in _leaves(session, settings.chain_id, accounts, None)}
+    live = _leaves(session, settings.chain_id, accounts, ["current", "pending"])
+    newest = {(r.account, r.token): r for r in live}
     ready = {
-        (r.account, r.token): r for r in _leaves(session, settings.chain_id, accounts, "claimable")
+        (r.account, r.token): r for r in _leaves(session, settings.chain_id, accounts, ["current"])
     }
     claimed = _claimed(session, settings.chain_id, accounts)
     tokens = []
@@ -74,22 +76,23 @@ def summary(session: Session, settings: Settings, wallet: str) -> EarningsPublic
                 earned=earned,
                 claimed=paid,
                 claimable=max(ready_total - paid, 0),
-                pending=earned - max(ready_total, paid),
-                latest_epoch=newest[key].epoch,
-                claimable_epoch=ready[key].epoch if key in ready else None,
+                # a correction may lower a leaf below the current root's
+                pending=max(earned - max(ready_total, paid), 0),
+                latest_root_id=newest[key].root_id,
+                claimable_root_id=ready[key].root_id if key in ready else None,
             )
         )
     return EarningsPublic(tokens=tokens)
 
 
 def claim_txs(session: Session, settings: Settings, wallet: str) -> list[TxData]:
-    """`PublisherPayout.claim` for every token with something to claim now. Anyone may send
-    a claim; the money always goes to the leaf's account."""
+    """`PublisherPayout.claim` for every token with something to claim under the current
+    root. Anyone may send a claim; the money always goes to the leaf's account."""
     profile_of(session, wallet)
     accounts = _accounts(session, settings, wallet)
     claimed = _claimed(session, settings.chain_id, accounts)
     txs = []
-    for leaf in _leaves(session, settings.chain_id, accounts, "claimable"):
+    for leaf in _leaves(session, settings.chain_id, accounts, ["current"]):
         amount = int(leaf.cumulative) - claimed.get((leaf.account, leaf.token), 0)
         if amount <= 0:
             continue
@@ -98,7 +101,6 @@ def claim_txs(session: Session, settings: Settings, wallet: str) -> list[TxData]
                 settings.chain_id,
                 "PublisherPayout",
                 "claim",
-                leaf.epoch,
                 leaf.account,
                 leaf.token,
                 int(leaf.cumulative),

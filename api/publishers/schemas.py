@@ -150,12 +150,15 @@ class DomainVerified(BaseModel):
 class TokenEarnings(BaseModel):
     account: str = Field(description="the wallet the leaf pays")
     token: str
-    earned: int = Field(description="cumulative earnings in the newest settled root")
+    earned: int = Field(description="cumulative earnings in the newest posted, unrevoked root")
     claimed: int = Field(description="paid out on-chain so far")
-    claimable: int = Field(description="what a claim would pay now")
-    pending: int = Field(description="earned but still in the challenge period")
-    latest_epoch: int
-    claimable_epoch: int | None
+    claimable: int = Field(description="what a claim against the current root would pay now")
+    pending: int = Field(description="earned but still in a root's challenge period")
+    latest_root_id: int = Field(description="the root `earned` comes from")
+    claimable_root_id: int | None = Field(
+        description="the current root, the only one claims verify against (none before the "
+        "first matures)"
+    )
 
 
 class EarningsPublic(BaseModel):
