@@ -21,6 +21,7 @@ from ape.contracts import ContractContainer, ContractInstance
 from ape.exceptions import ApeException, ContractLogicError
 from eth_utils import is_address, keccak, to_checksum_address
 from web3.exceptions import ContractLogicError as Web3ContractLogicError
+from web3.types import TxParams, Wei
 
 from chain.contracts import ContractsError, Deployment, deployment_path, load_deployment
 
@@ -156,11 +157,11 @@ def revert_reason(error: Exception) -> str:
 
 def simulate(sender: str, to: str | None, data: bytes, value: int = 0) -> None:
     """Run a transaction as an `eth_call` and raise its revert reason as a `ScriptError`."""
-    call: dict[str, Any] = {"from": sender, "data": data, "value": value}
+    call: TxParams = {"from": to_checksum_address(sender), "data": data, "value": Wei(value)}
     if to is not None:
-        call["to"] = to
+        call["to"] = to_checksum_address(to)
     try:
-        networks.provider.web3.eth.call(call)  # type: ignore[arg-type]
+        networks.provider.web3.eth.call(call)
     except Web3ContractLogicError as exc:
         raise ScriptError(f"would revert: {revert_reason(exc)}") from None
 

@@ -1,5 +1,9 @@
-"""Deploying Buzzer: the four contracts (and a test USDC where asked), their roles and token
-allow-list wired as the contract tests wire them, and the deployments file written last.
+"""Deploying Buzzer: the four contracts (and a test USDC where asked), their roles and tokens
+wired as the contract tests wire them, and the deployments file written last.
+
+    config = DeployConfig(escrow_settler=..., payout_settler=..., oracle=..., guardian=...,
+                          treasury=...)
+    deployment = deploy_buzzer(admin, config)
 
 Kept out of `deploy.py` because ape runs scripts with `runpy`, which does not register the
 module, and `dataclass` needs it registered. From `ape console`:
@@ -8,7 +12,7 @@ module, and `dataclass` needs it registered. From `ape console`:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import click
 from ape import chain, project
@@ -18,6 +22,7 @@ from rich.table import Table
 
 from chain.contracts import Deployment, write_deployment
 from scripts._common import (
+    LOCAL_CHAIN_IDS,
     ZERO_ADDRESS,
     Echo,
     ScriptError,
@@ -25,25 +30,88 @@ from scripts._common import (
     send,
 )
 
-WITHDRAW_DELAY = 2 * 86_400  # longer than a daily epoch plus its settlement
-CHALLENGE_PERIOD = 6 * 3_600
+DAY = 86_400
+HOUR = 3_600
+EPOCH_LENGTH = DAY
+SETTLEMENT_GRACE = 2 * DAY
+WITHDRAW_DELAY = 3 * DAY  # one epoch plus the settlement grace
+CHALLENGE_PERIOD = 6 * HOUR
 FEE_BPS = 1_500
 TEST_TOKEN_ARGS = ("USD Coin", "USDC", "USD Coin", "2")  # Base USDC's name and EIP-712 domain
+
+# the contracts' own bounds, checked here first so a bad value costs no transaction
+MIN_EPOCH_LENGTH, MAX_EPOCH_LENGTH = HOUR, 7 * DAY  # CampaignRegistry
+MIN_SETTLEMENT_GRACE, MAX_WITHDRAW_DELAY = HOUR, 30 * DAY  # PaymentEscrow
+MIN_CHALLENGE_PERIOD, MAX_CHALLENGE_PERIOD = HOUR, 30 * DAY  # PublisherPayout
+MAX_TOKENS = 16  # PublisherPayout's registered-token list
 
 
 @dataclass(frozen=True)
 class DeployConfig:
-    """Who holds each role and how the contracts are parameterised."""
+    """Who holds each role and how the contracts are parameterised (times in seconds).
 
-    settler: str
+    `genesis`, when epoch 1 begins, defaults to the start of the chain's current UTC day."""
+
+    escrow_settler: str
+    payout_settler: str
     oracle: str
     guardian: str
     treasury: str
+    epoch_length: int = EPOCH_LENGTH
+    genesis: int | None = None
+    settlement_grace: int = SETTLEMENT_GRACE
     withdraw_delay: int = WITHDRAW_DELAY
     challenge_period: int = CHALLENGE_PERIOD
     fee_bps: int = FEE_BPS
     test_token: bool = False
     allow_tokens: tuple[str, ...] = ()
+
+
+def start_of_utc_day(timestamp: int) -> int:
+    return timestamp - timestamp % DAY
+
+
+def validate_config(config: DeployConfig, chain_id: int, now: int) -> None:
+    """Refuse, with the reason, what a contract would refuse and what must not reach a real
+    network. `now` is the chain's latest block timestamp."""
+    if config.escrow_settler == config.payout_settler and chain_id not in LOCAL_CHAIN_IDS:
+        raise ScriptError(
+            f"--escrow-settler and --payout-settler are both {config.escrow_settler}: on chain "
+            f"{chain_id} they must be two keys, so one stolen key cannot both spend budgets "
+            "and post the roots that pay them out"
+        )
+    if not MIN_EPOCH_LENGTH <= config.epoch_length <= MAX_EPOCH_LENGTH:
+        raise ScriptError(
+            f"--epoch-length {config.epoch_length} s is outside {MIN_EPOCH_LENGTH:,} s (an hour) "
+            f"to {MAX_EPOCH_LENGTH:,} s (a week)"
+        )
+    if config.genesis is not None and config.genesis > now:
+        raise ScriptError(f"genesis {config.genesis} is after the chain's time {now}")
+    if config.settlement_grace < MIN_SETTLEMENT_GRACE:
+        raise ScriptError(
+            f"--settlement-grace {config.settlement_grace} s is below {MIN_SETTLEMENT_GRACE:,} s: "
+            "settling an epoch needs at least an hour after it ends"
+        )
+    least = config.epoch_length + config.settlement_grace
+    if config.withdraw_delay < least:
+        raise ScriptError(
+            f"--withdraw-delay {config.withdraw_delay} s is below the epoch length plus the "
+            f"settlement grace ({config.epoch_length} + {config.settlement_grace} = {least} s): "
+            "a withdrawal would overtake the settlement of spend already delivered"
+        )
+    if config.withdraw_delay > MAX_WITHDRAW_DELAY:
+        raise ScriptError(
+            f"--withdraw-delay {config.withdraw_delay} s is above {MAX_WITHDRAW_DELAY:,} s "
+            "(30 days)"
+        )
+    if not MIN_CHALLENGE_PERIOD <= config.challenge_period <= MAX_CHALLENGE_PERIOD:
+        raise ScriptError(
+            f"--challenge-period {config.challenge_period} s is outside "
+            f"{MIN_CHALLENGE_PERIOD:,} s (an hour) to {MAX_CHALLENGE_PERIOD:,} s (30 days)"
+        )
+    tokens = 1 + int(config.test_token) + len(set(config.allow_tokens) - {ZERO_ADDRESS})
+    if tokens > MAX_TOKENS:
+        raise ScriptError(f"{tokens} tokens (ETH included) exceed the payout's {MAX_TOKENS}")
 
 
 def _grant(
@@ -58,23 +126,30 @@ def _grant(
 def deploy_buzzer(admin: AccountAPI, config: DeployConfig, echo: Echo = click.echo) -> Deployment:
     """Deploy and wire everything from `admin`, then write the deployments file.
 
-    The file is written once, at the end, so a deploy that fails half-way leaves the
-    previous one in place."""
+    Every setting is checked before the first transaction. The file is written once, at
+    the end, so a deploy that fails half-way leaves the previous one in place."""
+    now = chain.blocks.head.timestamp
+    validate_config(config, chain.chain_id, now)
+    if config.genesis is None:
+        config = replace(config, genesis=start_of_utc_day(now))
     for token in config.allow_tokens:
-        if not chain.provider.get_code(token):
+        if token != ZERO_ADDRESS and not chain.provider.get_code(token):
             raise ScriptError(f"--allow-token {token} has no code on chain {chain.chain_id}")
 
     publishers, receipt = deploy(project.PublisherRegistry, sender=admin, echo=echo)
     start_block = receipt.block_number
-    campaigns, _ = deploy(project.CampaignRegistry, sender=admin, echo=echo)
+    campaigns, _ = deploy(
+        project.CampaignRegistry, config.epoch_length, config.genesis, sender=admin, echo=echo
+    )
     payout, _ = deploy(project.PublisherPayout, config.challenge_period, sender=admin, echo=echo)
     escrow, _ = deploy(
         project.PaymentEscrow,
         campaigns.address,
         payout.address,
         config.treasury,
-        config.withdraw_delay,
         config.fee_bps,
+        config.settlement_grace,
+        config.withdraw_delay,
         sender=admin,
         echo=echo,
     )
@@ -84,21 +159,23 @@ def deploy_buzzer(admin: AccountAPI, config: DeployConfig, echo: Echo = click.ec
         "PaymentEscrow": escrow.address,
         "PublisherPayout": payout.address,
     }
-    allowed = [ZERO_ADDRESS, *config.allow_tokens]
+    tokens = [ZERO_ADDRESS, *config.allow_tokens]
     if config.test_token:
         usdc, _ = deploy(project.TestUSDC, *TEST_TOKEN_ARGS, sender=admin, echo=echo)
         contracts["TestUSDC"] = usdc.address
-        allowed.append(usdc.address)
+        tokens.append(usdc.address)
 
-    _grant(publishers, "ORACLE_ROLE", config.oracle, admin, echo)
+    _grant(escrow, "SETTLER_ROLE", config.escrow_settler, admin, echo)
+    _grant(payout, "SETTLER_ROLE", config.payout_settler, admin, echo)
+    _grant(payout, "FUNDER_ROLE", escrow.address, admin, echo)
     for contract in (publishers, campaigns, escrow, payout):
         _grant(contract, "GUARDIAN_ROLE", config.guardian, admin, echo)
-    for contract in (escrow, payout):
-        _grant(contract, "SETTLER_ROLE", config.settler, admin, echo)
-    _grant(payout, "FUNDER_ROLE", escrow.address, admin, echo)
-    for token in dict.fromkeys(allowed):
-        label = "allow ETH" if token == ZERO_ADDRESS else f"allow token {token}"
-        send(label, escrow, "set_token_allowed", token, True, sender=admin, echo=echo)
+    _grant(publishers, "ORACLE_ROLE", config.oracle, admin, echo)
+    # the escrow allows only what the payout can pay out
+    for token in dict.fromkeys(tokens):
+        name = "ETH" if token == ZERO_ADDRESS else f"token {token}"
+        send(f"register {name}", payout, "register_token", token, sender=admin, echo=echo)
+        send(f"allow {name}", escrow, "set_token_allowed", token, True, sender=admin, echo=echo)
 
     deployment = Deployment(
         chain_id=chain.chain_id,
@@ -106,7 +183,8 @@ def deploy_buzzer(admin: AccountAPI, config: DeployConfig, echo: Echo = click.ec
         start_block=start_block,
         roles={
             "admin": admin.address,
-            "settler": config.settler,
+            "escrow_settler": config.escrow_settler,
+            "payout_settler": config.payout_settler,
             "oracle": config.oracle,
             "guardian": config.guardian,
             "treasury": config.treasury,
@@ -114,6 +192,11 @@ def deploy_buzzer(admin: AccountAPI, config: DeployConfig, echo: Echo = click.ec
     )
     path = write_deployment(deployment)
     echo(f"wrote {path}")
+    echo(
+        f"epochs of {config.epoch_length:,} s from {config.genesis}; settlement grace "
+        f"{config.settlement_grace:,} s, withdraw delay {config.withdraw_delay:,} s, "
+        f"challenge period {config.challenge_period:,} s"
+    )
     return deployment
 
 

@@ -4,12 +4,14 @@ show the addresses, and run until Ctrl-C.
 
     python scripts/_stack.py [options for `ape run deploy`]
 
-Without `RPC_URL` it starts `anvil --chain-id 1337 --port ${ANVIL_PORT:-8545}` from
-node_modules (output in `${ANVIL_LOG:-.run/anvil-<port>.log}`) and always deploys to it, as a
-fresh anvil is empty. With `RPC_URL` it deploys only when `deployments/<chain_id>.json` is
-missing or names contracts without code there. Options after the script name go to
-`ape run deploy` (e.g. `--account deployer` off a local chain). The leading underscore keeps
-ape from listing this file as an `ape run` script.
+Without `RPC_URL` it starts `anvil --chain-id 1337 --port ${ANVIL_PORT:-8545}
+--slots-in-an-epoch 1` from node_modules (output in `${ANVIL_LOG:-.run/anvil-<port>.log}`;
+one slot per epoch keeps the `finalized` block a couple of blocks behind the head, not 64)
+and always deploys to it, as a fresh anvil is empty, with both settler roles on anvil's
+account 1 (one key is fine locally; a real network needs two). With `RPC_URL` it deploys
+only when `deployments/<chain_id>.json` is missing or names contracts without code there.
+Options after the script name go to `ape run deploy` (e.g. `--account deployer` off a local
+chain). The leading underscore keeps ape from listing this file as an `ape run` script.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ANVIL_BIN = PROJECT_ROOT / "node_modules" / ".bin" / "anvil"
 RUN_DIR = PROJECT_ROOT / ".run"
 LOCAL_CHAIN_ID = 1337  # ape's node provider refuses anvil's default 31337 for signing
+LOCAL_SETTLER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"  # anvil #1
+# what `make run` deploys with on its own anvil; options given to the stack come after and win
+LOCAL_DEPLOY_ARGS = ("--escrow-settler", LOCAL_SETTLER, "--payout-settler", LOCAL_SETTLER)
 DEFAULT_PORT = 8545
 START_TIMEOUT = 15.0
 
@@ -270,7 +275,8 @@ def anvil(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
-        command = [str(binary), "--chain-id", str(chain_id), "--port", str(port)]
+        command = [str(binary), "--chain-id", str(chain_id), "--port", str(port),
+                   "--slots-in-an-epoch", "1"]  # fmt: skip
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -450,7 +456,8 @@ def run(environ: Mapping[str, str], deploy_args: Sequence[str]) -> None:
         port = int(environ.get("ANVIL_PORT") or DEFAULT_PORT)
         log_path = Path(environ["ANVIL_LOG"]) if environ.get("ANVIL_LOG") else None
         with anvil(port, log_path=log_path) as node:
-            log_addresses(ensure_deployed(node.url, deploy_args, fresh=True))
+            args = [*LOCAL_DEPLOY_ARGS, *deploy_args]
+            log_addresses(ensure_deployed(node.url, args, fresh=True))
             serve(node.url, True, environ, stop, node.process)
 
 

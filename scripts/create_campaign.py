@@ -1,12 +1,17 @@
-"""`ape run create_campaign`: register a campaign, approve its token and deposit its budget.
+"""`ape run create_campaign`: register a campaign with its max spend per epoch, approve its
+token and deposit its budget.
 
-Amounts are integers in the token's atomic units. The metadata hash is keccak256 of the
-canonical JSON (sorted keys, compact) of `--metadata`, or of a small JSON naming the bid.
+Amounts are integers in the token's atomic units. The max spend per epoch is the most the
+escrow may charge the campaign for one spend epoch (the window the chain's clock counts
+from the CampaignRegistry's genesis); by default it is the whole budget. The metadata hash
+is keccak256 of the canonical JSON (sorted keys, compact) of `--metadata`, or of a small JSON
+naming the bid.
 From `ape console`: `from scripts.create_campaign import create_campaign`.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,7 @@ from scripts._common import (
 )
 
 LOCAL_ADVERTISER = 5  # the contract tests' advertiser
+MAX_SPEND_LIMIT = 2**128 - 1  # CampaignRegistry.MAX_SPEND_LIMIT
 
 
 def create_campaign(
@@ -44,12 +50,14 @@ def create_campaign(
     token: str | None = None,
     metadata: Any = None,
     mint: bool = False,
+    max_per_epoch: int | None = None,
     echo: Echo = click.echo,
 ) -> int:
     """Register a campaign owned by `account` and fund it with `budget`; return its id.
 
     `token` is an ERC-20 address or the zero address for ETH; by default the deployment's
-    TestUSDC. Nothing is sent unless the account can pay the whole budget."""
+    TestUSDC. `max_per_epoch` caps what one epoch's settlement may charge (default: the
+    budget). Nothing is sent unless the account can pay the whole budget."""
     deployment = current_deployment()
     campaigns = deployed(deployment, "CampaignRegistry")
     escrow = deployed(deployment, "PaymentEscrow")
@@ -64,21 +72,24 @@ def create_campaign(
         raise ScriptError(f"bid model must be one of {', '.join(BID_MODELS)}, got {bid_model!r}")
     if not escrow.allowed_tokens(token):
         raise ScriptError(f"token {token} is not allow-listed in the escrow {escrow.address}")
+    max_spend = budget if max_per_epoch is None else max_per_epoch
+    if max_spend > MAX_SPEND_LIMIT:
+        raise ScriptError(f"max per epoch {max_spend} is above the registry's limit 2**128 - 1")
     if metadata is None:
         metadata = {"bid": bid, "bid_model": bid_model, "token": token}
     content_hash = metadata_hash(metadata)
 
-    is_eth = token == ZERO_ADDRESS
-    erc20 = None if is_eth else project.TestUSDC.at(token)  # only its ERC-20 functions are used
+    # only its ERC-20 functions are used
+    erc20 = None if token == ZERO_ADDRESS else project.TestUSDC.at(token)
     if mint:
-        if is_eth or token != test_token or not is_local_chain():
+        if erc20 is None or token != test_token or not is_local_chain():
             raise ScriptError("--mint works only for the deployment's TestUSDC on a local chain")
         minter = local_test_account(deployment.roles["admin"])
         label = f"mint {budget} to {account.address}"
         send(label, erc20, "mint", account.address, budget, sender=minter, echo=echo)
-    balance = account.balance if is_eth else erc20.balanceOf(account.address)
+    balance = account.balance if erc20 is None else erc20.balanceOf(account.address)
     if balance < budget:
-        unit = "wei" if is_eth else f"atomic units of {token}"
+        unit = "wei" if erc20 is None else f"atomic units of {token}"
         hint = " (add --mint on a local chain)" if token == test_token else ""
         raise ScriptError(
             f"{account.address} holds {balance} {unit}, less than the budget {budget}{hint}"
@@ -92,12 +103,20 @@ def create_campaign(
         BID_MODELS[bid_model],
         bid,
         content_hash,
+        max_spend,
         sender=account,
         echo=echo,
     )
-    campaign_id = int(event_args(receipt, campaigns, "CampaignRegistered")["campaign_id"])
+    registered = event_args(receipt, campaigns, "CampaignRegistered")
+    campaign_id = int(registered["campaign_id"])
     echo(f"campaign id {campaign_id} (metadata hash 0x{content_hash.hex()})")
-    if is_eth:
+    epoch = int(campaigns.current_epoch())
+    ends = int(campaigns.epoch_end(epoch))
+    echo(
+        f"max spend per epoch {int(registered['max_spend_per_epoch'])}, in force from epoch "
+        f"{epoch}, which ends at {datetime.fromtimestamp(ends, UTC).isoformat(timespec='seconds')}"
+    )
+    if erc20 is None:
         args = (campaign_id, budget, token)
         send("deposit", escrow, "deposit", *args, sender=account, value=budget, echo=echo)
     else:
@@ -119,6 +138,12 @@ def create_campaign(
 @click.option("--bid", type=AtomicAmount(), required=True, help="Bid in atomic units")
 @click.option("--budget", type=AtomicAmount(), required=True, help="Deposit in atomic units")
 @click.option(
+    "--max-per-epoch",
+    type=AtomicAmount(),
+    help="The most one spend epoch may charge, in atomic units (default: the budget); "
+    "the advertiser can change it later, from the next epoch on",
+)
+@click.option(
     "--metadata",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="JSON file of targeting and creative; its canonical keccak256 is stored",
@@ -130,6 +155,7 @@ def cli(
     bid_model: str,
     bid: int,
     budget: int,
+    max_per_epoch: int | None,
     metadata: Path | None,
     mint: bool,
 ) -> None:
@@ -143,4 +169,5 @@ def cli(
         token=token,
         metadata=content,
         mint=mint,
+        max_per_epoch=max_per_epoch,
     )

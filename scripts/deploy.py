@@ -12,35 +12,69 @@ from rich.console import Console
 from scripts._common import AddressParam, ScriptError, is_local_chain, select_account
 from scripts._deploy import (
     CHALLENGE_PERIOD,
+    EPOCH_LENGTH,
     FEE_BPS,
+    SETTLEMENT_GRACE,
     WITHDRAW_DELAY,
     DeployConfig,
     deploy_buzzer,
     deployment_table,
 )
 
-LOCAL_ROLE_ACCOUNTS = {"settler": 1, "oracle": 2, "guardian": 3, "treasury": 4}
+LOCAL_ROLE_ACCOUNTS = {
+    "escrow_settler": 1,
+    "payout_settler": 1,
+    "oracle": 2,
+    "guardian": 3,
+    "treasury": 4,
+}
 
 
 @click.command(cls=ConnectedProviderCommand)
 @account_option(prompt=False)
-@click.option("--settler", type=AddressParam(), help="SETTLER (local default: test account 1)")
+@click.option(
+    "--escrow-settler",
+    type=AddressParam(),
+    help="SETTLER on the escrow: moves spend (local default: test account 1)",
+)
+@click.option(
+    "--payout-settler",
+    type=AddressParam(),
+    help="SETTLER on the payout: posts roots; another key than the escrow's off a local chain "
+    "(local default: test account 1)",
+)
 @click.option("--oracle", type=AddressParam(), help="ORACLE (local default: test account 2)")
 @click.option("--guardian", type=AddressParam(), help="GUARDIAN (local default: test account 3)")
 @click.option("--treasury", type=AddressParam(), help="Fee receiver (local default: account 4)")
+@click.option(
+    "--epoch-length",
+    type=click.IntRange(min=1),
+    default=EPOCH_LENGTH,
+    show_default=True,
+    help="Seconds in one spend epoch (an hour to a week); epoch 1 starts at the beginning of "
+    "the chain's current UTC day",
+)
+@click.option(
+    "--settlement-grace",
+    type=click.IntRange(min=0),
+    default=SETTLEMENT_GRACE,
+    show_default=True,
+    help="Seconds after an epoch ends that its settlement may take (at least an hour)",
+)
 @click.option(
     "--withdraw-delay",
     type=click.IntRange(min=0),
     default=WITHDRAW_DELAY,
     show_default=True,
-    help="Seconds between a budget withdraw request and the withdrawal",
+    help="Seconds between a budget withdraw request and the withdrawal "
+    "(at least epoch length + settlement grace)",
 )
 @click.option(
     "--challenge-period",
     type=click.IntRange(min=0),
     default=CHALLENGE_PERIOD,
     show_default=True,
-    help="Seconds a posted payout root waits before it can be claimed",
+    help="Seconds a posted payout root waits before it can be claimed (at least an hour)",
 )
 @click.option(
     "--fee-bps",
@@ -59,14 +93,18 @@ LOCAL_ROLE_ACCOUNTS = {"settler": 1, "oracle": 2, "guardian": 3, "treasury": 4}
     "allow_tokens",
     multiple=True,
     type=AddressParam(),
-    help="An ERC-20 to allow-list in the escrow, e.g. USDC on Base (repeatable)",
+    help="An ERC-20 to register in the payout and allow in the escrow, e.g. USDC on Base "
+    "(repeatable)",
 )
 def cli(
     account: AccountAPI | None,
-    settler: str | None,
+    escrow_settler: str | None,
+    payout_settler: str | None,
     oracle: str | None,
     guardian: str | None,
     treasury: str | None,
+    epoch_length: int,
+    settlement_grace: int,
     withdraw_delay: int,
     challenge_period: int,
     fee_bps: int,
@@ -76,18 +114,27 @@ def cli(
     """Deploy and wire the Buzzer contracts; write deployments/<chain_id>.json."""
     admin = select_account(account)
     local = is_local_chain()
-    roles = {"settler": settler, "oracle": oracle, "guardian": guardian, "treasury": treasury}
+    roles = {
+        "escrow_settler": escrow_settler,
+        "payout_settler": payout_settler,
+        "oracle": oracle,
+        "guardian": guardian,
+        "treasury": treasury,
+    }
     for role, index in LOCAL_ROLE_ACCOUNTS.items():
         if roles[role] is None and local:
             roles[role] = accounts.test_accounts[index].address
-    missing = [f"--{role}" for role, address in roles.items() if address is None]
+    missing = [f"--{role.replace('_', '-')}" for role, address in roles.items() if address is None]
     if missing:
         raise ScriptError(f"{', '.join(missing)} required on chain {chain.chain_id}")
     config = DeployConfig(
-        settler=str(roles["settler"]),
+        escrow_settler=str(roles["escrow_settler"]),
+        payout_settler=str(roles["payout_settler"]),
         oracle=str(roles["oracle"]),
         guardian=str(roles["guardian"]),
         treasury=str(roles["treasury"]),
+        epoch_length=epoch_length,
+        settlement_grace=settlement_grace,
         withdraw_delay=withdraw_delay,
         challenge_period=challenge_period,
         fee_bps=fee_bps,

@@ -1,6 +1,7 @@
 """The ape scripts end to end against a real anvil: `ape run deploy`, `register_publisher`,
 `create_campaign` and `claim` run as subprocesses, a settlement is done with web3.py in
-between, and every result is read back from the chain. Also the stack runner.
+between (the chain's clock moved past the epoch and the challenge period), and every result
+is read back from the chain. Also the stack runner, and the deploy settings check.
 
 Plain pytest (`pytest tests/scripts`); each test writes deployments into a temporary
 directory through `BUZZER_DEPLOYMENTS_DIR`, never into the repository.
@@ -18,6 +19,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,8 @@ from web3.contract import Contract
 
 from api.settlement.merkle import Leaf, PayoutTree
 from chain.contracts import load_abi, load_deployment
+from scripts._common import ScriptError
+from scripts._deploy import DeployConfig, validate_config
 from scripts._stack import anvil, free_port, port_is_free
 
 pytestmark = pytest.mark.anvil
@@ -39,10 +44,16 @@ CHAIN_ID = 1337
 ZERO = "0x0000000000000000000000000000000000000000"
 USDC = 10**6
 BUDGET = 100 * USDC
+MAX_PER_EPOCH = 50 * USDC
 BID = 2 * USDC
-SPEND = 40 * USDC
-FEE_BPS, WITHDRAW_DELAY, CHALLENGE_PERIOD = 1_500, 172_800, 21_600
-ADMIN, SETTLER, ORACLE, GUARDIAN, TREASURY, ADVERTISER, _, PUBLISHER, OTHER, STRANGER = range(10)
+SPEND = 60 * USDC  # above the campaign's max per epoch
+DAY = 86_400
+FEE_BPS, CHALLENGE_PERIOD = 1_500, 21_600
+EPOCH_LENGTH, SETTLEMENT_GRACE, WITHDRAW_DELAY = DAY, 2 * DAY, 3 * DAY
+ADMIN, SETTLER, ORACLE, GUARDIAN, TREASURY, ADVERTISER, WALLET, PUBLISHER, OTHER, STRANGER = range(
+    10
+)
+BASE_CHAIN_ID = 8453
 
 
 def base_env(deployments: Path, ape_data: Path) -> dict[str, str]:
@@ -81,11 +92,25 @@ class Chain:
 
     def contract(self, name: str, deployments: Path | None = None) -> Contract:
         directory = Path(self.env["BUZZER_DEPLOYMENTS_DIR"]) if deployments is None else deployments
-        address = load_deployment(CHAIN_ID, directory).address(name)
+        address = Web3.to_checksum_address(load_deployment(CHAIN_ID, directory).address(name))
         return self.w3.eth.contract(address=address, abi=load_abi(name))
 
     def nonce(self, index: int) -> int:
         return self.w3.eth.get_transaction_count(self.accounts[index])
+
+    def timestamp(self) -> int:
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def advance_to(self, timestamp: int) -> None:
+        """Mine one block at `timestamp` (the chain's clock only moves forward)."""
+        self.w3.provider.make_request("evm_mine", [timestamp])  # type: ignore[arg-type]
+
+    def transact(self, contract: Contract, method: str, *args: Any, sender: int) -> None:
+        call = getattr(contract.functions, method)(*args)
+        receipt = self.w3.eth.wait_for_transaction_receipt(
+            call.transact({"from": self.accounts[sender]})
+        )
+        assert receipt["status"] == 1, method
 
 
 class Run:
@@ -142,12 +167,17 @@ def campaign_id(chain: Chain, deployed: Run, metadata: tuple[Path, bytes]) -> in
         "--bid-model", "cpc",
         "--bid", str(BID),
         "--budget", "100_000_000",
+        "--max-per-epoch", str(MAX_PER_EPOCH),
         "--metadata", str(metadata[0]),
         "--mint",
     ).ok()  # fmt: skip
     match = re.search(r"campaign id (\d+)", run.output)
     assert match, run.output
     return int(match.group(1))
+
+
+def _start_of_day(timestamp: int) -> int:
+    return timestamp - timestamp % DAY
 
 
 def test_deploy_writes_every_address_and_role(chain: Chain, deployed: Run) -> None:
@@ -160,11 +190,14 @@ def test_deploy_writes_every_address_and_role(chain: Chain, deployed: Run) -> No
     accounts = chain.accounts
     assert raw["roles"] == {
         "admin": accounts[ADMIN],
-        "settler": accounts[SETTLER],
+        "escrow_settler": accounts[SETTLER],
+        "payout_settler": accounts[SETTLER],
         "oracle": accounts[ORACLE],
         "guardian": accounts[GUARDIAN],
         "treasury": accounts[TREASURY],
     }
+    for role in raw["roles"]:
+        assert re.search(rf"role: {role}\s+│?\s*0x[0-9a-fA-F]{{40}}", deployed.output), role
     registry_address = raw["contracts"]["PublisherRegistry"]
     start = raw["start_block"]
     assert chain.w3.eth.get_code(registry_address, block_identifier=start)
@@ -193,14 +226,129 @@ def test_deploy_wires_roles_tokens_and_parameters(chain: Chain, deployed: Run) -
         assert not has(contract, "GUARDIAN_ROLE", accounts[STRANGER])
     for contract in (escrow, payout):
         assert has(contract, "SETTLER_ROLE", accounts[SETTLER])
+        assert contract.functions.admin().call() == accounts[ADMIN]
     assert has(payout, "FUNDER_ROLE", escrow.address)
-    assert escrow.functions.allowed_tokens(ZERO).call()
-    assert escrow.functions.allowed_tokens(usdc.address).call()
+    assert not has(payout, "FUNDER_ROLE", accounts[SETTLER])
+    # every token the escrow takes, the payout can pay out
+    assert payout.functions.registered_tokens(0).call() == ZERO
+    assert payout.functions.registered_tokens(1).call() == usdc.address
+    for token in (ZERO, usdc.address):
+        assert payout.functions.is_registered_token(token).call()
+        assert escrow.functions.allowed_tokens(token).call()
     assert escrow.functions.fee_bps().call() == FEE_BPS
+    assert escrow.functions.settlement_grace().call() == SETTLEMENT_GRACE
     assert escrow.functions.withdraw_delay().call() == WITHDRAW_DELAY
     assert escrow.functions.treasury().call() == accounts[TREASURY]
     assert payout.functions.challenge_period().call() == CHALLENGE_PERIOD
+    # epoch 1 began at the start of the deploy's UTC day
+    start = load_deployment(CHAIN_ID, Path(chain.env["BUZZER_DEPLOYMENTS_DIR"])).start_block
+    deployed_at = int(chain.w3.eth.get_block(start)["timestamp"])
+    assert campaigns.functions.epoch_length().call() == EPOCH_LENGTH
+    assert campaigns.functions.genesis().call() == _start_of_day(deployed_at)
+    assert escrow.functions.genesis().call() == _start_of_day(deployed_at)
     assert usdc.functions.decimals().call() == 6
+
+
+def test_deploy_with_two_settler_keys_gives_each_only_its_contract(
+    chain: Chain, tmp_path: Path
+) -> None:
+    env = base_env(tmp_path / "deployments", Path(chain.env["APE_DATA_FOLDER"]))
+    escrow_key, payout_key = chain.accounts[WALLET], chain.accounts[SETTLER]
+    chain.ape_run(
+        "deploy",
+        "--escrow-settler", escrow_key,
+        "--payout-settler", payout_key,
+        "--epoch-length", "3600",
+        "--settlement-grace", "3600",
+        "--withdraw-delay", "7200",
+        "--challenge-period", "3600",
+        env=env,
+    ).ok()  # fmt: skip
+    raw = json.loads((tmp_path / "deployments" / "1337.json").read_text())
+    assert (raw["roles"]["escrow_settler"], raw["roles"]["payout_settler"]) == (
+        escrow_key,
+        payout_key,
+    )
+    escrow = chain.contract("PaymentEscrow", tmp_path / "deployments")
+    payout = chain.contract("PublisherPayout", tmp_path / "deployments")
+    campaigns = chain.contract("CampaignRegistry", tmp_path / "deployments")
+    settler_role = escrow.functions.SETTLER_ROLE().call()
+    assert escrow.functions.hasRole(settler_role, escrow_key).call()
+    assert not escrow.functions.hasRole(settler_role, payout_key).call()
+    assert payout.functions.hasRole(settler_role, payout_key).call()
+    assert not payout.functions.hasRole(settler_role, escrow_key).call()
+    assert campaigns.functions.epoch_length().call() == 3600
+    assert escrow.functions.withdraw_delay().call() == 7200
+    assert payout.functions.challenge_period().call() == 3600
+
+
+def test_deploy_refuses_bad_timing_before_any_transaction(
+    chain: Chain, deployed: Run, tmp_path: Path
+) -> None:
+    env = base_env(tmp_path / "deployments", Path(chain.env["APE_DATA_FOLDER"]))
+    nonce = chain.nonce(ADMIN)
+    run = chain.ape_run("deploy", "--withdraw-delay", "172800", env=env)
+    assert (
+        "--withdraw-delay 172800 s is below the epoch length plus the settlement grace "
+        "(86400 + 172800 = 259200 s)"
+    ) in run.error_line()
+    assert run.returncode == 1
+    assert chain.nonce(ADMIN) == nonce
+    assert not (tmp_path / "deployments").exists()
+
+
+def _config(escrow_settler: str, payout_settler: str) -> DeployConfig:
+    return DeployConfig(
+        escrow_settler=escrow_settler,
+        payout_settler=payout_settler,
+        oracle="0x" + "22" * 20,
+        guardian="0x" + "33" * 20,
+        treasury="0x" + "44" * 20,
+    )
+
+
+NOW = 1_700_000_000
+HOT, COLD = "0x" + "11" * 20, "0x" + "55" * 20
+
+
+def test_one_key_for_both_settlers_is_refused_off_a_local_chain() -> None:
+    with pytest.raises(ScriptError, match="must be two keys"):
+        validate_config(_config(HOT, HOT), BASE_CHAIN_ID, now=NOW)
+    validate_config(_config(HOT, COLD), BASE_CHAIN_ID, now=NOW)
+    for local in (1337, 31337):
+        validate_config(_config(HOT, HOT), local, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"challenge_period": 3_599}, "--challenge-period 3599 s is outside 3,600 s"),
+        ({"epoch_length": 3_599}, "--epoch-length 3599 s is outside 3,600 s"),
+        ({"epoch_length": 8 * DAY}, "--epoch-length 691200 s is outside"),
+        ({"settlement_grace": 0, "withdraw_delay": DAY}, "--settlement-grace 0 s is below"),
+        ({"withdraw_delay": 3 * DAY - 1}, "--withdraw-delay 259199 s is below"),
+        ({"withdraw_delay": 31 * DAY}, "--withdraw-delay 2678400 s is above"),
+        ({"genesis": NOW + 1}, "genesis 1700000001 is after the chain's time"),
+    ],
+)
+def test_deploy_settings_the_contracts_would_refuse_are_refused_first(
+    settings: dict[str, Any], message: str
+) -> None:
+    config = replace(_config(HOT, COLD), **settings)
+    with pytest.raises(ScriptError, match=re.escape(message)):
+        validate_config(config, BASE_CHAIN_ID, now=NOW)
+
+
+def test_deploy_settings_at_the_floors_are_accepted() -> None:
+    floors = replace(
+        _config(HOT, COLD),
+        epoch_length=3_600,
+        settlement_grace=3_600,
+        withdraw_delay=7_200,
+        challenge_period=3_600,
+        genesis=NOW,
+    )
+    validate_config(floors, BASE_CHAIN_ID, now=NOW)
 
 
 def test_register_publisher(chain: Chain, registered: Run) -> None:
@@ -240,6 +388,41 @@ def test_create_campaign_funds_escrow_with_the_exact_budget(
     assert usdc.functions.balanceOf(chain.accounts[ADVERTISER]).call() == 0
 
 
+def test_create_campaign_registers_its_max_per_epoch_from_the_current_epoch(
+    chain: Chain, campaign_id: int
+) -> None:
+    campaigns = chain.contract("CampaignRegistry")
+    epoch = campaigns.functions.current_epoch().call()
+    in_force, newest, effective = campaigns.functions.max_spend_per_epoch(campaign_id).call()
+    assert (in_force, newest, effective) == (MAX_PER_EPOCH, MAX_PER_EPOCH, epoch)
+
+
+def test_create_campaign_caps_an_epoch_at_the_budget_by_default(
+    chain: Chain, deployed: Run
+) -> None:
+    campaigns = chain.contract("CampaignRegistry")
+    run = chain.ape_run(
+        "create_campaign",
+        "--account",
+        "TEST::6",
+        "--bid",
+        "1000",
+        "--budget",
+        "5_000_000",
+        "--mint",
+    ).ok()
+    match = re.search(r"campaign id (\d+)", run.output)
+    assert match, run.output
+    campaign_id = int(match.group(1))
+    assert campaigns.functions.max_spend_per_epoch(campaign_id).call()[0] == 5_000_000
+    epoch = campaigns.functions.current_epoch().call()
+    end = datetime.fromtimestamp(campaigns.functions.epoch_end(epoch).call(), UTC)
+    assert (
+        f"max spend per epoch 5000000, in force from epoch {epoch}, "
+        f"which ends at {end.isoformat(timespec='seconds')}"
+    ) in run.output
+
+
 def test_create_campaign_rejects_a_decimal_budget_before_any_transaction(
     chain: Chain, deployed: Run
 ) -> None:
@@ -251,56 +434,110 @@ def test_create_campaign_rejects_a_decimal_budget_before_any_transaction(
     assert (chain.nonce(ADVERTISER), chain.nonce(ADMIN)) == nonces
 
 
-def test_settle_then_claim_pays_exactly_the_leaf_once(
+def _artefact(tree: PayoutTree, path: Path, root_id: int | None) -> Path:
+    """The artefact of `tree`, naming its root id or (as an artefact may) none at all."""
+    raw = tree.to_artefact(root_id or 1)
+    raw.pop("epoch", None)
+    raw.pop("root_id", None)
+    if root_id is not None:
+        raw["root_id"] = root_id
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def _post_root(chain: Chain, root_id: int, tree: PayoutTree) -> None:
+    totals = tree.totals()
+    payout = chain.contract("PublisherPayout")
+    args = (root_id, tree.root, list(totals), list(totals.values()), f"file:{root_id}")
+    chain.transact(payout, "post_root", *args, sender=SETTLER)
+
+
+def test_settle_then_claim_pays_exactly_the_current_root_once(
     chain: Chain, registered: Run, campaign_id: int, tmp_path: Path
 ) -> None:
-    w3, accounts = chain.w3, chain.accounts
+    campaigns = chain.contract("CampaignRegistry")
     escrow = chain.contract("PaymentEscrow")
     payout = chain.contract("PublisherPayout")
     usdc = chain.contract("TestUSDC")
-    settler = {"from": accounts[SETTLER]}
-    receipt = w3.eth.wait_for_transaction_receipt(
-        escrow.functions.spend_batch(1, [campaign_id], [SPEND]).transact(settler)
-    )
-    assert receipt["status"] == 1
-    share = SPEND * (10_000 - FEE_BPS) // 10_000
-    publisher, other = accounts[PUBLISHER], accounts[OTHER]
-    tree = PayoutTree(
+    publisher, other = chain.accounts[PUBLISHER], chain.accounts[OTHER]
+
+    # spend is moved once its epoch has ended, clipped to the max per epoch the script set
+    epoch = campaigns.functions.current_epoch().call()
+    chain.advance_to(campaigns.functions.epoch_end(epoch).call())
+    chain.transact(escrow, "spend_batch", epoch, [campaign_id], [SPEND], sender=SETTLER)
+    assert escrow.functions.get_balance(campaign_id, usdc.address).call() == BUDGET - MAX_PER_EPOCH
+    share = MAX_PER_EPOCH * (10_000 - FEE_BPS) // 10_000
+    assert payout.functions.total_funded(usdc.address).call() == share
+
+    first = PayoutTree(
         CHAIN_ID,
         payout.address,
-        [Leaf(publisher, usdc.address, share - 1_000), Leaf(other, usdc.address, 1_000)],
+        [Leaf(publisher, usdc.address, 10 * USDC), Leaf(other, usdc.address, 1_000)],
     )
-    totals = tree.totals()
-    post = payout.functions.post_root(1, tree.root, list(totals), list(totals.values()), "file:a")
-    assert w3.eth.wait_for_transaction_receipt(post.transact(settler))["status"] == 1
-    artefact = tmp_path / "epoch-1.json"
-    artefact.write_text(json.dumps(tree.to_artefact(1)))
-    claim = ("claim", "--artefact", str(artefact), "--account", "TEST::7")
-    balance = usdc.functions.balanceOf(publisher).call
+    _post_root(chain, 1, first)
+    artefact_1 = _artefact(first, tmp_path / "root-1.json", root_id=1)
+    claim = ("claim", "--artefact", str(artefact_1), "--account", "TEST::7")
+    balance = usdc.functions.balanceOf
 
     early = chain.ape_run(*claim)
-    assert "root not claimable yet" in early.error_line()
-    assert balance() == 0
+    assert "root not claimable yet: root 1 opens at" in early.error_line()
+    assert balance(publisher).call() == 0
 
-    w3.provider.make_request("evm_increaseTime", [CHALLENGE_PERIOD + 1])  # type: ignore[arg-type]
-    w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
-    before = balance()
+    chain.advance_to(chain.timestamp() + CHALLENGE_PERIOD + 1)
     paid = chain.ape_run(*claim).ok()
-    assert balance() - before == share - 1_000
-    assert f"paid {share - 1_000} of token {usdc.address} to {publisher}" in paid.output
-    assert re.search(r"claim epoch 1 token 0x[0-9a-fA-F]{40}: tx 0x[0-9a-f]{64} gas", paid.output)
+    assert balance(publisher).call() == 10 * USDC
+    assert f"paid {10 * USDC} of token {usdc.address} to {publisher}" in paid.output
+    assert re.search(r"claim root 1 token 0x[0-9a-fA-F]{40}: tx 0x[0-9a-f]{64} gas", paid.output)
 
     nonce = chain.nonce(PUBLISHER)
     again = chain.ape_run(*claim)
     assert "nothing to claim" in again.error_line()
     assert again.returncode == 1
-    assert balance() == share - 1_000
+    assert balance(publisher).call() == 10 * USDC
     assert chain.nonce(PUBLISHER) == nonce
 
+    # a correction: once root 2 matures, root 1's proofs are dead, the unclaimed one too
+    second = PayoutTree(
+        CHAIN_ID,
+        payout.address,
+        [Leaf(publisher, usdc.address, 12 * USDC), Leaf(other, usdc.address, 3_000)],
+    )
+    _post_root(chain, 2, second)
+    chain.advance_to(chain.timestamp() + CHALLENGE_PERIOD + 1)
+    nonce = chain.nonce(STRANGER)
+    stale = chain.ape_run(*claim[:3], "--account", "TEST::9", "--for", other)
+    assert "artefact root 1" in stale.error_line()
+    assert "superseded by root 2" in stale.error_line()
+    assert balance(other).call() == 0
+    assert chain.nonce(STRANGER) == nonce
+
+    # an artefact without any root id or epoch: the root itself says which it is;
     # anyone may claim for anyone: the stranger pays the gas, the other publisher the money
-    chain.ape_run(*claim[:3], "--account", "TEST::9", "--for", other).ok()
-    assert usdc.functions.balanceOf(other).call() == 1_000
-    assert usdc.functions.balanceOf(payout.address).call() == 0
+    artefact_2 = _artefact(second, tmp_path / "root-2.json", root_id=None)
+    chain.ape_run(
+        "claim", "--artefact", str(artefact_2), "--account", "TEST::9", "--for", other
+    ).ok()
+    assert balance(other).call() == 3_000
+
+    # claim_to: the publisher sends its own increase to another wallet
+    cold = Web3.to_checksum_address("0x" + "ab" * 20)
+    moved = chain.ape_run(
+        "claim", "--artefact", str(artefact_2), "--account", "TEST::7", "--to", cold
+    ).ok()
+    assert balance(cold).call() == 2 * USDC
+    assert balance(publisher).call() == 10 * USDC
+    assert f"paid {2 * USDC} of token {usdc.address} to {cold}" in moved.output
+    assert payout.functions.claimed(publisher, usdc.address).call() == 12 * USDC
+    assert payout.functions.total_claimed(usdc.address).call() == 12 * USDC + 3_000
+
+    # only the account itself may redirect its earnings
+    nonce = chain.nonce(STRANGER)
+    refused = chain.ape_run(
+        "claim", "--artefact", str(artefact_2), "--account", "TEST::9", "--for", publisher,
+        "--to", cold,
+    )  # fmt: skip
+    assert "cannot redirect" in refused.error_line()
+    assert chain.nonce(STRANGER) == nonce
 
 
 def test_failed_deploy_leaves_the_previous_deployments_file_untouched(
@@ -369,7 +606,7 @@ def test_stack_starts_anvil_deploys_and_stops_on_sigint(tmp_path: Path) -> None:
         deployment = load_deployment(CHAIN_ID, tmp_path / "deployments")
         w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{port}"))
         for name, address in deployment.contracts.items():
-            assert w3.eth.get_code(address), name
+            assert w3.eth.get_code(Web3.to_checksum_address(address)), name
             assert address in output
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=15) == 0
