@@ -66,11 +66,13 @@ CAMPAIGN = {
 
 
 def send(chain, wallet: Wallet, tx: dict[str, Any]) -> None:
-    chain.rpc.call(
+    tx_hash = chain.rpc.call(
         "eth_sendTransaction",
         {"from": wallet.address, "to": tx["to"], "data": tx["data"], "value": tx["value"]},
     )
     chain.mine(1)
+    receipt = chain.rpc.call("eth_getTransactionReceipt", tx_hash)
+    assert receipt is not None and int(receipt["status"], 16) == 1, (tx["description"], receipt)
 
 
 @pytest.fixture
@@ -107,7 +109,9 @@ def site(api, chain, database_url, campaign_body):
     send(chain, advertiser, api.post(f"{path}/registration-tx", headers=a).json())
     index_to_head(chain.rpc_url, database_url)
     chain.mint_usdc(ADVERTISER, 100 * USDC)
-    for tx in api.post(f"{path}/funding-txs", json={"amount": 100 * USDC}, headers=a).json():
+    funding = api.post(f"{path}/funding-txs", json={"amount": 100 * USDC}, headers=a)
+    assert funding.status_code == 200, funding.text
+    for tx in funding.json():
         send(chain, advertiser, tx)
     index_to_head(chain.rpc_url, database_url)
     api.app.state.serving.catalog.refresh()
