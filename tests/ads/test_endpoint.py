@@ -116,7 +116,14 @@ def site(api, chain, database_url, campaign_body):
     index_to_head(chain.rpc_url, database_url)
     api.app.state.serving.catalog.refresh()
     onchain_id = api.get(path, headers=a).json()["onchain_id"]
-    return {"slot": slot["slot_id"], "pub": "news-example", "campaign": onchain_id, "p": p}
+    return {
+        "slot": slot["slot_id"],
+        "pub": "news-example",
+        "campaign": onchain_id,
+        "p": p,
+        "a": a,
+        "path": path,
+    }
 
 
 def ad(api, site, user_agent=BROWSER, **params):
@@ -265,6 +272,29 @@ def test_a_campaign_stops_at_its_max_for_the_epoch_and_serves_again_in_the_next(
     assert clock.at(serving.clock()).number == epoch.number + 1
     assert [ad(api, site).status_code for _ in range(4)] == [200, 200, 200, 204]
     assert int(api.app.state.redis.get(reserved_key(site["campaign"]))) == 12_000
+
+
+@pytest.mark.parametrize("campaign_body", [{**CAMPAIGN, "max_spend_per_epoch": 2 * 2_000}])
+def test_a_raised_max_serves_more_from_the_next_epoch_only(api, site, chain, database_url):
+    """The advertiser raises the max through the API; the epoch under way keeps the max it
+    began with (the escrow would clip more), the next one serves up to the new max."""
+    raised = api.post(
+        f"{site['path']}/max-spend-tx", json={"max_spend_per_epoch": 4 * 2_000}, headers=site["a"]
+    )
+    assert raised.status_code == 200, raised.text
+    send(chain, Wallet(dev_account(ADVERTISER)), raised.json())
+    index_to_head(chain.rpc_url, database_url)
+    serving = api.app.state.serving
+    serving.catalog.refresh()
+    clock = serving.catalog.current().clock
+    now = chain.timestamp()  # the registry dates the change by the chain's clock
+    serving.clock = lambda: now
+    epoch = clock.at(now)
+    assert epoch.number == chain.current_epoch()
+
+    assert [ad(api, site).status_code for _ in range(3)] == [200, 200, 204]
+    serving.clock = lambda: now + epoch.seconds_left
+    assert [ad(api, site).status_code for _ in range(5)] == [200] * 4 + [204]
 
 
 def test_without_redis_ads_still_serve(
