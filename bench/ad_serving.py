@@ -107,11 +107,12 @@ def seed(database_url: str, chain_id: int, token: str, campaigns: int, publisher
             digest = "0x" + keccak(draft.bytes).hex()
             drafts.append(
                 (draft, advertiser, f"c{campaign_id}", "awareness", "cpc" if cpc else "cpm", bid,
-                 token, 10**12, json.dumps(targeting), "banner", "https://shop.example/", digest,
-                 campaign_id, now, now)
+                 token, 10**12, 10**11, json.dumps(targeting), "banner", "https://shop.example/",
+                 digest, campaign_id, now, now)
             )  # fmt: skip
             chain_rows.append(
-                (chain_id, campaign_id, advertiser_wallet, token, int(cpc), bid, digest, 1, 1)
+                (chain_id, campaign_id, advertiser_wallet, token, int(cpc), bid, digest, 1, 1,
+                 10**11, 10**11, 0)
             )
             balances.append((chain_id, campaign_id, token, 10**12, 0, 0, 10**12, 0))
             width, height = rng.choice(SIZES)
@@ -119,14 +120,26 @@ def seed(database_url: str, chain_id: int, token: str, campaigns: int, publisher
             creatives.append((uuid.uuid4(), draft, cid, "image/png", 1000, width, height, now))
         cur.executemany(
             "INSERT INTO campaign_drafts (id, advertiser_id, name, objective, bid_model, bid,"
-            " token, total_budget, targeting, format, landing_url, metadata_hash, onchain_id,"
-            " created_at, updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            " token, total_budget, max_spend_per_epoch, targeting, format, landing_url,"
+            " metadata_hash, onchain_id, created_at, updated_at)"
+            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
             drafts,
         )
         cur.executemany(
             "INSERT INTO campaigns_onchain (chain_id, campaign_id, advertiser, token, bid_model,"
-            " bid, metadata_hash, status, registered_block) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            " bid, metadata_hash, status, registered_block, max_spend_per_epoch,"
+            " previous_max_spend_per_epoch, max_spend_effective_epoch)"
+            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
             chain_rows,
+        )
+        # the registry's spend clock, as the indexer records its constructor's EpochClockSet:
+        # the budget window each serve's reservation counts against
+        clock = {"genesis": int(time.time()) // 86_400 * 86_400, "epoch_length": 3_600}
+        cur.execute(
+            "INSERT INTO chain_config (chain_id, contract, event, args, block_number)"
+            " VALUES (%s, 'CampaignRegistry', 'EpochClockSet', %s, 1)"
+            " ON CONFLICT (chain_id, contract, event) DO UPDATE SET args = excluded.args",
+            (chain_id, json.dumps(clock)),
         )
         cur.executemany(
             "INSERT INTO escrow_balances (chain_id, campaign_id, token, deposited, withdrawn,"

@@ -29,6 +29,7 @@ MATRIX = [
     ("DELETE", "/api/v1/campaigns/{campaign}", None),
     ("POST", "/api/v1/campaigns/{campaign}/registration-tx", None),
     ("POST", "/api/v1/campaigns/{campaign}/funding-txs", {"amount": 1}),
+    ("POST", "/api/v1/campaigns/{campaign}/max-spend-tx", {"max_spend_per_epoch": 1}),
     ("POST", "/api/v1/campaigns/{campaign}/metadata-tx", None),
     ("POST", "/api/v1/campaigns/{campaign}/status-tx", {"status": "paused"}),
     ("POST", "/api/v1/campaigns/{campaign}/withdraw-request-tx", {"amount": 1}),
