@@ -113,7 +113,7 @@ def seed(database_url: str, chain_id: int, token: str, campaigns: int, publisher
             chain_rows.append(
                 (chain_id, campaign_id, advertiser_wallet, token, int(cpc), bid, digest, 1, 1,
                  10**11, 10**11, 0)
-            )
+            )  # fmt: skip
             balances.append((chain_id, campaign_id, token, 10**12, 0, 0, 10**12, 0))
             width, height = rng.choice(SIZES)
             cid = "bafkrei" + os.urandom(16).hex()
