@@ -8,20 +8,24 @@ and a free budget. Equal eCPMs rotate uniformly at random.
 
 Money is integer atomic units. A CPM campaign's impression costs ⌈bid / 1000⌉ and is
 reserved in Redis before the ad is returned (see `Budgets`), so concurrent requests never
-reserve more than the escrow balance, nor more in one escrow epoch than the campaign's on-chain
-max spend for that epoch (the escrow would clip the rest). A CPC campaign is served while its
-free budget and its epoch's allowance cover one click; the click reserves the bid when it is
-tracked."""
+take more than the free budget (escrow balance − billed − reserved), nor more in one escrow
+epoch than the campaign's on-chain max spend for that epoch (the escrow would clip the rest).
+A CPC campaign is served while its free budget and its epoch's allowance cover one click; the
+click bills the bid when it is tracked, if it still fits."""
 
 from __future__ import annotations
 
 import math
 import random
+import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from heapq import merge
 from typing import Any
+
+from api.tracking.stream import DEFAULT_SHARDS, Keys
 
 CPM, CPC = "cpm", "cpc"
 ANY = "*"
@@ -249,59 +253,59 @@ def choose(
 _rng = random.Random()
 
 
-# One round trip per campaign considered. KEYS: reserved spend, the epoch's reserved spend,
-# the visitor's views today (a hash by campaign). ARGV: price, balance, the epoch's max,
-# seconds the epoch key lives, seconds the views key lives, campaign, frequency cap (0: none),
-# 1 to reserve (CPM) or 0 to only check (CPC).
-# Answers 1 (taken), 0 (balance), -1 (the epoch's max), -2 (frequency cap).
+# One round trip per campaign considered, every key under the campaign's hash tag (see
+# `api.tracking.stream.Keys`). KEYS: reserved, billed, the epoch's spend, today's views (a
+# hash by visitor), the live serves (zset by expiry), this serve's hash. ARGV: price,
+# balance, the epoch's max, seconds the epoch key lives, seconds the views key lives,
+# visitor, frequency cap (0: none), 1 to reserve (CPM) or 0 to only check (CPC), serve id,
+# when its token expires (s), seconds the serve's hash lives, epoch number.
+# Answers 1 (taken), 0 (free budget), -1 (the epoch's max), -2 (frequency cap).
 RESERVE = """
 local price = tonumber(ARGV[1])
 local cap = tonumber(ARGV[7])
-if cap > 0 and tonumber(redis.call('HGET', KEYS[3], ARGV[6]) or '0') >= cap then return -2 end
+if cap > 0 and tonumber(redis.call('HGET', KEYS[4], ARGV[6]) or '0') >= cap then return -2 end
 local reserved = tonumber(redis.call('GET', KEYS[1]) or '0')
-if reserved + price > tonumber(ARGV[2]) then return 0 end
-local in_epoch = tonumber(redis.call('GET', KEYS[2]) or '0')
+local billed = tonumber(redis.call('GET', KEYS[2]) or '0')
+if reserved + billed + price > tonumber(ARGV[2]) then return 0 end
+local in_epoch = tonumber(redis.call('GET', KEYS[3]) or '0')
 if in_epoch + price > tonumber(ARGV[3]) then return -1 end
-if ARGV[8] == '1' then
-  redis.call('INCRBY', KEYS[2], price)
-  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
+local reserve = ARGV[8] == '1'
+if reserve then
+  redis.call('INCRBY', KEYS[3], price)
+  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
   redis.call('INCRBY', KEYS[1], price)
+  redis.call('ZADD', KEYS[5], tonumber(ARGV[10]), ARGV[9])
 end
+redis.call('HSET', KEYS[6], 'price', reserve and price or 0, 'epoch', ARGV[12])
+redis.call('EXPIRE', KEYS[6], tonumber(ARGV[11]))
 if cap > 0 then
-  redis.call('HINCRBY', KEYS[3], ARGV[6], 1)
-  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[5]))
+  redis.call('HINCRBY', KEYS[4], ARGV[6], 1)
+  redis.call('EXPIRE', KEYS[4], tonumber(ARGV[5]))
 end
 return 1
 """
 
 EPOCH_KEY_MARGIN = 3_600  # an epoch's counter outlives the epoch by this much, then expires
 VIEWS_TTL = 2 * 86_400
-
-
-def reserved_key(campaign_id: int) -> str:
-    """Spend reserved by served events and not settled yet; settlement takes off what it
-    moved out of escrow."""
-    return f"buzzer:ads:reserved:{campaign_id}"
-
-
-def epoch_key(campaign_id: int, epoch: int) -> str:
-    """Spend reserved by the campaign's events served in one escrow epoch."""
-    return f"buzzer:ads:epoch:{campaign_id}:{epoch}"
-
-
-def views_key(visitor: str, day: str) -> str:
-    return f"buzzer:ads:views:{visitor}:{day}"
+SERVE_MARGIN = 86_400  # a serve's hash outlives its token by this much (the release job reads it)
 
 
 class Budgets:
-    """Free budget = escrow balance − reserved; the epoch's reserved spend within the max in
-    force for that epoch; and the frequency cap, all checked and recorded in one atomic step
-    per campaign. `redis` is a client of redis-py, blocking or asyncio (then use
+    """Free budget = escrow balance − billed − reserved; the epoch's spend (reserved and
+    billed) within the max in force for that epoch; and the frequency cap, all checked and
+    recorded in one atomic step per campaign. Every serve is recorded (`serve:<id>`: its
+    price reserved and its epoch) so tracking can tell a served ad from an invented one; a
+    CPM serve also reserves its price until its impression bills it or its token expires
+    (`served`). `redis` is a client of redis-py, blocking or asyncio (then use
     `reserve_async`)."""
 
-    def __init__(self, redis: Any) -> None:
+    def __init__(self, redis: Any, shards: int = DEFAULT_SHARDS) -> None:
         self.redis = redis
+        self.shards = shards
         self._script = redis.register_script(RESERVE)
+
+    def keys(self, campaign_id: int) -> Keys:
+        return Keys(campaign_id, self.shards)
 
     async def reserve_async(
         self,
@@ -310,8 +314,9 @@ class Budgets:
         day: str,
         visitor: str | None = None,
         cap: int = 0,
+        serve: Serve | None = None,
     ) -> bool:
-        keys, args = self._call(candidate, epoch, day, visitor, cap)
+        keys, args = self._call(candidate, epoch, day, visitor, cap, serve or Serve.new(0))
         return int(await self._script(keys=keys, args=args)) == 1
 
     def reserve(
@@ -321,32 +326,59 @@ class Budgets:
         day: str,
         visitor: str | None = None,
         cap: int = 0,
+        serve: Serve | None = None,
     ) -> bool:
-        """Take `candidate` for one serve in `epoch`: a CPM impression reserves its price; a
-        CPC campaign is only checked to afford one click (the click reserves it)."""
-        keys, args = self._call(candidate, epoch, day, visitor, cap)
+        """Take `candidate` for one serve in `epoch`: a CPM impression reserves its price
+        until `serve.expires_at`; a CPC campaign is only checked to afford one click (the
+        click bills it when it is tracked)."""
+        keys, args = self._call(candidate, epoch, day, visitor, cap, serve or Serve.new(0))
         return int(self._script(keys=keys, args=args)) == 1
 
-    @staticmethod
     def _call(
-        candidate: Candidate, epoch: Epoch, day: str, visitor: str | None, cap: int
-    ) -> tuple[list[str], list[int]]:
+        self,
+        candidate: Candidate,
+        epoch: Epoch,
+        day: str,
+        visitor: str | None,
+        cap: int,
+        serve: Serve,
+    ) -> tuple[list[str], list[int | str]]:
+        k = self.keys(candidate.campaign_id)
         keys = [
-            reserved_key(candidate.campaign_id),
-            epoch_key(candidate.campaign_id, epoch.number),
-            views_key(visitor or "-", day),
+            k.reserved,
+            k.billed,
+            k.epoch(epoch.number),
+            k.views(day),
+            k.served,
+            k.serve(serve.serve_id),
         ]
-        args = [
+        args: list[int | str] = [
             candidate.price,
             min(candidate.balance, SAFE_INTEGER),
             min(candidate.max_spend_in(epoch.number), SAFE_INTEGER),
             epoch.seconds_left + EPOCH_KEY_MARGIN,
             VIEWS_TTL,
-            candidate.campaign_id,
+            visitor or "-",
             cap if visitor else 0,
             1 if candidate.bid_model == CPM else 0,
+            serve.serve_id,
+            serve.expires_at,
+            max(1, serve.expires_at - int(time.time())) + SERVE_MARGIN,
+            epoch.number,
         ]
         return keys, args
+
+
+@dataclass(frozen=True)
+class Serve:
+    """One serve: its id (the tokens' `serve_id`) and when its tokens expire (s)."""
+
+    serve_id: str
+    expires_at: int
+
+    @classmethod
+    def new(cls, ttl_seconds: int, now: float | None = None) -> Serve:
+        return cls(uuid.uuid4().hex, int(now if now is not None else time.time()) + ttl_seconds)
 
 
 AMPLE = 1_000  # without Redis, serve only campaigns with this many events of budget left

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any
@@ -25,7 +24,7 @@ from x402.schemas import ResourceInfo
 from api.ads import payments as x402
 from api.ads import tokens
 from api.ads.catalog import Catalog, SlotInfo
-from api.ads.matching import AdRequest, Budgets, Candidate, ample_budget, ranked
+from api.ads.matching import AdRequest, Budgets, Candidate, Serve, ample_budget, ranked
 from api.ads.traffic import device_of, is_agent, today, visitor_key
 from api.campaigns.targeting import COUNTRIES
 from api.core.chain import deployment
@@ -117,7 +116,7 @@ class Serving:
         self.settings = settings
         self.catalog = catalog
         self.cache = cache
-        self.budgets = Budgets(cache)
+        self.budgets = Budgets(cache, settings.tracking_shards)
         self.gate = RedisGate()
         self.limiter = LocalLimiter(lambda: settings.rate_limit_ad_per_minute)
         self.payments: x402.Payments | None = payments
@@ -304,30 +303,39 @@ async def _fill(
     epoch = snapshot.clock.at(ad_request.now)
     day = today()
     cap = serving.settings.frequency_cap
-    chosen: list[Candidate] = []
+    ttl = serving.settings.ad_token_ttl_seconds
+    chosen: list[tuple[Candidate, Serve]] = []
     for candidate in ranked(snapshot.index, ad_request):
+        serve = Serve.new(ttl)  # its id is in the reservation and in the tokens
         if serving.gate.open():
             try:
-                taken = await serving.budgets.reserve_async(candidate, epoch, day, visitor, cap)
+                taken = await serving.budgets.reserve_async(
+                    candidate, epoch, day, visitor, cap, serve
+                )
             except (redis.RedisError, OSError):
                 serving.gate.failed()
                 taken = ample_budget(candidate, epoch)
         else:
             taken = ample_budget(candidate, epoch)
         if taken:
-            chosen.append(candidate)
+            chosen.append((candidate, serve))
             if len(chosen) >= n:
                 break
-    return [_ad(serving, request, slot, c, visitor) for c in chosen]
+    return [_ad(serving, request, slot, c, visitor, serve) for c, serve in chosen]
 
 
 def _ad(
-    serving: Serving, request: Request, slot: SlotInfo, candidate: Candidate, visitor: str
+    serving: Serving,
+    request: Request,
+    slot: SlotInfo,
+    candidate: Candidate,
+    visitor: str,
+    serve: Serve,
 ) -> dict[str, Any]:
     """The seed's ad JSON, with the impression and click URLs signed for this serve."""
     creative = candidate.creative_for(slot.width, slot.height)
     assert creative is not None  # the index only holds campaigns with a fitting creative
-    serve_id = uuid.uuid4().hex
+    serve_id = serve.serve_id
     now = int(time.time())
     base = str(request.base_url).rstrip("/")
     claims = {
@@ -340,7 +348,7 @@ def _ad(
         "price": candidate.price,
         "token": candidate.token,
         "issued_at": now,
-        "expires_at": now + serving.settings.ad_token_ttl_seconds,
+        "expires_at": serve.expires_at,
     }
     secret = serving.settings.jwt_secret
     impression = tokens.sign(secret, "imp", claims)

@@ -18,6 +18,18 @@ class BadToken(ValueError):
     """Forged, tampered with, expired, or of the wrong kind."""
 
 
+class Forged(BadToken):
+    """Not a token we issued for this kind of event: nothing in it can be trusted."""
+
+
+class Expired(BadToken):
+    """One we issued, past its expiry: its claims are ours (`event`), its use is over."""
+
+    def __init__(self, event: AdEvent) -> None:
+        super().__init__("the token has expired")
+        self.event = event
+
+
 @dataclass(frozen=True)
 class AdEvent:
     kind: str  # "imp" or "click"
@@ -31,6 +43,9 @@ class AdEvent:
     token: str
     issued_at: int
     expires_at: int
+
+
+MAX_TOKEN = 2_048  # ours are about 500 characters
 
 
 def _b64(data: bytes) -> str:
@@ -50,14 +65,18 @@ def sign(secret: str, kind: str, claims: dict[str, Any]) -> str:
 
 
 def verify(secret: str, token: str, kind: str, now: float | None = None) -> AdEvent:
+    """The claims of a live token of `kind`; `Forged` for anything we did not sign (or
+    signed for the other kind), `Expired` (with the claims) past its expiry."""
+    if not token.isascii() or len(token) > MAX_TOKEN:
+        raise Forged("the token is not one we issued")
     body, _, mac = token.partition(".")
     expected = _b64(hmac.new(_keys(secret), body.encode(), hashlib.sha256).digest())
     if not body or not hmac.compare_digest(mac, expected):
-        raise BadToken("the token is not one we issued")
+        raise Forged("the token is not one we issued")
     claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     event = AdEvent(**claims)
     if event.kind != kind:
-        raise BadToken(f"a {event.kind} token cannot record a {kind}")
+        raise Forged(f"a {event.kind} token cannot record a {kind}")
     if event.expires_at <= (now if now is not None else time.time()):
-        raise BadToken("the token has expired")
+        raise Expired(event)
     return event

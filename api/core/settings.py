@@ -70,6 +70,16 @@ class Settings(BaseSettings):
     ad_token_ttl_seconds: int = 900
     frequency_cap: int = 20
 
+    # tracking (the intake): how many stream shards the campaigns' keys are spread over (a
+    # campaign's keys and its events' stream share one hash tag), where the data-centre CIDR
+    # list is (empty: the sample shipped in api/tracking/), the least time a person takes
+    # between seeing an ad and clicking it, and the invalid-traffic rules decided at intake
+    tracking_shards: int = 8
+    datacenter_ranges_file: str = ""
+    min_click_ms: int = 500
+    ivt_bots: bool = True
+    ivt_datacenter: bool = True
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

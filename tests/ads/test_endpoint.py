@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.ads import tokens
-from api.ads.matching import epoch_key, reserved_key
 from api.main import create_app
+from api.tracking.stream import DEFAULT_SHARDS, Keys
 from tests.api.conftest import (  # noqa: F401 (fixtures used by name)
     SECRET,
     Wallet,
@@ -63,6 +63,11 @@ CAMPAIGN = {
     "landing_url": "https://shoes.example/",
     "targeting": {"geo": ["US"], "categories": ["news"], "quality_min": 30},
 }
+
+
+def keys(campaign_id: int) -> Keys:
+    """The campaign's budget keys in Redis, as the ad server uses them."""
+    return Keys(campaign_id, DEFAULT_SHARDS)
 
 
 def send(chain, wallet: Wallet, tx: dict[str, Any]) -> None:
@@ -155,7 +160,7 @@ def test_a_person_gets_an_ad_with_signed_single_purpose_urls(api, site, chain):
     with pytest.raises(tokens.BadToken):
         tokens.verify(SECRET, body["click_url"].rsplit("/", 1)[1], "imp")
     cache = api.app.state.redis
-    assert int(cache.get(reserved_key(site["campaign"]))) == 2_000  # ⌈2 USDC / 1000⌉
+    assert int(cache.get(keys(site["campaign"]).reserved)) == 2_000  # ⌈2 USDC / 1000⌉
     assert reply.headers["access-control-allow-origin"] == "*"
 
 
@@ -176,7 +181,7 @@ def test_an_agent_is_asked_to_pay_the_publisher_by_x402(api, site, chain, deploy
     assert (body["payment_address"], body["amount"]) == (payee, 1_000)
     assert body["x402_payment_url"].startswith("http://testserver/x402/ad?")
     assert "PAYMENT-REQUIRED" in reply.headers["access-control-expose-headers"]
-    assert api.app.state.redis.get(reserved_key(site["campaign"])) is None  # no ad, no spend
+    assert api.app.state.redis.get(keys(site["campaign"]).reserved) is None  # no ad, no spend
 
 
 def test_an_ad_free_visitor_pays_the_ad_free_price(api, site):
@@ -266,12 +271,12 @@ def test_a_campaign_stops_at_its_max_for_the_epoch_and_serves_again_in_the_next(
     epoch = clock.at(now)
 
     assert [ad(api, site).status_code for _ in range(4)] == [200, 200, 200, 204]
-    assert int(api.app.state.redis.get(epoch_key(site["campaign"], epoch.number))) == 6_000
+    assert int(api.app.state.redis.get(keys(site["campaign"]).epoch(epoch.number))) == 6_000
 
     serving.clock = lambda: now + epoch.seconds_left
     assert clock.at(serving.clock()).number == epoch.number + 1
     assert [ad(api, site).status_code for _ in range(4)] == [200, 200, 200, 204]
-    assert int(api.app.state.redis.get(reserved_key(site["campaign"]))) == 12_000
+    assert int(api.app.state.redis.get(keys(site["campaign"]).reserved)) == 12_000
 
 
 @pytest.mark.parametrize("campaign_body", [{**CAMPAIGN, "max_spend_per_epoch": 2 * 2_000}])

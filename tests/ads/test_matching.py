@@ -28,10 +28,9 @@ from api.ads.matching import (
     ample_budget,
     choose,
     eligible,
-    epoch_key,
-    reserved_key,
 )
 from api.campaigns.targeting import CATEGORIES
+from api.tracking.stream import DEFAULT_SHARDS, Keys
 from tests.api.conftest import redis_url  # noqa: F401 (fixture)
 
 NOW = 1_800_000_000.0
@@ -39,6 +38,11 @@ EPOCH = Epoch(7, 3_600)
 DAY = "20261126"
 BANNER = (Creative("bafkreibanner", "image/png", 300, 250),)
 NATIVE = (Creative("bafkreinative", "image/png", 1200, 628),)
+
+
+def keys(campaign_id: int) -> Keys:
+    """The campaign's budget keys in Redis, as the ad server uses them."""
+    return Keys(campaign_id, DEFAULT_SHARDS)
 
 
 def campaign(campaign_id: int, **overrides) -> Candidate:
@@ -173,7 +177,7 @@ def test_concurrent_requests_stop_exactly_at_the_budget(budgets):
         served_count = sum(pool.map(one, range(400)))
 
     assert served_count == 50
-    assert int(budgets.redis.get(reserved_key(ad.campaign_id))) == ad.balance
+    assert int(budgets.redis.get(keys(ad.campaign_id).reserved)) == ad.balance
 
 
 def test_the_epoch_clock_counts_from_genesis():
@@ -190,13 +194,13 @@ def test_the_max_per_epoch_stops_a_campaign_until_the_next_epoch(budgets):
     now = clock.at(NOW)
     wins = [budgets.reserve(ad, now, DAY) for _ in range(5)]
     assert wins == [True, True, True, False, False]
-    assert int(budgets.redis.get(epoch_key(77, now.number))) == 3_000
-    assert 0 < budgets.redis.ttl(epoch_key(77, now.number)) <= now.seconds_left + 3_600
+    assert int(budgets.redis.get(keys(77).epoch(now.number))) == 3_000
+    assert 0 < budgets.redis.ttl(keys(77).epoch(now.number)) <= now.seconds_left + 3_600
 
     next_epoch = clock.at(NOW + now.seconds_left)
     assert next_epoch.number == now.number + 1
     assert [budgets.reserve(ad, next_epoch, DAY) for _ in range(4)] == [True] * 3 + [False]
-    assert int(budgets.redis.get(reserved_key(77))) == 6_000  # both epochs' serves await billing
+    assert int(budgets.redis.get(keys(77).reserved)) == 6_000  # both epochs' serves await billing
 
 
 def test_a_new_max_applies_from_its_epoch_on(budgets):
@@ -209,7 +213,7 @@ def test_a_new_max_applies_from_its_epoch_on(budgets):
 def test_a_cpc_campaign_past_its_epoch_max_is_not_served(budgets):
     ad = campaign(80, bid_model=CPC, bid=500, max_spend=((0, 900),), balance=10**6)
     assert budgets.reserve(ad, EPOCH, DAY)
-    budgets.redis.set(epoch_key(80, EPOCH.number), 500)  # one click billed this epoch
+    budgets.redis.set(keys(80).epoch(EPOCH.number), 500)  # one click billed this epoch
     assert not budgets.reserve(ad, EPOCH, DAY)
     assert budgets.reserve(ad, Epoch(EPOCH.number + 1, 60), DAY)
 
@@ -224,9 +228,9 @@ def test_without_redis_only_campaigns_far_from_their_epoch_max_serve():
 def test_cpc_is_served_while_one_click_fits(budgets):
     ad = campaign(78, bid_model=CPC, bid=500, balance=1_200)
     assert budgets.reserve(ad, EPOCH, DAY)
-    budgets.redis.set(reserved_key(78), 800)
+    budgets.redis.set(keys(78).reserved, 800)
     assert not budgets.reserve(ad, EPOCH, DAY)
-    assert budgets.redis.get(reserved_key(78)) == "800"  # serving a CPC ad reserves nothing
+    assert budgets.redis.get(keys(78).reserved) == "800"  # serving a CPC ad reserves nothing
 
 
 countries = st.sampled_from(["US", "DE", "FR", "JP"])
@@ -282,4 +286,4 @@ def test_no_served_ad_breaks_its_targeting_or_budget(budgets, pool, traffic):
     for ad in pool:
         assert spent[ad.campaign_id] <= ad.balance
         assert spent[ad.campaign_id] <= ad.max_spend_in(EPOCH.number)
-        assert spent[ad.campaign_id] == int(budgets.redis.get(reserved_key(ad.campaign_id)) or 0)
+        assert spent[ad.campaign_id] == int(budgets.redis.get(keys(ad.campaign_id).reserved) or 0)
