@@ -32,6 +32,7 @@ from api.deps import SettingsDep
 from api.privacy.router import router as privacy_router
 from api.publishers.domains import SafeFetcher, dns_txt
 from api.publishers.router import router as publishers_router
+from api.tracking.router import router as tracking_router
 
 log = logging.getLogger("api")
 
@@ -105,8 +106,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    # the ad endpoint first: it takes most of the traffic, and routes are matched in order
-    routers = (ads_router, auth_router, publishers_router, advertisers, campaigns, privacy_router)
+    # the ad and tracking endpoints first: they take most of the traffic, and routes are
+    # matched in order
+    routers = (
+        ads_router,
+        tracking_router,
+        auth_router,
+        publishers_router,
+        advertisers,
+        campaigns,
+        privacy_router,
+    )
     for router in (*routers, creatives_files):
         app.include_router(router, responses=errors.ERROR_RESPONSES)
     return app

@@ -346,6 +346,7 @@ def _ad(
         "visitor": visitor,
         "bid_model": candidate.bid_model,
         "price": candidate.price,
+        "bid": candidate.bid,
         "token": candidate.token,
         "issued_at": now,
         "expires_at": serve.expires_at,

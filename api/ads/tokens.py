@@ -43,6 +43,7 @@ class AdEvent:
     token: str
     issued_at: int
     expires_at: int
+    bid: int = 0  # the serve-time bid (CPM: per 1,000 impressions); 0 in tokens before it
 
 
 MAX_TOKEN = 2_048  # ours are about 500 characters

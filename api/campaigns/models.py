@@ -46,7 +46,7 @@ class CampaignDraft(SQLModel, table=True):
     start_date: datetime | None = None
     end_date: datetime | None = None
     metadata_hash: str
-    onchain_id: int | None = Field(default=None, sa_type=BigInteger)
+    onchain_id: int | None = Field(default=None, sa_type=BigInteger, index=True)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -59,4 +59,7 @@ class AdEventRedemption(SQLModel, table=True):
 
     token_id: str = Field(primary_key=True, description="<serve_id>:<kind>")
     event_id: str = Field(description="the event that redeemed it")
-    redeemed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    redeemed_at: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), nullable=False, index=True),
+        description="pruned a day after the longest token life",
+    )

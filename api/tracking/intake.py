@@ -1,0 +1,262 @@
+"""The intake: one impression or click becomes one stream entry, decided and appended in ONE
+Redis round trip.
+
+    intake = Intake(settings, redis_async, catalog)
+    outcome = await intake.record("impression", token, Visit(ip, user_agent, geo))
+    outcome.verdict   # '' or the reason it is not billable; outcome.billed: money moved
+
+Python checks what needs no state: the token's signature and expiry (`forged`, `expired`)
+and the request (`bot`, `datacenter`, see `api.tracking.ivt`). One Lua script, on keys that
+all share the campaign's hash tag, then does the rest atomically: first use of the token
+(`duplicate`), was it served (`not_served`), for a click the impression's time
+(`click_without_impression`, `too_fast`), the budget move (a CPM impression turns its
+reservation into billed spend; a CPC click bills its price if the free budget and the
+epoch's max still hold it) and the append to the campaign's stream shard, never trimmed.
+The writer applies the rate rules and the redemption table and stores every event."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from api.ads import tokens
+from api.ads.catalog import Catalog, Snapshot
+from api.ads.matching import CPC, CPM, SAFE_INTEGER, Candidate, EpochClock
+from api.ads.traffic import device_of, today, truncated_ip, visitor_key
+from api.core.settings import Settings
+from api.tracking.ivt import IvtRules
+from api.tracking.models import CLICK, IMPRESSION
+from api.tracking.stream import Keys, TrackedEvent, shard_of, stream_key
+
+log = logging.getLogger("api.tracking")
+
+FORGED, EXPIRED, DUPLICATE = "forged", "expired", "duplicate"
+NOT_SERVED, CLICK_WITHOUT_IMPRESSION, TOO_FAST = (
+    "not_served",
+    "click_without_impression",
+    "too_fast",
+)
+TOKEN_KIND = {IMPRESSION: "imp", CLICK: "click"}
+USED_MARGIN = 3_600  # a token's first-use mark outlives the token by this much
+EPOCH_KEY_MARGIN = 3_600
+
+# KEYS: 1 first use of this token, 2 first use of the serve's impression token, 3 live
+# serves (zset), 4 the serve's hash, 5 reserved, 6 billed, 7 the serve's epoch spend, 8 the
+# stream shard. ARGV: 1 verdict so far ('' none), 2 kind, 3 bid model, 4 price, 5 now (ms),
+# 6 seconds the first-use mark lives, 7 least ms from impression to click, 8 balance,
+# 9 the epoch's max, 10 seconds the epoch key lives, 11 serve id, 12 epoch, 13… the stream
+# entry's other fields. Answers {entry id, verdict, billed}.
+TRACK = """
+local verdict = ARGV[1]
+local billed = '0'
+local epoch = ARGV[12]
+local serve = redis.call('HMGET', KEYS[4], 'price', 'epoch')
+if serve[2] then epoch = serve[2] end
+if not redis.call('SET', KEYS[1], ARGV[5], 'NX', 'EX', tonumber(ARGV[6])) then
+  verdict = 'duplicate'
+elseif ARGV[2] == 'impression' then
+  if ARGV[3] == 'cpm' and serve[2] then
+    if redis.call('ZSCORE', KEYS[3], ARGV[11]) == false then
+      if verdict == '' then verdict = 'not_served' end
+    elseif verdict == '' then
+      local price = tonumber(serve[1])
+      redis.call('ZREM', KEYS[3], ARGV[11])
+      redis.call('DECRBY', KEYS[5], price)
+      redis.call('INCRBY', KEYS[6], price)
+      billed = '1'
+    end
+  elseif not serve[2] and verdict == '' then
+    verdict = 'not_served'
+  end
+elseif verdict == '' then
+  local seen = redis.call('GET', KEYS[2])
+  if not serve[2] then
+    verdict = 'not_served'
+  elseif not seen then
+    verdict = 'click_without_impression'
+  elseif tonumber(ARGV[5]) - tonumber(seen) < tonumber(ARGV[7]) then
+    verdict = 'too_fast'
+  elseif ARGV[3] == 'cpc' then
+    local price = tonumber(ARGV[4])
+    local taken = tonumber(redis.call('GET', KEYS[5]) or '0')
+      + tonumber(redis.call('GET', KEYS[6]) or '0')
+    local in_epoch = tonumber(redis.call('GET', KEYS[7]) or '0')
+    if taken + price <= tonumber(ARGV[8]) and in_epoch + price <= tonumber(ARGV[9]) then
+      redis.call('INCRBY', KEYS[6], price)
+      redis.call('INCRBY', KEYS[7], price)
+      redis.call('EXPIRE', KEYS[7], tonumber(ARGV[10]))
+      billed = '1'
+    end
+  end
+end
+local entry = {}
+for i = 13, #ARGV do entry[#entry + 1] = ARGV[i] end
+for _, v in ipairs({'verdict', verdict, 'billed', billed, 'epoch', epoch}) do
+  entry[#entry + 1] = v
+end
+local id = redis.call('XADD', KEYS[8], '*', unpack(entry))
+return {id, verdict, billed}
+"""
+
+# An event whose token is not usable (forged, expired): recorded, nothing else.
+# KEYS: the stream shard. ARGV: the entry's fields.
+APPEND = "return redis.call('XADD', KEYS[1], '*', unpack(ARGV))"
+
+
+@dataclass(frozen=True)
+class Visit:
+    """Who sent the event, as the request shows it. The IP is only used here: what is
+    kept is its /24 (/48) and a daily-salted visitor key (DESIGN.md, Privacy)."""
+
+    ip: str | None
+    user_agent: str | None
+    geo: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str
+    event: tokens.AdEvent | None  # the claims when the token is one we signed
+    verdict: str  # '' when nothing was found wrong here
+    billed: bool
+    recorded: bool  # appended to the stream (False when Redis is unreachable)
+
+
+class Intake:
+    def __init__(self, settings: Settings, redis: Any, catalog: Catalog) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.catalog = catalog
+        self.rules = IvtRules.from_settings(settings)
+        self.shards = settings.tracking_shards
+        self._track = redis.register_script(TRACK)
+        self._append = redis.register_script(APPEND)
+        self._campaigns: tuple[Snapshot | None, dict[int, Candidate]] = (None, {})
+
+    def campaign(self, campaign_id: int) -> Candidate | None:
+        """The campaign as the ad server holds it now (None: not servable any more)."""
+        snapshot = self.catalog.current()
+        held, campaigns = self._campaigns
+        if held is not snapshot:
+            campaigns = {
+                c.campaign_id: c
+                for tiers in snapshot.index.buckets.values()
+                for _, members in tiers
+                for c in members
+            }
+            self._campaigns = (snapshot, campaigns)
+        return campaigns.get(campaign_id)
+
+    def read(self, kind: str, token: str, now: float) -> tuple[tokens.AdEvent | None, str]:
+        """The token's claims if we signed them, and `forged` / `expired` / ''."""
+        try:
+            return tokens.verify(self.settings.jwt_secret, token, TOKEN_KIND[kind], now), ""
+        except tokens.Expired as exc:
+            return exc.event, EXPIRED
+        except (tokens.BadToken, ValueError, TypeError, KeyError):
+            return None, FORGED
+
+    async def record(self, kind: str, token: str, visit: Visit) -> Outcome:
+        now = time.time()
+        event, verdict = self.read(kind, token, now)
+        verdict = verdict or self.rules.verdict(visit.user_agent, visit.ip)
+        fields = self._fields(kind, event, visit, now)
+        try:
+            if event is None or verdict in (FORGED, EXPIRED):
+                shard = 0 if event is None else shard_of(event.campaign_id, self.shards)
+                key = stream_key(shard)
+                entry = [*_flat(fields), "verdict", verdict, "billed", "0", "epoch", ""]
+                await self._append(keys=[key], args=entry)
+                return Outcome(kind, event, verdict, False, True)
+            keys, args = self._call(kind, event, verdict, fields, now)
+            _, verdict, billed = await self._track(keys=keys, args=args)
+        except Exception:  # Redis unreachable: the event is lost, the visitor is not
+            log.warning("tracking: could not record a %s (redis unreachable)", kind)
+            return Outcome(kind, event, verdict, False, False)
+        return Outcome(kind, event, str(verdict), str(billed) == "1", True)
+
+    def _call(
+        self, kind: str, event: tokens.AdEvent, verdict: str, fields: dict[str, str], now: float
+    ) -> tuple[list[str], list[str | int]]:
+        k = Keys(event.campaign_id, self.shards)
+        clock = self.catalog.current().clock
+        epoch = clock.at(event.issued_at) if clock is not None else None
+        number = epoch.number if epoch is not None else 0
+        campaign = self.campaign(event.campaign_id)
+        balance = min(campaign.balance, SAFE_INTEGER) if campaign else 0
+        max_spend = min(campaign.max_spend_in(number), SAFE_INTEGER) if campaign else 0
+        keys = [
+            k.used(event.serve_id, kind),
+            k.used(event.serve_id, IMPRESSION),
+            k.served,
+            k.serve(event.serve_id),
+            k.reserved,
+            k.billed,
+            k.epoch(number),
+            k.stream,
+        ]
+        args: list[str | int] = [
+            verdict,
+            kind,
+            event.bid_model,
+            event.price,
+            int(now * 1000),
+            max(1, int(event.expires_at - now)) + USED_MARGIN,
+            self.settings.min_click_ms,
+            balance,
+            max_spend,
+            _epoch_ttl(clock, number, now),
+            event.serve_id,
+            number,
+            *_flat(fields),
+        ]
+        return keys, args
+
+    def _fields(
+        self, kind: str, event: tokens.AdEvent | None, visit: Visit, now: float
+    ) -> dict[str, str]:
+        """The stream entry but for verdict, billed and epoch (the script sets those)."""
+        secret = self.settings.jwt_secret
+        base = {
+            "kind": kind,
+            "received_ms": str(int(now * 1000)),
+            "chain_id": str(self.settings.chain_id),
+            "ip_prefix": truncated_ip(visit.ip),
+            "visitor": visitor_key(secret, visit.ip, visit.user_agent, today()),
+            "device": device_of(visit.user_agent),
+            "geo": visit.geo or "",
+        }
+        if event is not None:
+            billable = (kind == IMPRESSION and event.bid_model == CPM) or (
+                kind == CLICK and event.bid_model == CPC
+            )
+            base |= {
+                "serve_id": event.serve_id,
+                "campaign_id": str(event.campaign_id),
+                "slot_id": event.slot_id,
+                "publisher": event.publisher.lower(),
+                "token": event.token.lower(),
+                "bid_model": event.bid_model,
+                "bid": str(event.bid) if event.bid else "",
+                "price": str(event.price if billable else 0),
+                "served_at": str(event.issued_at),
+            }
+        names = [f for f in TrackedEvent.__dataclass_fields__ if f not in SCRIPT_FIELDS]
+        return {name: base.get(name, "") for name in names} | {"v": TrackedEvent.v}
+
+
+SCRIPT_FIELDS = {"verdict", "billed", "epoch", "v"}
+
+
+def _flat(fields: dict[str, str]) -> list[str]:
+    return [item for pair in fields.items() for item in pair]
+
+
+def _epoch_ttl(clock: EpochClock | None, number: int, now: float) -> int:
+    """Seconds the epoch's spend key must live: past the epoch's end, with a margin."""
+    if clock is None or number == 0:
+        return EPOCH_KEY_MARGIN
+    ends = clock.genesis + number * clock.length
+    return max(1, int(ends - now)) + EPOCH_KEY_MARGIN

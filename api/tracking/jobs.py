@@ -1,0 +1,115 @@
+"""Scheduler jobs of tracking, each `job(settings) -> None` (`api.scheduler` runs them
+under an advisory lock):
+
+- `release_expired`: a CPM serve whose token expired unused gives its reservation back
+  (out of `reserved` and out of its epoch's spend), atomically and once per serve;
+- `create_partitions`: the day partitions of `ad_events` ahead of time;
+- `prune_redemptions`: redemption rows older than any live token are no longer needed."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from typing import Any
+
+from sqlalchemy import text
+
+from api.core.db import make_engine
+from api.core.redis import connect
+from api.core.settings import Settings
+from api.tracking.stream import Keys
+
+log = logging.getLogger("api.tracking")
+
+GRACE_SECONDS = 30  # an impression sent just before its token expired may still be in flight
+BATCH = 500
+DAYS_AHEAD = 7
+
+# KEYS: the live serves (zset), reserved, the serve's hash, its epoch's spend. ARGV: serve id.
+# Answers the price released (0: it was billed or released already).
+RELEASE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+local price = tonumber(redis.call('HGET', KEYS[3], 'price') or '0')
+local reserved = tonumber(redis.call('GET', KEYS[2]) or '0')
+redis.call('DECRBY', KEYS[2], math.min(price, reserved))
+local in_epoch = redis.call('GET', KEYS[4])
+if in_epoch then redis.call('DECRBY', KEYS[4], math.min(price, tonumber(in_epoch))) end
+redis.call('DEL', KEYS[3])
+return price
+"""
+
+
+def release_expired(settings: Settings, now: float | None = None) -> None:
+    redis = connect(settings.redis_url)
+    try:
+        released, amount = release(redis, settings.tracking_shards, now)
+    finally:
+        redis.close()
+    if released:
+        log.info("released %d expired reservation(s), %d atomic units", released, amount)
+
+
+def release(redis: Any, shards: int, now: float | None = None) -> tuple[int, int]:
+    """Release every reservation whose token expired (before `now` − grace) on every
+    shard; the count and the sum released. Safe to run concurrently and again."""
+    cutoff = (now if now is not None else time.time()) - GRACE_SECONDS
+    script = redis.register_script(RELEASE)
+    count = total = 0
+    for shard in range(shards):
+        for served in redis.scan_iter(match=f"buzzer:{{b{shard}}}:served:*", count=1_000):
+            campaign_id = int(str(served).rsplit(":", 1)[1])
+            keys = Keys(campaign_id, shards)
+            while True:
+                due = redis.zrangebyscore(keys.served, "-inf", cutoff, start=0, num=BATCH)
+                if not due:
+                    break
+                with redis.pipeline(transaction=False) as pipe:
+                    for serve_id in due:
+                        pipe.hget(keys.serve(serve_id), "epoch")
+                    epochs = pipe.execute()
+                with redis.pipeline(transaction=False) as pipe:
+                    for serve_id, epoch in zip(due, epochs, strict=True):
+                        script(
+                            keys=[
+                                keys.served,
+                                keys.reserved,
+                                keys.serve(serve_id),
+                                keys.epoch(int(epoch or 0)),
+                            ],
+                            args=[serve_id],
+                            client=pipe,
+                        )
+                    prices = pipe.execute()
+                count += sum(1 for p in prices if int(p) > 0)
+                total += sum(int(p) for p in prices)
+    return count, total
+
+
+def create_partitions(settings: Settings) -> None:
+    partitions = importlib.import_module("api.tracking.partitions")  # the writer's module
+    engine = make_engine(settings.database_url)
+    try:
+        partitions.ensure(engine, DAYS_AHEAD)
+    finally:
+        engine.dispose()
+
+
+def prune_redemptions(settings: Settings) -> None:
+    """A token lives `ad_token_ttl_seconds`; a day past that, its redemption row can no
+    longer stop anything."""
+    keep = settings.ad_token_ttl_seconds + 86_400
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.begin() as db:
+            deleted = db.execute(
+                text(
+                    "DELETE FROM ad_event_redemptions"
+                    " WHERE redeemed_at < now() - make_interval(secs => :keep)"
+                ),
+                {"keep": keep},
+            ).rowcount
+    finally:
+        engine.dispose()
+    if deleted:
+        log.info("pruned %d token redemption(s)", deleted)

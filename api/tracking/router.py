@@ -1,0 +1,124 @@
+"""Tracking endpoints: `GET /track/impression?token=…` (a 1×1 GIF), `POST /track/impression`
+(for `navigator.sendBeacon`, token in the body or the query) and `GET /track/click/{token}`
+(302 to the campaign's own landing page). Every event, valid or not, is recorded with its
+verdict (see `api.tracking.intake`); the answer never tells a client whether it counted."""
+
+from __future__ import annotations
+
+import base64
+import json
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from api.ads.router import Serving
+from api.core.errors import ApiError, NotFound
+from api.tracking.intake import Intake, Visit
+from api.tracking.landing import LandingPages, safe_landing_url
+from api.tracking.models import CLICK, IMPRESSION
+
+router = APIRouter(tags=["tracking"])
+
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+NO_CACHE = {
+    "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
+    "Pragma": "no-cache",
+    "Expires": "0",
+}
+MAX_BEACON = 4_096  # a token is about 500 characters
+
+
+def _client_ip(request: Request) -> str | None:
+    # LEAD: swap for `api.core.clientip.client_ip(request, settings)` once it is on main
+    # (the one place that decides which forwarded headers to trust)
+    return request.client.host if request.client else None
+
+
+def _intake(request: Request) -> Intake:
+    state = request.app.state
+    intake: Intake | None = getattr(state, "intake", None)
+    if intake is None:
+        serving: Serving = state.serving
+        intake = Intake(serving.settings, serving.cache, serving.catalog)
+        state.intake = intake
+        state.landing_pages = LandingPages(state.engine, serving.settings.chain_id)
+    return intake
+
+
+def _visit(request: Request) -> Visit:
+    headers = request.headers
+    return Visit(_client_ip(request), headers.get("user-agent"), headers.get("cf-ipcountry"))
+
+
+@router.get(
+    "/track/impression",
+    response_class=Response,
+    responses={200: {"content": {"image/gif": {}}, "description": "a 1×1 transparent GIF"}},
+)
+async def impression_pixel(request: Request, token: str = "") -> Response:
+    """The ad rendered (an `<img>` pixel). Always the same GIF, counted or not."""
+    await _intake(request).record(IMPRESSION, token, _visit(request))
+    return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)
+
+
+@router.post("/track/impression", status_code=204, response_class=Response)
+async def impression_beacon(request: Request) -> Response:
+    """The ad rendered (`navigator.sendBeacon(impression_url)`, or the token in the body:
+    plain text, `token=…` form data or `{"token": …}`)."""
+    token = request.query_params.get("token") or _token_from_body(await _body(request))
+    await _intake(request).record(IMPRESSION, token, _visit(request))
+    return Response(status_code=204, headers=NO_CACHE)
+
+
+@router.get(
+    "/track/click/{token}",
+    response_class=Response,
+    responses={
+        302: {"description": "to the campaign's own landing page"},
+        400: {"description": "a link we did not issue"},
+    },
+)
+async def click(request: Request, token: str) -> Response:
+    """A person clicked the ad: recorded, then sent to the campaign's landing page. Query
+    parameters are ignored: the destination is only ever the campaign's own URL."""
+    intake = _intake(request)
+    outcome = await intake.record(CLICK, token, _visit(request))
+    if outcome.event is None:
+        raise ApiError("this ad link is not one we issued", status=400, code="invalid_link")
+    campaign_id = outcome.event.campaign_id
+    held = intake.campaign(campaign_id)
+    url = held.landing_url if held is not None else None
+    if url is None:
+        pages: LandingPages = request.app.state.landing_pages
+        url = await run_in_threadpool(pages.from_database, campaign_id)
+    landing = safe_landing_url(url)
+    if landing is None:
+        raise NotFound("this ad's landing page is not available", code="no_landing_page")
+    headers = {**NO_CACHE, "Location": landing, "Referrer-Policy": "origin"}
+    return Response(status_code=302, headers=headers)
+
+
+async def _body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BEACON):
+        return b""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BEACON:
+            return b""
+    return body
+
+
+def _token_from_body(body: bytes) -> str:
+    text = body.decode("ascii", "replace").strip()
+    if text.startswith("{"):
+        try:
+            value = json.loads(text).get("token", "")
+        except (ValueError, AttributeError):
+            return ""
+        return value if isinstance(value, str) else ""
+    if text.startswith("token="):
+        return (parse_qs(text).get("token") or [""])[0]
+    return text
