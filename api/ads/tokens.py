@@ -71,7 +71,7 @@ def verify(secret: str, token: str, kind: str, now: float | None = None) -> AdEv
     if not token.isascii() or len(token) > MAX_TOKEN:
         raise Forged("the token is not one we issued")
     body, _, mac = token.partition(".")
-    expected = _b64(hmac.new(_keys(secret), body.encode(), hashlib.sha256).digest())
+    expected = _b64(hmac.digest(_keys(secret), body.encode(), "sha256"))
     if not body or not hmac.compare_digest(mac, expected):
         raise Forged("the token is not one we issued")
     claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))

@@ -16,10 +16,13 @@ The writer applies the rate rules and the redemption table and stores every even
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from redis.exceptions import NoScriptError
 
 from api.ads import tokens
 from api.ads.catalog import Catalog, Snapshot
@@ -28,7 +31,7 @@ from api.ads.traffic import device_of, today, truncated_ip, visitor_key
 from api.core.settings import Settings
 from api.tracking.ivt import IvtRules
 from api.tracking.models import CLICK, IMPRESSION
-from api.tracking.stream import Keys, TrackedEvent, shard_of, stream_key
+from api.tracking.stream import STREAM_VERSION, Keys, TrackedEvent, shard_of, stream_key
 
 log = logging.getLogger("api.tracking")
 
@@ -131,8 +134,7 @@ class Intake:
         self.catalog = catalog
         self.rules = IvtRules.from_settings(settings)
         self.shards = settings.tracking_shards
-        self._track = redis.register_script(TRACK)
-        self._append = redis.register_script(APPEND)
+        self._commit = GroupCommit(redis, {"track": TRACK, "append": APPEND})
         self._campaigns: tuple[Snapshot | None, dict[int, Candidate]] = (None, {})
 
     def campaign(self, campaign_id: int) -> Candidate | None:
@@ -168,10 +170,10 @@ class Intake:
                 shard = 0 if event is None else shard_of(event.campaign_id, self.shards)
                 key = stream_key(shard)
                 entry = [*_flat(fields), "verdict", verdict, "billed", "0", "epoch", ""]
-                await self._append(keys=[key], args=entry)
+                await self._commit.call("append", [key], entry)
                 return Outcome(kind, event, verdict, False, True)
             keys, args = self._call(kind, event, verdict, fields, now)
-            _, verdict, billed = await self._track(keys=keys, args=args)
+            _, verdict, billed = [_text(v) for v in await self._commit.call("track", keys, args)]
         except Exception:  # Redis unreachable: the event is lost, the visitor is not
             log.warning("tracking: could not record a %s (redis unreachable)", kind)
             return Outcome(kind, event, verdict, False, False)
@@ -243,11 +245,79 @@ class Intake:
                 "price": str(event.price if billable else 0),
                 "served_at": str(event.issued_at),
             }
-        names = [f for f in TrackedEvent.__dataclass_fields__ if f not in SCRIPT_FIELDS]
-        return {name: base.get(name, "") for name in names} | {"v": TrackedEvent.v}
+        return {name: base.get(name, "") for name in ENTRY_FIELDS} | {"v": STREAM_VERSION}
 
 
-SCRIPT_FIELDS = {"verdict", "billed", "epoch", "v"}
+# the stream entry's fields that Python fills (the script adds verdict, billed and epoch)
+ENTRY_FIELDS = [
+    f for f in TrackedEvent.__dataclass_fields__ if f not in {"verdict", "billed", "epoch", "v"}
+]
+
+
+class GroupCommit:
+    """Scripts called by concurrent requests go to Redis together: a call made while a
+    round trip is in flight waits for it and goes in the next one, as one pipeline. An idle
+    server sends each call at once; a busy one sends one round trip for many events (each
+    script still runs atomically on its own)."""
+
+    def __init__(self, redis: Any, scripts: dict[str, str]) -> None:
+        self.redis = redis
+        self.scripts = scripts
+        self.shas = {name: redis.register_script(body).sha for name, body in scripts.items()}
+        self.pending: list[tuple[str, list[str], list[Any], asyncio.Future[Any]]] = []
+        self.busy = False
+
+    async def call(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append((name, keys, args, future))
+        if not self.busy:
+            self.busy = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self.pending:
+                batch, self.pending = self.pending, []
+                try:
+                    results = await self._send(batch)
+                except Exception as exc:
+                    results = [exc] * len(batch)
+                for (*_, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self.busy = False
+
+    async def _send(self, batch: list[tuple[str, list[str], list[Any], Any]]) -> list[Any]:
+        results: list[Any] = [None] * len(batch)
+        todo = list(range(len(batch)))
+        for attempt in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            for i in todo:
+                name, keys, args, _ = batch[i]
+                pipe.evalsha(self.shas[name], len(keys), *keys, *args)
+            replies = await pipe.execute(raise_on_error=False)
+            missing = []
+            for i, reply in zip(todo, replies, strict=True):
+                if isinstance(reply, NoScriptError) and attempt == 0:
+                    missing.append(i)  # not run: the server lost its scripts (a restart)
+                else:
+                    results[i] = reply
+            if not missing:
+                break
+            for body in self.scripts.values():
+                await self.redis.script_load(body)
+            todo = missing
+        return results
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _flat(fields: dict[str, str]) -> list[str]:

@@ -63,13 +63,21 @@ class Ranges:
         return len(self._starts[4]) + len(self._starts[6])
 
     def __contains__(self, ip: object) -> bool:
+        if isinstance(ip, str) and ip.count(".") == 3:  # IPv4, the common case
+            parts = ip.split(".")
+            if all(p.isdigit() and len(p) <= 3 for p in parts):
+                a, b, c, d = (int(p) for p in parts)
+                if max(a, b, c, d) <= 255:
+                    return self._holds(4, a << 24 | b << 16 | c << 8 | d)
         try:
             address = ipaddress.ip_address(str(ip))
         except ValueError:
             return False
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
-        value, version = int(address), address.version
+        return self._holds(address.version, int(address))
+
+    def _holds(self, version: int, value: int) -> bool:
         i = bisect_right(self._starts[version], value) - 1
         return i >= 0 and value <= self._ends[version][i]
 

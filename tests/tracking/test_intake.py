@@ -11,7 +11,7 @@ import time
 import redis
 
 from api.ads import tokens
-from api.tracking.intake import USED_MARGIN, Intake
+from api.tracking.intake import USED_MARGIN, Intake, Visit
 from api.tracking.landing import LandingPages
 from api.tracking.stream import DEFAULT_SHARDS, Keys, shard_of
 from tests.tracking.conftest import (
@@ -259,3 +259,34 @@ def test_with_redis_unreachable_the_pixel_and_the_click_still_answer(site, setti
     assert pixel.status_code == 200 and pixel.content.startswith(b"GIF")
     click = site.browser.get(click_path(ad), headers={"User-Agent": BROWSER})
     assert click.status_code == 302 and click.headers["location"] == LANDING
+
+
+def test_events_are_recorded_once_after_redis_forgets_its_scripts(site):
+    """A restarted Redis has no scripts loaded: the batch is retried, nothing runs twice."""
+    token = impression_token(site.ad())
+    impress(site.browser, impression_token(site.ad()))
+    site.redis.script_flush()
+    impress(site.browser, token)
+    assert [e.verdict for e in site.events()] == ["", ""]
+    assert site.money(CPM_ID)["billed"] == 2 * CPM_PRICE
+
+
+def test_concurrent_beacons_share_round_trips_and_each_is_recorded_once(site, settings):
+    """Group commit: many events in flight at once go to Redis together, each decided on
+    its own."""
+    import asyncio
+
+    async def burst() -> list[str]:
+        cache = redis.asyncio.Redis.from_url(settings.redis_url, decode_responses=True)
+        intake = Intake(settings, cache, site.app.state.serving.catalog)
+        visit = Visit(PERSON_IP, BROWSER)
+        served = [impression_token(site.ad()) for _ in range(30)]
+        outcomes = await asyncio.gather(
+            *(intake.record("impression", t, visit) for t in served + served[:10])
+        )
+        await cache.aclose()
+        return [o.verdict for o in outcomes]
+
+    verdicts = asyncio.run(burst())
+    assert sorted(verdicts) == [""] * 30 + ["duplicate"] * 10
+    assert site.money(CPM_ID) == {"reserved": 0, "billed": 30 * CPM_PRICE, "served": 0}

