@@ -45,13 +45,22 @@ TOKEN_KIND = {IMPRESSION: "imp", CLICK: "click"}
 USED_MARGIN = 3_600  # a token's first-use mark outlives the token by this much
 EPOCH_KEY_MARGIN = 3_600
 
+# the stream entry's fields that Python fills, in this order (the script adds verdict,
+# billed and epoch); the scripts get their values only and pair them with these names
+ENTRY_FIELDS = [
+    f for f in TrackedEvent.__dataclass_fields__ if f not in {"verdict", "billed", "epoch"}
+]
+_NAMES = "{" + ", ".join(f"'{name}'" for name in ENTRY_FIELDS) + "}"
+
 # KEYS: 1 first use of this token, 2 first use of the serve's impression token, 3 live
 # serves (zset), 4 the serve's hash, 5 reserved, 6 billed, 7 the serve's epoch spend, 8 the
 # stream shard. ARGV: 1 verdict so far ('' none), 2 kind, 3 bid model, 4 price, 5 now (ms),
 # 6 seconds the first-use mark lives, 7 least ms from impression to click, 8 balance,
-# 9 the epoch's max, 10 seconds the epoch key lives, 11 serve id, 12 epoch, 13… the stream
-# entry's other fields. Answers {entry id, verdict, billed}.
-TRACK = """
+# 9 the epoch's max, 10 seconds the epoch key lives, 11 serve id, 12 epoch, 13… the values
+# of ENTRY_FIELDS. Answers {entry id, verdict, billed}.
+TRACK = (
+    f"local names = {_NAMES}\n"
+    + """
 local verdict = ARGV[1]
 local billed = '0'
 local epoch = ARGV[12]
@@ -94,18 +103,26 @@ elseif verdict == '' then
     end
   end
 end
-local entry = {}
-for i = 13, #ARGV do entry[#entry + 1] = ARGV[i] end
-for _, v in ipairs({'verdict', verdict, 'billed', billed, 'epoch', epoch}) do
-  entry[#entry + 1] = v
+local entry = {'verdict', verdict, 'billed', billed, 'epoch', epoch}
+for i, name in ipairs(names) do
+  entry[#entry + 1] = name
+  entry[#entry + 1] = ARGV[12 + i]
 end
 local id = redis.call('XADD', KEYS[8], '*', unpack(entry))
 return {id, verdict, billed}
 """
+)
 
 # An event whose token is not usable (forged, expired): recorded, nothing else.
-# KEYS: the stream shard. ARGV: the entry's fields.
-APPEND = "return redis.call('XADD', KEYS[1], '*', unpack(ARGV))"
+# KEYS: the stream shard. ARGV: the verdict, then the values of ENTRY_FIELDS.
+APPEND = f"""local names = {_NAMES}
+local entry = {{'verdict', ARGV[1], 'billed', '0', 'epoch', ''}}
+for i, name in ipairs(names) do
+  entry[#entry + 1] = name
+  entry[#entry + 1] = ARGV[1 + i]
+end
+return redis.call('XADD', KEYS[1], '*', unpack(entry))
+"""
 
 
 @dataclass(frozen=True)
@@ -169,8 +186,7 @@ class Intake:
             if event is None or verdict in (FORGED, EXPIRED):
                 shard = 0 if event is None else shard_of(event.campaign_id, self.shards)
                 key = stream_key(shard)
-                entry = [*_flat(fields), "verdict", verdict, "billed", "0", "epoch", ""]
-                await self._commit.call("append", [key], entry)
+                await self._commit.call("append", [key], [verdict, *fields])
                 return Outcome(kind, event, verdict, False, True)
             keys, args = self._call(kind, event, verdict, fields, now)
             _, verdict, billed = [_text(v) for v in await self._commit.call("track", keys, args)]
@@ -180,7 +196,7 @@ class Intake:
         return Outcome(kind, event, str(verdict), str(billed) == "1", True)
 
     def _call(
-        self, kind: str, event: tokens.AdEvent, verdict: str, fields: dict[str, str], now: float
+        self, kind: str, event: tokens.AdEvent, verdict: str, fields: list[str], now: float
     ) -> tuple[list[str], list[str | int]]:
         k = Keys(event.campaign_id, self.shards)
         clock = self.catalog.current().clock
@@ -212,14 +228,14 @@ class Intake:
             _epoch_ttl(clock, number, now),
             event.serve_id,
             number,
-            *_flat(fields),
+            *fields,
         ]
         return keys, args
 
     def _fields(
         self, kind: str, event: tokens.AdEvent | None, visit: Visit, now: float
-    ) -> dict[str, str]:
-        """The stream entry but for verdict, billed and epoch (the script sets those)."""
+    ) -> list[str]:
+        """The values of ENTRY_FIELDS (the script sets verdict, billed and epoch)."""
         secret = self.settings.jwt_secret
         base = {
             "kind": kind,
@@ -245,13 +261,8 @@ class Intake:
                 "price": str(event.price if billable else 0),
                 "served_at": str(event.issued_at),
             }
-        return {name: base.get(name, "") for name in ENTRY_FIELDS} | {"v": STREAM_VERSION}
-
-
-# the stream entry's fields that Python fills (the script adds verdict, billed and epoch)
-ENTRY_FIELDS = [
-    f for f in TrackedEvent.__dataclass_fields__ if f not in {"verdict", "billed", "epoch", "v"}
-]
+        base["v"] = STREAM_VERSION
+        return [base.get(name, "") for name in ENTRY_FIELDS]
 
 
 class GroupCommit:
@@ -318,10 +329,6 @@ class GroupCommit:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _flat(fields: dict[str, str]) -> list[str]:
-    return [item for pair in fields.items() for item in pair]
 
 
 def _epoch_ttl(clock: EpochClock | None, number: int, now: float) -> int:

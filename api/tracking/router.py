@@ -51,18 +51,40 @@ def _visit(request: Request) -> Visit:
     return Visit(_client_ip(request), headers.get("user-agent"), headers.get("cf-ipcountry"))
 
 
+TOKEN_QUERY = {"name": "token", "in": "query", "schema": {"type": "string"}}
+
+
 @router.get(
     "/track/impression",
     response_class=Response,
     responses={200: {"content": {"image/gif": {}}, "description": "a 1×1 transparent GIF"}},
+    openapi_extra={"parameters": [{**TOKEN_QUERY, "required": True}]},
 )
-async def impression_pixel(request: Request, token: str = "") -> Response:
-    """The ad rendered (an `<img>` pixel). Always the same GIF, counted or not."""
+async def impression_pixel(request: Request) -> Response:
+    """The ad rendered (an `<img>` pixel, `?token=…`). Always the same GIF, counted or not."""
+    token = request.query_params.get("token", "")  # read by hand: the hot path
     await _intake(request).record(IMPRESSION, token, _visit(request))
     return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)
 
 
-@router.post("/track/impression", status_code=204, response_class=Response)
+@router.post(
+    "/track/impression",
+    status_code=204,
+    response_class=Response,
+    responses={204: {"description": "received (counted or not)"}},
+    openapi_extra={
+        "parameters": [{**TOKEN_QUERY, "required": False}],
+        "requestBody": {
+            "required": False,
+            "content": {
+                "text/plain": {"schema": {"type": "string"}},
+                "application/json": {
+                    "schema": {"type": "object", "properties": {"token": {"type": "string"}}}
+                },
+            },
+        },
+    },
+)
 async def impression_beacon(request: Request) -> Response:
     """The ad rendered (`navigator.sendBeacon(impression_url)`, or the token in the body:
     plain text, `token=…` form data or `{"token": …}`)."""

@@ -37,7 +37,9 @@ MATRIX = [
     ("POST", "/api/v1/campaigns/{campaign}/withdraw-tx", None),
     ("POST", "/api/v1/campaigns/{campaign}/creatives", "upload"),
 ]
-PUBLIC = {"/creatives/{cid}"}  # content-addressed files served to every page
+# content-addressed files served to every page; ad clicks (the signed token is the
+# authority)
+PUBLIC = {"/creatives/{cid}", "/track/click/{token}"}
 
 
 def owned_by_a(api) -> tuple[dict[str, str], dict[str, str]]:
