@@ -2,14 +2,16 @@
 served impression token per request, beside the no-op endpoint (`/healthz`) of the same
 server in the same run.
 
-    .venv/bin/python bench/beacon_intake.py [--workers 2] [--seconds 10] [--connections 10,50]
-        [--tokens 200000]
+    .venv/bin/python bench/beacon_intake.py [--workers 2] [--seconds 5] [--rounds 3]
+        [--connections 10,50] [--tokens 200000]
 
 Uses `REDIS_URL` when set, else an embedded Redis. No Postgres is needed: the intake's hot
 path is the token check and one Redis script. Every token is a real serve: its CPM
 reservation is made first (as `/x402/ad` does), so each impression moves money and appends
-to the stream. Load comes from autocannon (npm) on loopback. Prints requests/s, p50/p99
-latency, the intake / no-op throughput ratio (goal ≥ 0.5, p99 ≤ 20 ms) and the verdicts the
+to the stream. Load comes from autocannon (npm) on loopback. The endpoints take turns
+(no-op, beacon, pixel) for several rounds, so a load that comes and goes on a shared machine
+weighs on all three alike. Prints each endpoint's median requests/s and p50/p99 latency over
+the rounds, the intake / no-op throughput ratio (goal ≥ 0.5, p99 ≤ 20 ms) and the verdicts the
 stream recorded (a token is used once: if the run outlasts the tokens, the rest are
 duplicates — raise --tokens).
 """
@@ -17,8 +19,10 @@ duplicates — raise --tokens).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,15 +82,35 @@ def mint(cache: redis.Redis, count: int, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 def load(
-    base: str, seconds: int, connections: int, mode: str, tokens_file: Path, first: int = 0
+    base: str,
+    seconds: int,
+    connections: int,
+    mode: str,
+    tokens_file: Path,
+    first: int = 0,
+    server: list[psutil.Process] | None = None,
 ) -> dict[str, Any]:
+    """One autocannon run; with `server`, the CPU those processes spent per request (µs):
+    a figure the other load on a shared machine barely moves."""
+    before = cpu_seconds(server or [])
     out = subprocess.run(
         ["node", str(ROOT / "bench" / "beacon_load.js"), base, str(seconds), str(connections),
          mode, str(tokens_file), str(first)],
         check=True, capture_output=True, text=True, cwd=ROOT,
     )  # fmt: skip
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    spent = cpu_seconds(server or []) - before
+    result["cpu_us"] = spent / max(1, result["total"]) * 1e6
     return result
 
 
@@ -103,7 +128,8 @@ def verdicts(cache: redis.Redis) -> Counter[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", default="10,50")
     parser.add_argument("--tokens", type=int, default=200_000)
     args = parser.parse_args()
@@ -151,13 +177,19 @@ def main() -> int:
                     pass
                 time.sleep(0.2)
             load(base, 2, 10, "noop", tokens_file)  # warm-up, no tokens spent
+            server = [psutil.Process(api.pid), *psutil.Process(api.pid).children(recursive=True)]
+            if embedded is not None:
+                server.append(psutil.Process(embedded.pid))
             first = 0  # each run spends fresh tokens
             for connections in [int(c) for c in args.connections.split(",")]:
-                for mode in ("noop", "beacon", "pixel"):
-                    row = load(base, args.seconds, connections, mode, tokens_file, first)
-                    rows.append(row)
-                    if mode != "noop":
-                        first += row["total"] + connections
+                for _ in range(args.rounds):
+                    for mode in ("noop", "beacon", "pixel"):
+                        row = load(
+                            base, args.seconds, connections, mode, tokens_file, first, server
+                        )
+                        rows.append(row)
+                        if mode != "noop":
+                            first += row["total"] + connections
         finally:
             api.terminate()
             api.wait(15)
@@ -165,19 +197,45 @@ def main() -> int:
         if embedded is not None:
             embedded.shutdown()
 
-    print(f"\n{'endpoint':<10}{'conns':>6}{'req/s':>10}{'p50 ms':>8}{'p99 ms':>8}  status codes")
-    for row in rows:
-        print(
-            f"{row['mode']:<10}{row['connections']:>6}{row['rps']:>10,.0f}{row['p50']:>8}"
-            f"{row['p99']:>8}  {row['codes']} errors={row['errors']} timeouts={row['timeouts']}"
-        )
+    print(
+        f"\n{'endpoint':<10}{'conns':>6}{'req/s':>10}{'p50 ms':>8}{'p99 ms':>8}  (median of rounds)"
+    )
+    medians: dict[tuple[str, int], dict[str, float]] = {}
     for connections in sorted({r["connections"] for r in rows}):
-        by_mode = {r["mode"]: r for r in rows if r["connections"] == connections}
-        for mode in ("beacon", "pixel"):
-            ratio = by_mode[mode]["rps"] / by_mode["noop"]["rps"]
+        for mode in ("noop", "beacon", "pixel"):
+            runs = [r for r in rows if (r["mode"], r["connections"]) == (mode, connections)]
+            figures = {
+                k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99", "cpu_us")
+            }
+            medians[(mode, connections)] = figures
+            codes: Counter[str] = Counter()
+            for run in runs:
+                codes.update(run["codes"])
+            errors = sum(r["errors"] + r["timeouts"] for r in runs)
             print(
-                f"{mode} / no-op throughput at {connections} connections: {ratio:.2f}"
-                f" (goal ≥ 0.5), p99 {by_mode[mode]['p99']} ms (goal ≤ 20)"
+                f"{mode:<10}{connections:>6}{figures['rps']:>10,.0f}{figures['p50']:>8.0f}"
+                f"{figures['p99']:>8.0f}{figures['cpu_us']:>8.0f}  {dict(codes)}"
+                f" errors+timeouts={errors}"
+            )
+    for connections in sorted({r["connections"] for r in rows}):
+        noop = medians[("noop", connections)]
+        for mode in ("beacon", "pixel"):
+            ours = medians[(mode, connections)]
+            per_round = [
+                b["rps"] / a["rps"]
+                for a, b in zip(
+                    [r for r in rows if (r["mode"], r["connections"]) == ("noop", connections)],
+                    [r for r in rows if (r["mode"], r["connections"]) == (mode, connections)],
+                    strict=True,
+                )
+            ]
+            each = ", ".join(f"{x:.2f}" for x in per_round)
+            print(
+                f"{mode} / no-op throughput at {connections} connections:"
+                f" {ours['rps'] / noop['rps']:.2f} (rounds: {each}; goal ≥ 0.5),"
+                f" p99 {ours['p99']:.0f} ms (goal ≤ 20); server CPU per request"
+                f" no-op {noop['cpu_us']:.0f} µs / {mode} {ours['cpu_us']:.0f} µs"
+                f" = {noop['cpu_us'] / ours['cpu_us']:.2f}"
             )
     print(f"stream verdicts: {dict(counted)}")
     return 0
