@@ -48,7 +48,9 @@ def _intake(request: Request) -> Intake:
 
 def _visit(request: Request) -> Visit:
     headers = request.headers
-    return Visit(_client_ip(request), headers.get("user-agent"), headers.get("cf-ipcountry"))
+    country = headers.get("cf-ipcountry", "")  # resolved at the edge; anyone can send it
+    geo = country if len(country) == 2 and country.isascii() and country.isupper() else None
+    return Visit(_client_ip(request), headers.get("user-agent"), geo)
 
 
 TOKEN_QUERY = {"name": "token", "in": "query", "schema": {"type": "string"}}

@@ -290,3 +290,13 @@ def test_concurrent_beacons_share_round_trips_and_each_is_recorded_once(site, se
     verdicts = asyncio.run(burst())
     assert sorted(verdicts) == [""] * 30 + ["duplicate"] * 10
     assert site.money(CPM_ID) == {"reserved": 0, "billed": 30 * CPM_PRICE, "served": 0}
+
+
+def test_the_country_is_kept_only_when_it_looks_like_one(site):
+    for header, kept in (("DE", "DE"), ("de", ""), ("<script>", ""), ("XYZ", "")):
+        site.browser.post(
+            "/track/impression",
+            params={"token": impression_token(site.ad())},
+            headers={"User-Agent": BROWSER, "CF-IPCountry": header},
+        )
+        assert site.last().geo == kept, header
