@@ -287,7 +287,7 @@ return 1
 
 EPOCH_KEY_MARGIN = 3_600  # an epoch's counter outlives the epoch by this much, then expires
 VIEWS_TTL = 2 * 86_400
-SERVE_MARGIN = 3_600  # a serve's hash outlives its token by this much (the release job reads it)
+SERVE_MARGIN = 6 * 3_600  # a serve's record outlives its token: the release job reads it
 
 
 class Budgets:
