@@ -200,7 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # a skipped turn of a job still running is expected; each HTTP call of a job is noise
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = Settings()
     if args.list:
         for job in JOBS:
