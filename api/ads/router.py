@@ -28,6 +28,7 @@ from api.ads.matching import AdRequest, Budgets, Candidate, Serve, ample_budget,
 from api.ads.traffic import device_of, is_agent, today, visitor_key
 from api.campaigns.targeting import COUNTRIES
 from api.core.chain import deployment
+from api.core.clientip import client_ip
 from api.core.errors import ApiError, Forbidden, NotFound, Unavailable, Unprocessable, error_body
 from api.core.ratelimit import LocalLimiter
 from api.core.settings import Settings
@@ -230,7 +231,8 @@ QUERY_DOC = _query_doc()
 )
 async def serve_ad(request: Request) -> Response:
     serving = _serving(request)
-    serving.limiter.hit(request.client.host if request.client else "unknown")
+    ip = client_ip(request, serving.settings)
+    serving.limiter.hit(ip)
     query = _query(request)
     pub_id, slot_id, format, geo = query.pub_id, query.slot_id, query.format, query.geo
     device, ad_free, n = query.device, query.ad_free, query.n
@@ -259,8 +261,7 @@ async def serve_ad(request: Request) -> Response:
             quality=slot.quality_score,
             now=serving.clock(),
         )
-        client = request.client.host if request.client else None
-        visitor = visitor_key(serving.settings.jwt_secret, client, user_agent, today())
+        visitor = visitor_key(serving.settings.jwt_secret, ip, user_agent, today())
         ads = await _fill(serving, request, slot, ad_request, visitor, n)
         if ads:
             body = ads[0] if n == 1 else {"ads": ads}
@@ -337,7 +338,7 @@ def _ad(
     assert creative is not None  # the index only holds campaigns with a fitting creative
     serve_id = serve.serve_id
     now = int(time.time())
-    base = str(request.base_url).rstrip("/")
+    base = serving.settings.public_base_url  # never the request's Host header
     claims = {
         "serve_id": serve_id,
         "campaign_id": candidate.campaign_id,
@@ -414,8 +415,8 @@ def _payment_required(
     serving: Serving, request: Request, slot: SlotInfo, case: str, price: int
 ) -> Response:
     terms = _terms(serving, slot, price)
-    url = str(request.url)
-    header = _required_header(request, terms, case, "payment required")
+    url = _public_url(serving, request)
+    header = _required_header(serving, request, terms, case, "payment required")
     body = error_body("payment_required", CASE_TEXT[case], {"case": case})
     body.update(
         payment_address=terms.pay_to,
@@ -429,11 +430,17 @@ def _payment_required(
     )
 
 
-def _required_header(request: Request, terms: Any, case: str, error: str) -> str:
+def _required_header(serving: Serving, request: Request, terms: Any, case: str, error: str) -> str:
     resource = ResourceInfo(
-        url=str(request.url), description=CASE_TEXT[case], mime_type="application/json"
+        url=_public_url(serving, request), description=CASE_TEXT[case], mime_type="application/json"
     )
     return x402.payment_required_header(terms, resource, error=error)
+
+
+def _public_url(serving: Serving, request: Request) -> str:
+    """This request's URL on the public base URL (never on the request's Host header)."""
+    query = request.url.query
+    return serving.settings.public_url(request.url.path + (f"?{query}" if query else ""))
 
 
 async def _paid(
@@ -454,7 +461,7 @@ async def _paid(
     except x402.PaymentRejected as exc:  # the terms again, so the client can pay anew
         exc.headers = {
             **exc.headers,
-            "PAYMENT-REQUIRED": _required_header(request, terms, case, exc.code),
+            "PAYMENT-REQUIRED": _required_header(serving, request, terms, case, exc.code),
         }
         raise
     body = AccessReceipt(

@@ -186,7 +186,7 @@ async def upload_creative(
     )
     return CreativePublic(
         cid=stored.cid,
-        url=str(request.url_for("serve_creative", cid=stored.cid)),
+        url=settings.public_url(f"/creatives/{stored.cid}"),
         content_type=stored.content_type,
         size=stored.size,
         width=stored.width,

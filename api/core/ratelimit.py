@@ -11,14 +11,11 @@ from collections.abc import Callable
 import redis
 from fastapi import Request
 
+from api.core.clientip import client_ip
 from api.core.errors import TooManyRequests
 
 log = logging.getLogger("api.ratelimit")
 WINDOW = 60
-
-
-def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 def hit(cache: redis.Redis, bucket: str, who: str, limit: int) -> None:
@@ -47,7 +44,8 @@ def per_ip(bucket: str, limit_of: Callable[[Request], int]) -> Callable[[Request
     """A dependency limiting each client IP to `limit_of(request)` requests a minute."""
 
     def dependency(request: Request) -> None:
-        hit(request.app.state.redis, bucket, client_ip(request), limit_of(request))
+        who = client_ip(request, request.app.state.settings)
+        hit(request.app.state.redis, bucket, who, limit_of(request))
 
     return dependency
 

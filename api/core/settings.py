@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from functools import lru_cache
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -69,6 +73,67 @@ class Settings(BaseSettings):
     x402_asset_version: str = "2"
     ad_token_ttl_seconds: int = 900
     frequency_cap: int = 20
+
+    # Operations. The addresses (IPs or CIDRs) of the reverse proxies in front of the API:
+    # only their `X-Forwarded-For` / `Forwarded` is believed (none by default: every client is
+    # the peer of the connection). A JSON list or a comma-separated string in the environment.
+    trusted_proxies: Annotated[list[str], NoDecode] = []
+    # where the API is reached from outside (scheme, host, optional path prefix): every URL
+    # the API hands out starts with it, whatever Host header a request carried
+    public_base_url: str = "http://localhost:8000"
+    # the scheduler (`python -m api.scheduler`): seconds between quality-score runs
+    quality_interval_seconds: float = Field(
+        default=3600,
+        gt=0,
+        validation_alias=AliasChoices(
+            "QUALITY_INTERVAL_SECONDS", "BUZZER_QUALITY_INTERVAL_SECONDS"
+        ),
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR range") from None
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_base(cls, value: str) -> str:
+        base = value.strip().rstrip("/")
+        parts = urlsplit(base)
+        parts.port  # noqa: B018 (raises ValueError on a port that is not a number)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.username is not None
+            or parts.query
+            or parts.fragment
+            or base.endswith(("?", "#"))
+            or any(c.isspace() for c in base)
+        ):
+            raise ValueError(
+                "must be an http(s) URL: scheme, host, optional port and path prefix, "
+                f"nothing else (got {value!r})"
+            )
+        return base
+
+    def public_url(self, path: str) -> str:
+        """`path` (starting with "/") on the public base URL."""
+        return self.public_base_url + path
 
     # tracking (the intake): how many stream shards the campaigns' keys are spread over (a
     # campaign's keys and its events' stream share one hash tag), where the data-centre CIDR

@@ -9,11 +9,13 @@ on-chain by the ORACLE key when it changes. Campaigns set a minimum score.
 - domain: 1 once the domain is verified on-chain, else 0;
 - age: days since on-chain registration over 90, at most 1.
 
-`python -m api.publishers.quality [--dry-run]` runs it once."""
+`python -m api.publishers.quality [--dry-run]` runs it once; the scheduler
+(`python -m api.scheduler`) runs `job` every `QUALITY_INTERVAL_SECONDS` (an hour)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +30,8 @@ from sqlmodel import Session
 from api.core.chain import ChainError, call_data, chain_time, deployment, send_as, transaction
 from api.core.settings import Settings
 from chain.rpc import Rpc, RpcError, RpcUnavailable
+
+log = logging.getLogger("api.publishers.quality")
 
 WINDOW_DAYS = 30
 PRIOR_EVENTS = 10
@@ -158,6 +162,22 @@ def _rescore(
         )
         tx_hash = send_as(settings.rpc_url, settings.oracle_private_key, tx)
     return ScoreChange(wallet, onchain.quality_score, score, tx_hash)
+
+
+def job(settings: Settings) -> None:
+    """The scheduler's run: recompute every score and write the changed ones on-chain."""
+    from api.core.db import make_engine
+
+    if not settings.oracle_private_key:
+        log.warning("BUZZER_ORACLE_PRIVATE_KEY is not set: quality scores are not recomputed")
+        return
+    engine = make_engine(settings.database_url)
+    try:
+        with Session(engine) as session:
+            changes = recompute(session, settings, progress=log.info)
+    finally:
+        engine.dispose()
+    log.info("changed %d quality score(s)", len(changes))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,7 +96,7 @@ def integration_code(
 ) -> IntegrationCode:
     """The HTML/JS snippet for the page, and a server-side relay for agents."""
     pub_id = service.onchain_status(session, settings.chain_id, wallet).pub_id
-    return slots.integration(session, wallet, slot_id, str(request.base_url), pub_id)
+    return slots.integration(session, wallet, slot_id, settings.public_url("/"), pub_id)
 
 
 @router.get("/me/domain", response_model=DomainInstructions)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from api.ads.router import Serving
+from api.core.clientip import client_ip
 from api.core.errors import ApiError, NotFound
 from api.tracking.intake import Intake, Visit
 from api.tracking.landing import LandingPages, safe_landing_url
@@ -27,12 +28,6 @@ NO_CACHE = {
     "Expires": "0",
 }
 MAX_BEACON = 4_096  # a token is about 500 characters
-
-
-def _client_ip(request: Request) -> str | None:
-    # LEAD: swap for `api.core.clientip.client_ip(request, settings)` once it is on main
-    # (the one place that decides which forwarded headers to trust)
-    return request.client.host if request.client else None
 
 
 def _intake(request: Request) -> Intake:
@@ -50,7 +45,8 @@ def _visit(request: Request) -> Visit:
     headers = request.headers
     country = headers.get("cf-ipcountry", "")  # resolved at the edge; anyone can send it
     geo = country if len(country) == 2 and country.isascii() and country.isupper() else None
-    return Visit(_client_ip(request), headers.get("user-agent"), geo)
+    ip = client_ip(request, _intake(request).settings)  # the one place that reads proxies
+    return Visit(ip, headers.get("user-agent"), geo)
 
 
 TOKEN_QUERY = {"name": "token", "in": "query", "schema": {"type": "string"}}

@@ -45,6 +45,7 @@ from tests.support.fixtures import (  # noqa: F401 (fixtures used by name)
     deployments_dir,
     pg_server,
 )
+from tests.support.stack import stack  # noqa: F401 (the session stack)
 
 V1_NETWORK_NAMES = {chain_id: name for name, chain_id in V1_NETWORK_CHAIN_IDS.items()}
 SECRET = "test-receipt-secret-" + "x" * 40

@@ -131,9 +131,13 @@ def site(api, chain, database_url, campaign_body):
     }
 
 
-def ad(api, site, user_agent=BROWSER, **params):
+def ad(api, site, user_agent=BROWSER, headers=None, **params):
     query = {"pub_id": site["pub"], "slot_id": site["slot"], "format": "banner", "geo": "US"}
-    return api.get("/x402/ad", params={**query, **params}, headers={"User-Agent": user_agent})
+    return api.get(
+        "/x402/ad",
+        params={**query, **params},
+        headers={"User-Agent": user_agent, **(headers or {})},
+    )
 
 
 def decode_header(value: str) -> dict[str, Any]:
@@ -151,7 +155,7 @@ def test_a_person_gets_an_ad_with_signed_single_purpose_urls(api, site, chain):
         300,
         250,
     )
-    creative = api.get(body["creative_url"].removeprefix("http://testserver"))
+    creative = api.get(body["creative_url"].removeprefix("http://localhost:8000"))
     assert creative.status_code == 200 and creative.content == png(300, 250)
     impression = tokens.verify(SECRET, body["impression_url"].split("token=")[1], "imp")
     click = tokens.verify(SECRET, body["click_url"].rsplit("/", 1)[1], "click")
@@ -179,7 +183,7 @@ def test_an_agent_is_asked_to_pay_the_publisher_by_x402(api, site, chain, deploy
     body = reply.json()
     assert body["error"]["code"] == "payment_required"
     assert (body["payment_address"], body["amount"]) == (payee, 1_000)
-    assert body["x402_payment_url"].startswith("http://testserver/x402/ad?")
+    assert body["x402_payment_url"].startswith("http://localhost:8000/x402/ad?")
     assert "PAYMENT-REQUIRED" in reply.headers["access-control-expose-headers"]
     assert api.app.state.redis.get(keys(site["campaign"]).reserved) is None  # no ad, no spend
 
@@ -258,6 +262,40 @@ def test_a_visitor_is_frequency_capped(api, site):
     api.app.state.settings.frequency_cap = 2
     statuses = [ad(api, site).status_code for _ in range(4)]
     assert statuses == [200, 200, 204, 204]
+
+
+def test_a_forwarded_for_changes_the_visitor_only_behind_a_trusted_proxy(api, site):
+    settings = api.app.state.settings
+    settings.frequency_cap = 1
+    spoofed = [ad(api, site, headers={"X-Forwarded-For": f"203.0.{n}.1"}) for n in range(3)]
+    assert [reply.status_code for reply in spoofed] == [200, 204, 204]
+
+    settings.trusted_proxies = ["10.0.0.1"]
+    proxy = TestClient(api.app, client=("10.0.0.1", 4000))  # the app of `api`, another peer
+    proxy.portal = api.portal  # on the event loop the app's async Redis client lives on
+    # visitors are told apart by /24: the hop the proxy added names two, then the first again
+    clients = ["192.0.2.9", "198.51.100.9", "192.0.2.10"]
+    forwarded = [
+        ad(proxy, site, headers={"X-Forwarded-For": f"203.0.{n}.1, {client}"})
+        for n, client in enumerate(clients)
+    ]
+    assert [reply.status_code for reply in forwarded] == [200, 200, 204]
+
+
+def test_urls_handed_out_are_on_the_public_base_url_whatever_the_host(api, site):
+    api.app.state.settings.public_base_url = "https://ads.buzzer.test/v1"
+    hostile = {"Host": "evil.example", "X-Forwarded-Host": "evil.example"}
+
+    body = ad(api, site, headers=hostile).json()
+    urls = [body["creative_url"], body["click_url"], body["impression_url"]]
+    assert all(url.startswith("https://ads.buzzer.test/v1/") for url in urls), urls
+    asked = ad(api, site, user_agent=AGENT, headers=hostile)
+    assert asked.status_code == 402
+    payment_url = asked.json()["x402_payment_url"]
+    assert payment_url.startswith("https://ads.buzzer.test/v1/x402/ad?pub_id=news-example&")
+    resource = decode_header(asked.headers["PAYMENT-REQUIRED"])["resource"]["url"]
+    assert resource == payment_url
+    assert "evil" not in asked.text + asked.headers["PAYMENT-REQUIRED"]
 
 
 @pytest.mark.parametrize("campaign_body", [{**CAMPAIGN, "max_spend_per_epoch": 3 * 2_000}])

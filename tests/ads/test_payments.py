@@ -215,8 +215,12 @@ def test_someone_else_submitting_the_same_authorization_first_counts_once(node, 
 
 
 def _bad_payments():
-    """(name, build(node, payer, asks) -> header, expected reason)."""
-    now = int(time.time())
+    """(name, build(node, payer, asks) -> header, expected reason). Times are read when a
+    header is built, not when the cases are collected: a long suite reaches these tests many
+    minutes after collection."""
+
+    def now() -> int:
+        return int(time.time())
 
     def other_asks(node, asks, **change):
         fields = {"pay_to": asks.pay_to, "amount": PRICE, **change}
@@ -276,17 +280,17 @@ def _bad_payments():
         ),
         (
             "validBefore passed",
-            lambda node, payer, asks: signed_header(payer, asks, valid_before=now - 10),
+            lambda node, payer, asks: signed_header(payer, asks, valid_before=now() - 10),
             ERR_VALID_BEFORE_EXPIRED,
         ),
         (
             "validBefore too close",
-            lambda node, payer, asks: signed_header(payer, asks, valid_before=now + 3),
+            lambda node, payer, asks: signed_header(payer, asks, valid_before=now() + 3),
             ERR_VALID_BEFORE_EXPIRED,
         ),
         (
             "validAfter in the future",
-            lambda node, payer, asks: signed_header(payer, asks, valid_after=now + 600),
+            lambda node, payer, asks: signed_header(payer, asks, valid_after=now() + 600),
             ERR_VALID_AFTER_FUTURE,
         ),
         (

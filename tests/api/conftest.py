@@ -28,6 +28,7 @@ from tests.support.fixtures import (  # noqa: F401 (fixtures used by name)
     deployments_dir,
     pg_server,
 )
+from tests.support.stack import stack  # noqa: F401 (the session stack)
 
 SECRET = "test-secret-" + "x" * 40
 

@@ -83,9 +83,14 @@ def test_integration_code_names_the_slot(api, publisher):
         "slot_id"
     ]
 
-    code = api.get(f"/api/v1/publishers/me/slots/{slot_id}/integration", headers=publisher).json()
+    code = api.get(
+        f"/api/v1/publishers/me/slots/{slot_id}/integration",
+        headers={**publisher, "Host": "evil.example"},
+    ).json()
 
     assert f'"slot_id": "{slot_id}"' in code["html"]
+    # the snippet calls the configured public API, whatever Host the request named
+    assert '"api": "http://localhost:8000"' in code["html"] and "evil.example" not in code["html"]
     assert "width:300px;height:250px" in code["html"]
     assert "/x402/ad?" in code["html"] and "sendBeacon(ad.impression_url)" in code["html"]
     ast.parse(code["server_relay"])  # the relay is valid Python

@@ -13,3 +13,4 @@ from tests.support.fixtures import (  # noqa: F401
     make_database,
     pg_server,
 )
+from tests.support.stack import stack  # noqa: F401

@@ -300,3 +300,17 @@ def test_the_country_is_kept_only_when_it_looks_like_one(site):
             headers={"User-Agent": BROWSER, "CF-IPCountry": header},
         )
         assert site.last().geo == kept, header
+
+
+def test_a_forwarded_address_counts_only_from_a_trusted_proxy(site, settings):
+    token, other = impression_token(site.ad()), impression_token(site.ad())
+    spoofed = {"User-Agent": BROWSER, "X-Forwarded-For": "52.1.2.3"}  # a cloud address
+    site.browser.post("/track/impression", params={"token": token}, headers=spoofed)
+    assert (site.last().ip_prefix, site.last().verdict) == ("203.0.113.0/24", "")
+
+    site.app.state.serving.settings = settings.model_copy(
+        update={"trusted_proxies": [PERSON_IP]}  # the browser's address is now our proxy
+    )
+    site.app.state.intake = None
+    site.browser.post("/track/impression", params={"token": other}, headers=spoofed)
+    assert (site.last().ip_prefix, site.last().verdict) == ("52.1.2.0/24", "datacenter")
