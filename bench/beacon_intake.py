@@ -163,7 +163,7 @@ def main() -> int:
         api = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "api.main:app_from_env",
              "--port", str(port), "--workers", str(args.workers), "--log-level", "warning",
-             "--no-access-log"],
+             "--no-access-log", "--no-proxy-headers"],
             cwd=ROOT, env=env,
         )  # fmt: skip
         base = f"http://127.0.0.1:{port}"
