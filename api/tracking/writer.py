@@ -1,0 +1,742 @@
+"""The tracking writer: events from the Redis Stream shards into Postgres, exactly once.
+
+    python -m api.tracking.writer [--consumer NAME] [--batch 2000] [--block-ms 1000]
+
+    writer = Writer(WriterConfig.from_settings(Settings(), consumer="w1"))
+    writer.run()      # until stop(), SIGTERM or SIGINT
+    writer.drain()    # until the streams have nothing left for it (tests, benchmarks)
+
+Several writers share the consumer group `writers` on every shard stream. Each loop takes
+one batch: first the entries delivered to this consumer and never acknowledged (a previous
+life of it crashed), then entries of consumers idle longer than `claim_idle_ms` (XAUTOCLAIM:
+a dead writer's batch), then new ones. A batch is written in ONE Postgres transaction:
+
+1. COPY into a temporary staging table;
+2. the writer's rules, on events the intake found nothing wrong with: `rate_ip` (events per
+   truncated IP prefix per minute above a limit), then `rate_publisher` (per publisher per
+   minute), then `duplicate` (`INSERT INTO ad_event_redemptions … ON CONFLICT DO NOTHING`;
+   a redemption by the same event, i.e. a replayed batch, is not a duplicate of itself);
+3. `INSERT INTO ad_events … ON CONFLICT (event_id, occurred_at) DO NOTHING`, and
+   `publisher_traffic_daily` += what that insert returned, so a replay counts nothing twice.
+
+After the commit, the billing of every stored event that is not verified but whose entry
+says the intake billed it is taken back once (the `unbilled` marker, SET NX, in the same
+script as the DECRBY of `billed` and of the epoch's spend); then the entries are
+acknowledged and deleted. Nothing is acknowledged before its commit: with Postgres down the
+writer backs off and retries the same batch, and a writer killed mid-batch leaves its
+entries pending for its next life or another writer.
+
+Event ids are `<shard>:<stream entry id>`: entry ids are unique within one stream only, and
+two shards can hand out the same id in the same millisecond.
+
+Rate counting lives in Redis: per (scope, value, minute) a hash that records, for each event,
+the decision taken the first time it was counted (plus a counter). Every writer and every
+batch shares it (one script per hash slot, atomic), and a retried or replayed batch gets the
+same decisions back instead of counting its events twice, so a Postgres outage does not turn
+good events into `rate_ip`. A Postgres table would give the same, but needs a migration and
+a row lock per prefix in the batch transaction; the hash costs one field per event for the
+minute plus `rate_ttl_seconds` after its last use. Every event counts toward a rate, valid
+or not: the limit is on the traffic a prefix or a publisher sends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import psycopg
+import psycopg.errors
+import redis
+from redis import Redis
+
+from api.core.settings import Settings
+from api.tracking import partitions
+from api.tracking.stream import DEFAULT_SHARDS, GROUP, Keys, stream_keys
+
+logger = logging.getLogger(__name__)
+
+# defaults of the writer's rules (settings `tracking_rate_ip_per_minute` and
+# `tracking_rate_publisher_per_minute` override them once settings.py has them; 0 = no limit)
+RATE_IP_PER_MINUTE = 300
+RATE_PUBLISHER_PER_MINUTE = 30_000
+RATE_TTL_SECONDS = 600  # how long a minute's rate decisions are kept after their last use
+UNBILLED_TTL_SECONDS = 7 * 86_400  # the take-back marker outlives any replay of its entry
+CLAIM_IDLE_MS = 60_000
+MAX_BACKOFF_SECONDS = 10.0
+
+WRITER_REASONS = ("rate_ip", "rate_publisher", "duplicate")
+DAY_MS = 86_400_000
+MINUTE_MS = 60_000
+MAX_DIGITS = {"chain_id": 9, "campaign_id": 18, "served_at": 12, "bid": 78, "price": 78}
+
+STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS tracking_staging (
+    event_id text NOT NULL, occurred_ms bigint NOT NULL, kind text NOT NULL, reason text,
+    chain_id integer NOT NULL, serve_id text, campaign_id bigint, slot_id text,
+    publisher text, token text, bid_model text, bid numeric, price numeric NOT NULL,
+    served_s bigint, ip_prefix text, visitor text, device text, geo text,
+    billed boolean NOT NULL
+) ON COMMIT DELETE ROWS
+"""
+COPY = (
+    "COPY tracking_staging (event_id, occurred_ms, kind, reason, chain_id, serve_id,"
+    " campaign_id, slot_id, publisher, token, bid_model, bid, price, served_s, ip_prefix,"
+    " visitor, device, geo, billed) FROM STDIN"
+)
+# the first valid event of each token redeems it; the others (and events whose token another
+# batch redeemed) are duplicates, except a replay of the very event that redeemed it
+REDEEM = """
+WITH candidates AS (
+    SELECT DISTINCT ON (serve_id, kind) serve_id || ':' || kind AS token_id, event_id, occurred_ms
+    FROM tracking_staging
+    WHERE reason IS NULL AND serve_id IS NOT NULL
+    ORDER BY serve_id, kind, occurred_ms, event_id
+), redeemed AS (
+    INSERT INTO ad_event_redemptions (token_id, event_id, redeemed_at)
+    SELECT token_id, event_id, timestamptz 'epoch' + occurred_ms * interval '1 millisecond'
+    FROM candidates ORDER BY token_id
+    ON CONFLICT (token_id) DO NOTHING
+    RETURNING event_id
+)
+UPDATE tracking_staging s SET reason = 'duplicate'
+WHERE s.reason IS NULL AND s.serve_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM redeemed r WHERE r.event_id = s.event_id)
+  AND NOT EXISTS (
+      SELECT 1 FROM ad_event_redemptions r
+      WHERE r.token_id = s.serve_id || ':' || s.kind AND r.event_id = s.event_id
+  )
+"""
+# store the events; count only the newly stored ones into the daily traffic; return how many
+# were stored and verified, and the billed events that are stored as not verified (new, or
+# stored by an earlier run of this batch whose take-back may not have happened)
+INSERT = """
+WITH inserted AS (
+    INSERT INTO ad_events (event_id, occurred_at, kind, verified, reason, chain_id, serve_id,
+        campaign_id, slot_id, publisher, token, bid_model, bid, price, served_at, ip_prefix,
+        visitor, device, geo)
+    SELECT event_id, timestamptz 'epoch' + occurred_ms * interval '1 millisecond', kind,
+        reason IS NULL, reason, chain_id, serve_id, campaign_id, slot_id, publisher, token,
+        bid_model, bid, price, to_timestamp(served_s), ip_prefix, visitor, device, geo
+    FROM tracking_staging
+    ON CONFLICT (event_id, occurred_at) DO NOTHING
+    RETURNING event_id, occurred_at, publisher, verified
+), traffic AS (
+    INSERT INTO publisher_traffic_daily AS t (wallet, day, events, verified)
+    SELECT publisher, (occurred_at AT TIME ZONE 'UTC')::date, count(*),
+        count(*) FILTER (WHERE verified)
+    FROM inserted WHERE publisher IS NOT NULL
+    GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (wallet, day) DO UPDATE
+    SET events = t.events + EXCLUDED.events, verified = t.verified + EXCLUDED.verified
+    RETURNING 1
+)
+SELECT
+    (SELECT count(*) FROM inserted),
+    (SELECT count(*) FROM inserted WHERE verified),
+    (SELECT count(*) FROM traffic),
+    ARRAY(
+        SELECT s.event_id FROM tracking_staging s LEFT JOIN inserted i USING (event_id)
+        WHERE s.billed AND CASE
+            WHEN i.event_id IS NOT NULL THEN NOT i.verified
+            ELSE EXISTS (
+                SELECT 1 FROM ad_events e
+                WHERE e.event_id = s.event_id AND NOT e.verified
+                  AND e.occurred_at = timestamptz 'epoch' + s.occurred_ms * interval '1 millisecond'
+            )
+        END
+    )
+"""
+
+# KEYS: one rate hash per (scope, value, minute), all in one slot.
+# ARGV: limit, ttl (s), then per key: n and its n event ids.
+# Returns '1' (over the limit) or '0' per event, in order; the first decision about an event
+# is kept, so counting a batch again answers the same. A hash lives `ttl` after its last use.
+RATE_SCRIPT = """
+local limit = tonumber(ARGV[1])
+local out = {}
+local a = 3
+for _, key in ipairs(KEYS) do
+    local n = tonumber(ARGV[a])
+    a = a + 1
+    for _ = 1, n do
+        local id = ARGV[a]
+        a = a + 1
+        local decision = redis.call('HGET', key, id)
+        if not decision then
+            decision = '0'
+            if redis.call('HINCRBY', key, '#', 1) > limit then decision = '1' end
+            redis.call('HSET', key, id, decision)
+        end
+        out[#out + 1] = decision
+    end
+    redis.call('EXPIRE', key, ARGV[2])
+end
+return out
+"""
+
+# KEYS: the event's unbilled marker, the campaign's billed, [the serve epoch's spend].
+# ARGV: price, marker ttl (s). Takes the price back once.
+UNBILL_SCRIPT = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+    redis.call('DECRBY', KEYS[2], ARGV[1])
+    if KEYS[3] then redis.call('DECRBY', KEYS[3], ARGV[1]) end
+    return 1
+end
+return 0
+"""
+
+
+@dataclass
+class WriterConfig:
+    database_url: str
+    redis_url: str
+    chain_id: int = 1337
+    shards: int = DEFAULT_SHARDS
+    consumer: str = ""
+    batch: int = 2000
+    block_ms: int = 1000
+    claim_idle_ms: int = CLAIM_IDLE_MS
+    claim_every_seconds: float = 5.0
+    rate_ip_per_minute: int = RATE_IP_PER_MINUTE
+    rate_publisher_per_minute: int = RATE_PUBLISHER_PER_MINUTE
+    rate_ttl_seconds: int = RATE_TTL_SECONDS
+    unbilled_ttl_seconds: int = UNBILLED_TTL_SECONDS
+    log_every: int = 100  # batches between progress lines
+    delete_acked: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.consumer:
+            self.consumer = f"{socket.gethostname()}-{os.getpid()}"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> WriterConfig:
+        values: dict[str, Any] = {
+            "database_url": settings.database_url,
+            "redis_url": settings.redis_url,
+            "chain_id": settings.chain_id,
+            "shards": getattr(settings, "tracking_shards", DEFAULT_SHARDS),
+            "rate_ip_per_minute": getattr(
+                settings, "tracking_rate_ip_per_minute", RATE_IP_PER_MINUTE
+            ),
+            "rate_publisher_per_minute": getattr(
+                settings, "tracking_rate_publisher_per_minute", RATE_PUBLISHER_PER_MINUTE
+            ),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stream entry as read: its shard, stream key, id and fields."""
+
+    shard: int
+    stream: str
+    entry_id: str
+    fields: dict[str, str]
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.shard}:{self.entry_id}"
+
+
+@dataclass
+class Event:
+    """What the writer needs of an entry beyond its staging row."""
+
+    entry: Entry
+    occurred_ms: int
+    reason: str | None
+    billed: bool
+    campaign_id: int | None
+    publisher: str | None
+    ip_prefix: str | None
+
+
+class PoisonEntry(Exception):
+    """An entry Postgres refuses even alone."""
+
+
+def _digits(value: str, name: str) -> str | None:
+    return value if value and value.isdigit() and len(value) <= MAX_DIGITS[name] else None
+
+
+def _text(value: str) -> str | None:
+    if not value:
+        return None
+    return value.replace("\x00", "") if "\x00" in value else value
+
+
+def _entry_ms(entry_id: str) -> int:
+    head = entry_id.partition("-")[0]
+    return int(head) if head.isdigit() else 0
+
+
+def stage(entry: Entry, chain_id: int) -> tuple[Event, tuple[Any, ...]]:
+    """The staging row of an entry, made safe for COPY whatever the entry holds: numbers
+    that do not parse become null (price 0), a missing receive time is the entry id's."""
+    f = entry.fields
+    received = f.get("received_ms", "")
+    occurred_ms = int(received) if received.isdigit() and len(received) <= 15 else 0
+    if not occurred_ms:
+        occurred_ms = _entry_ms(entry.entry_id)
+    campaign = _digits(f.get("campaign_id", ""), "campaign_id")
+    publisher = _text(f.get("publisher", "").lower())
+    ip_prefix = _text(f.get("ip_prefix", ""))
+    event = Event(
+        entry=entry,
+        occurred_ms=occurred_ms,
+        reason=_text(f.get("verdict", "")),
+        billed=f.get("billed") == "1",
+        campaign_id=int(campaign) if campaign is not None else None,
+        publisher=publisher,
+        ip_prefix=ip_prefix,
+    )
+    row = (
+        entry.event_id,
+        occurred_ms,
+        _text(f.get("kind", "")) or "",
+        None,  # reason: filled once the writer's rules ran
+        _digits(f.get("chain_id", ""), "chain_id") or chain_id,
+        _text(f.get("serve_id", "")),
+        campaign,
+        _text(f.get("slot_id", "")),
+        publisher,
+        _text(f.get("token", "")),
+        _text(f.get("bid_model", "")),
+        _digits(f.get("bid", ""), "bid"),
+        _digits(f.get("price", ""), "price") or 0,
+        _digits(f.get("served_at", ""), "served_at"),
+        ip_prefix,
+        _text(f.get("visitor", "")),
+        _text(f.get("device", "")),
+        _text(f.get("geo", "")),
+        event.billed,
+    )
+    return event, row
+
+
+class Writer:
+    def __init__(self, config: WriterConfig) -> None:
+        if not config.database_url:
+            raise ValueError("the writer needs DATABASE_URL")
+        self.config = config
+        self.streams = stream_keys(config.shards)
+        self._shard_of = {key: k for k, key in enumerate(self.streams)}
+        self._redis: Redis | None = None
+        self._pg: psycopg.Connection[Any] | None = None
+        self._stop = threading.Event()
+        self._batch: list[Entry] | None = None
+        self._recovering = True  # read our own pending entries first
+        self._last_claim = 0.0
+        self._claim_cursor: dict[str, str] = {}
+        self._days: set[int] = set()
+        self._failures = 0
+        self.stats: dict[str, int] = defaultdict(int)
+        self._window = (time.monotonic(), 0)
+
+    # -- connections --------------------------------------------------------------------
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            self._redis = self._connect_redis()
+            self._rate = self._redis.register_script(RATE_SCRIPT)
+            self._unbill = self._redis.register_script(UNBILL_SCRIPT)
+            self._ensure_groups(self._redis)
+        return self._redis
+
+    def _connect_redis(self) -> Redis:
+        timeout = self.config.block_ms / 1000 + 5
+        if self.config.redis_url:
+            return Redis.from_url(
+                self.config.redis_url,
+                decode_responses=True,
+                socket_connect_timeout=2,
+                socket_timeout=timeout,
+            )
+        from api.core.redis import connect
+
+        return connect("")  # the embedded Redis the API uses
+
+    def _ensure_groups(self, client: Redis) -> None:
+        for key in self.streams:
+            try:
+                client.xgroup_create(key, GROUP, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    @property
+    def pg(self) -> psycopg.Connection[Any]:
+        if self._pg is None:
+            conn = psycopg.connect(
+                _libpq(self.config.database_url),
+                connect_timeout=5,
+                keepalives=1,
+                keepalives_idle=5,
+                keepalives_interval=2,
+                keepalives_count=3,
+                application_name=f"tracking-writer {self.config.consumer}",
+            )
+            conn.execute(STAGING)
+            conn.commit()
+            self._pg = conn
+        return self._pg
+
+    def close(self) -> None:
+        if self._pg is not None:
+            self._pg.close()
+            self._pg = None
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
+
+    def _drop_connections(self, exc: BaseException) -> None:
+        if isinstance(exc, psycopg.Error) and self._pg is not None:
+            if self._pg.closed or self._pg.broken or isinstance(exc, psycopg.OperationalError):
+                self._pg.close()
+                self._pg = None
+            else:
+                self._pg.rollback()
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) and self._redis is not None:
+            self._redis.close()
+            self._redis = None
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        logger.info(
+            "writer %s on %d shard streams, batches of %d",
+            self.config.consumer,
+            len(self.streams),
+            self.config.batch,
+        )
+        try:
+            while not self._stop.is_set():
+                self.step()
+        finally:
+            if self._batch:
+                logger.info("stopping: %d entries left unacknowledged", len(self._batch))
+            self.close()
+            logger.info("writer %s stopped", self.config.consumer)
+
+    def drain(self, idle_reads: int = 1) -> int:
+        """Write until `idle_reads` reads in a row find nothing; returns the entries handled."""
+        handled, idle = 0, 0
+        while idle < idle_reads and not self._stop.is_set():
+            n = self.step()
+            handled += n
+            idle = idle + 1 if n == 0 and self._batch is None and not self._failures else 0
+        return handled
+
+    def step(self) -> int:
+        """Read a batch (or take the one that failed last time) and write it; returns the
+        number of entries written and acknowledged. Failures back off and keep the batch."""
+        try:
+            if self._batch is None:
+                self._batch = self._read()
+            if not self._batch:
+                self._batch = None
+                return 0
+            n = len(self._batch)
+            self.write(self._batch)
+            self._batch = None
+            self._failures = 0
+            return n
+        except (redis.RedisError, psycopg.Error, OSError) as exc:
+            self._failures += 1
+            delay = min(MAX_BACKOFF_SECONDS, 0.2 * 2 ** min(self._failures, 6))
+            logger.warning(
+                "writer %s: %s: %s; retrying in %.1f s (%d entries kept)",
+                self.config.consumer,
+                type(exc).__name__,
+                str(exc).strip().splitlines()[0] if str(exc).strip() else "",
+                delay,
+                len(self._batch or ()),
+            )
+            self._drop_connections(exc)
+            self._days.clear()
+            self._recovering = True
+            self._stop.wait(delay)
+            return 0
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _read(self) -> list[Entry]:
+        client = self.redis
+        if self._recovering:
+            entries = self._xreadgroup(client, "0", block=None)
+            if entries:
+                return entries
+            self._recovering = False
+        if time.monotonic() - self._last_claim >= self.config.claim_every_seconds:
+            self._last_claim = time.monotonic()
+            entries = self._claim(client)
+            if entries:
+                return entries
+        return self._xreadgroup(client, ">", block=self.config.block_ms)
+
+    def _xreadgroup(self, client: Redis, start: str, block: int | None) -> list[Entry]:
+        try:
+            reply = client.xreadgroup(
+                GROUP,
+                self.config.consumer,
+                dict.fromkeys(self.streams, start),
+                count=self.config.batch,
+                block=block,
+            )
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self._ensure_groups(client)  # Redis lost its data: start over
+            return []
+        items = reply.items() if isinstance(reply, dict) else reply or []
+        entries = []
+        for stream, messages in items:
+            stream_entries = messages[0] if isinstance(reply, dict) else messages
+            entries.extend(self._entries(str(stream), stream_entries))
+        return entries
+
+    def _claim(self, client: Redis) -> list[Entry]:
+        entries: list[Entry] = []
+        for key in self.streams:
+            cursor = self._claim_cursor.get(key, "0-0")
+            reply = client.xautoclaim(
+                key,
+                GROUP,
+                self.config.consumer,
+                min_idle_time=self.config.claim_idle_ms,
+                start_id=cursor,
+                count=self.config.batch,
+            )
+            self._claim_cursor[key] = reply[0]
+            claimed = self._entries(key, reply[1])
+            if claimed:
+                logger.info("claimed %d idle entries of %s", len(claimed), key)
+            entries.extend(claimed)
+            if len(entries) >= self.config.batch:
+                break
+        return entries
+
+    def _entries(self, stream: str, messages: Iterable[Any]) -> list[Entry]:
+        shard = self._shard_of[stream]
+        return [
+            Entry(shard, stream, entry_id, fields or {})
+            for entry_id, fields in messages
+            if entry_id is not None
+        ]
+
+    # -- writing ------------------------------------------------------------------------
+
+    def write(self, entries: Sequence[Entry]) -> None:
+        """Write one batch and acknowledge it (safe to call again with the same entries)."""
+        started = time.monotonic()
+        live = [e for e in entries if e.fields]  # an entry deleted meanwhile has no fields
+        staged = [stage(e, self.config.chain_id) for e in live]
+        events = [event for event, _ in staged]
+        reasons = self._rate_reasons(events)
+        rows = [(*row[:3], reasons[i], *row[4:]) for i, (_, row) in enumerate(staged)]
+        try:
+            unbill = self._store(rows, events) if rows else []
+        except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+            if len(entries) == 1:
+                self._dead_letter(entries[0], exc)
+                return
+            logger.warning("batch of %d refused (%s): writing it in halves", len(entries), exc)
+            self.pg.rollback()
+            half = len(entries) // 2
+            self.write(entries[:half])
+            self.write(entries[half:])
+            return
+        by_id = {event.entry.event_id: event for event in events}
+        taken_back = self._take_back([by_id[event_id] for event_id in unbill])
+        self._ack(entries)
+        self.stats["batches"] += 1
+        self.stats["events"] += len(entries)
+        self.stats["taken_back"] += taken_back
+        self._progress(len(entries), time.monotonic() - started)
+
+    def _rate_reasons(self, events: list[Event]) -> list[str | None]:
+        reasons = [event.reason for event in events]
+        scopes = (
+            ("rate_ip", "ip", self.config.rate_ip_per_minute, "ip_prefix"),
+            ("rate_publisher", "pub", self.config.rate_publisher_per_minute, "publisher"),
+        )
+        pipe = self.redis.pipeline(transaction=False)
+        calls: list[tuple[str, list[int]]] = []
+        for reason, scope, limit, attribute in scopes:
+            if limit <= 0:
+                continue
+            # slot → key → indexes of its events
+            groups: dict[int, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+            for i, event in enumerate(events):
+                value = getattr(event, attribute)
+                if value is None:
+                    continue
+                slot = zlib.crc32(value.encode()) % self.config.shards
+                minute = event.occurred_ms // MINUTE_MS
+                key = f"buzzer:{{b{slot}}}:rate:{scope}:{value}:{minute}"
+                groups[slot][key].append(i)
+            for keyed in groups.values():
+                args: list[Any] = [limit, self.config.rate_ttl_seconds]
+                order: list[int] = []
+                for indexes in keyed.values():
+                    args.append(len(indexes))
+                    args += [events[i].entry.event_id for i in indexes]
+                    order += indexes
+                self._rate(keys=list(keyed), args=args, client=pipe)
+                calls.append((reason, order))
+        if not calls:
+            return reasons
+        for (reason, order), decisions in zip(calls, pipe.execute(), strict=True):
+            for i, decision in zip(order, decisions, strict=True):
+                if decision == "1" and reasons[i] is None:
+                    reasons[i] = reason
+        return reasons  # the IP rule is applied first: an event over both keeps rate_ip
+
+    def _store(self, rows: list[tuple[Any, ...]], events: list[Event]) -> list[str]:
+        conn = self.pg
+        days = {event.occurred_ms // DAY_MS for event in events} - self._days
+        if days:
+            partitions.ensure(conn, [_day(d) for d in days])
+            conn.commit()
+            self._days |= days
+        with conn.transaction(), conn.cursor() as cur:
+            with cur.copy(COPY) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(REDEEM)
+            cur.execute(INSERT)
+            inserted, verified, _, unbill = cur.fetchone() or (0, 0, 0, [])
+        self.stats["inserted"] += inserted
+        self.stats["verified"] += verified
+        return list(unbill)
+
+    def _take_back(self, events: list[Event]) -> int:
+        """Take back the billing of events the intake billed and that are stored as not
+        verified; the marker makes it once per event whatever happens after."""
+        pipe = self.redis.pipeline(transaction=False)
+        calls = 0
+        for event in events:
+            f = event.entry.fields
+            price = _digits(f.get("price", ""), "price")
+            if event.campaign_id is None or not price or int(price) == 0:
+                continue
+            keys = Keys(event.campaign_id, self.config.shards)
+            names = [keys.unbilled(f.get("serve_id", ""), f.get("kind", "")), keys.billed]
+            if f.get("epoch", "").isdigit():
+                names.append(keys.epoch(int(f["epoch"])))
+            self._unbill(keys=names, args=[price, self.config.unbilled_ttl_seconds], client=pipe)
+            calls += 1
+        return sum(pipe.execute()) if calls else 0
+
+    def _ack(self, entries: Sequence[Entry]) -> None:
+        by_stream: dict[str, list[str]] = defaultdict(list)
+        for entry in entries:
+            by_stream[entry.stream].append(entry.entry_id)
+        pipe = self.redis.pipeline(transaction=False)
+        for stream, ids in by_stream.items():
+            pipe.xack(stream, GROUP, *ids)
+            if self.config.delete_acked:
+                pipe.xdel(stream, *ids)
+        pipe.execute()
+
+    def _dead_letter(self, entry: Entry, exc: BaseException) -> None:
+        """Keep an entry Postgres refuses even alone in `<stream>:dead` (same hash slot),
+        so it cannot block its shard, and acknowledge it."""
+        logger.error("entry %s refused by Postgres (%s): dead-lettered", entry.event_id, exc)
+        self.pg.rollback()
+        letter: dict[Any, Any] = {**entry.fields, "error": str(exc)[:500]}
+        self.redis.xadd(f"{entry.stream}:dead", letter)
+        self._ack([entry])
+        self.stats["dead"] += 1
+
+    def _progress(self, n: int, seconds: float) -> None:
+        batches = self.stats["batches"]
+        if self.config.log_every and batches % self.config.log_every == 0:
+            since, count = self._window
+            now = time.monotonic()
+            rate = (self.stats["events"] - count) / max(now - since, 1e-9)
+            logger.info(
+                "%d events in %d batches (%d stored, %d verified, %d billing taken back); "
+                "%.0f events/s",
+                self.stats["events"],
+                batches,
+                self.stats["inserted"],
+                self.stats["verified"],
+                self.stats["taken_back"],
+                rate,
+            )
+            self._window = (now, self.stats["events"])
+
+
+def _day(day_number: int) -> date:
+    return datetime.fromtimestamp(day_number * 86_400, UTC).date()
+
+
+def _libpq(url: str) -> str:
+    from migrations import libpq_url
+
+    return libpq_url(url)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m api.tracking.writer",
+        description="Write tracked events from the Redis Stream shards into Postgres.",
+    )
+    parser.add_argument("--consumer", help="consumer name in the group (default host-pid)")
+    parser.add_argument("--batch", type=int, default=2000, help="entries per batch and stream")
+    parser.add_argument("--block-ms", type=int, default=1000, help="how long a read waits")
+    parser.add_argument(
+        "--claim-idle-ms",
+        type=int,
+        default=CLAIM_IDLE_MS,
+        help="take over entries another consumer has held this long",
+    )
+    parser.add_argument("--log-every", type=int, default=100, help="batches per progress line")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config = WriterConfig.from_settings(
+        Settings(),
+        consumer=args.consumer,
+        batch=args.batch,
+        block_ms=args.block_ms,
+        claim_idle_ms=args.claim_idle_ms,
+        log_every=args.log_every,
+    )
+    writer = Writer(config)
+
+    def stop(signum: int, _frame: Any) -> None:
+        logger.info("signal %d: stopping after the current batch", signum)
+        writer.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    writer.run()
+
+
+if __name__ == "__main__":
+    main()
