@@ -29,19 +29,23 @@ entries pending for its next life or another writer.
 Event ids are `<shard>:<stream entry id>`: entry ids are unique within one stream only, and
 two shards can hand out the same id in the same millisecond.
 
-Rate counting lives in Redis: per (scope, value, minute) a hash that records, for each event,
-the decision taken the first time it was counted (plus a counter). Every writer and every
-batch shares it (one script per hash slot, atomic), and a retried or replayed batch gets the
-same decisions back instead of counting its events twice, so a Postgres outage does not turn
-good events into `rate_ip`. A Postgres table would give the same, but needs a migration and
-a row lock per prefix in the batch transaction; the hash costs one field per event for the
-minute plus `rate_ttl_seconds` after its last use. Every event counts toward a rate, valid
-or not: the limit is on the traffic a prefix or a publisher sends.
+Rate counting lives in Redis: a counter per (scope, value, minute) that every writer and
+every batch shares (one INCRBY per counter and batch, in one script per hash slot); the
+events of a counter in a batch take the ordinals after its count, earliest first, and those
+beyond the limit are rejected. A writer keeps the decisions of the batch it holds, so a
+batch it retries through a Postgres outage is not counted again. Entries re-read after a
+crash (their writer's or another's) are counted again: a crash can count one batch twice,
+erring toward rejecting, never toward billing more. (Exact replay-proof counting needs a
+record per event — a hash field or a Postgres row per event and prefix — which cost more
+than the rest of the writer together; a Postgres table also needs a row lock per prefix in
+the batch transaction.) Every event counts toward a rate, valid or not: the limit is on the
+traffic a prefix or a publisher sends.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -158,31 +162,41 @@ SELECT
     )
 """
 
-# KEYS: one rate hash per (scope, value, minute), all in one slot.
-# ARGV: limit, ttl (s), then per key: n and its n event ids.
-# Returns '1' (over the limit) or '0' per event, in order; the first decision about an event
-# is kept, so counting a batch again answers the same. A hash lives `ttl` after its last use.
+# KEYS: one counter of the slot (for routing; every counter it names shares its hash tag).
+# ARGV: ttl (s), the counters' common prefix, then "<name> <n>" per counter, newline-separated.
+# Adds n to each counter; returns their counts before, space-separated. (Names are passed in
+# one argument: thousands of distinct prefixes per batch cost more to send one key each.)
 RATE_SCRIPT = """
-local limit = tonumber(ARGV[1])
 local out = {}
-local a = 3
-for _, key in ipairs(KEYS) do
-    local n = tonumber(ARGV[a])
-    a = a + 1
-    for _ = 1, n do
-        local id = ARGV[a]
-        a = a + 1
-        local decision = redis.call('HGET', key, id)
-        if not decision then
-            decision = '0'
-            if redis.call('HINCRBY', key, '#', 1) > limit then decision = '1' end
-            redis.call('HSET', key, id, decision)
-        end
-        out[#out + 1] = decision
-    end
-    redis.call('EXPIRE', key, ARGV[2])
+for name, n in string.gmatch(ARGV[3], '([^\\n]+) (%d+)') do
+    local key = ARGV[2] .. name
+    out[#out + 1] = redis.call('INCRBY', key, n) - n
+    redis.call('EXPIRE', key, ARGV[1])
 end
-return out
+return table.concat(out, ' ')
+"""
+
+# KEYS: a stream. ARGV: group, the ids to acknowledge (comma-separated), '1' to delete them.
+ACK_SCRIPT = """
+local ids = {}
+for id in string.gmatch(ARGV[2], '[^,]+') do ids[#ids + 1] = id end
+for i = 1, #ids, 1000 do
+    local chunk = {unpack(ids, i, math.min(i + 999, #ids))}
+    redis.call('XACK', KEYS[1], ARGV[1], unpack(chunk))
+    if ARGV[3] == '1' then redis.call('XDEL', KEYS[1], unpack(chunk)) end
+end
+return #ids
+"""
+
+# XREADGROUP (without BLOCK, which scripts cannot do) of one stream, answered as one JSON
+# string: [[id, [field, value, ...] or false if deleted], ...]. Parsing 40 bulk strings per
+# entry in redis-py costs more than writing the entry to Postgres.
+READ_SCRIPT = """
+redis.replicate_commands()
+local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
+    'STREAMS', KEYS[1], ARGV[4])
+if not r or not r[1] then return '[]' end
+return cjson.encode(r[1][2])
 """
 
 # KEYS: the event's unbilled marker, the campaign's billed, [the serve epoch's spend].
@@ -342,8 +356,11 @@ class Writer:
         self._last_claim = 0.0
         self._claim_cursor: dict[str, str] = {}
         self._days: set[int] = set()
+        self._rated: dict[str, str | None] = {}  # event id → reason after the rate rules
         self._failures = 0
         self.stats: dict[str, int] = defaultdict(int)
+        self.seconds: dict[str, float] = defaultdict(float)  # per phase of a batch
+        self._lap_at = time.monotonic()
         self._window = (time.monotonic(), 0)
 
     # -- connections --------------------------------------------------------------------
@@ -353,6 +370,8 @@ class Writer:
         if self._redis is None:
             self._redis = self._connect_redis()
             self._rate = self._redis.register_script(RATE_SCRIPT)
+            self._read_script = self._redis.register_script(READ_SCRIPT)
+            self._ack_script = self._redis.register_script(ACK_SCRIPT)
             self._unbill = self._redis.register_script(UNBILL_SCRIPT)
             self._ensure_groups(self._redis)
         return self._redis
@@ -363,6 +382,7 @@ class Writer:
             return Redis.from_url(
                 self.config.redis_url,
                 decode_responses=True,
+                encoding_errors="replace",
                 socket_connect_timeout=2,
                 socket_timeout=timeout,
             )
@@ -453,7 +473,9 @@ class Writer:
         number of entries written and acknowledged. Failures back off and keep the batch."""
         try:
             if self._batch is None:
+                read_at = time.monotonic()
                 self._batch = self._read()
+                self.seconds["read"] += time.monotonic() - read_at
             if not self._batch:
                 self._batch = None
                 return 0
@@ -496,7 +518,23 @@ class Writer:
         return self._xreadgroup(client, ">", block=self.config.block_ms)
 
     def _xreadgroup(self, client: Redis, start: str, block: int | None) -> list[Entry]:
+        """Entries of every stream from `start` ('0': our pending ones, '>': new ones);
+        when there are no new ones, waits up to `block` ms for some."""
         try:
+            pipe = client.pipeline(transaction=False)
+            for key in self.streams:
+                self._read_script(
+                    keys=[key],
+                    args=[GROUP, self.config.consumer, self.config.batch, start],
+                    client=pipe,
+                )
+            entries = []
+            for key, reply in zip(self.streams, pipe.execute(), strict=True):
+                messages = json.loads(reply)
+                if messages:  # an empty Lua table is encoded as {}
+                    entries.extend(self._entries(key, messages))
+            if entries or block is None:
+                return entries
             reply = client.xreadgroup(
                 GROUP,
                 self.config.consumer,
@@ -510,7 +548,6 @@ class Writer:
             self._ensure_groups(client)  # Redis lost its data: start over
             return []
         items = reply.items() if isinstance(reply, dict) else reply or []
-        entries = []
         for stream, messages in items:
             stream_entries = messages[0] if isinstance(reply, dict) else messages
             entries.extend(self._entries(str(stream), stream_entries))
@@ -539,11 +576,12 @@ class Writer:
 
     def _entries(self, stream: str, messages: Iterable[Any]) -> list[Entry]:
         shard = self._shard_of[stream]
-        return [
-            Entry(shard, stream, entry_id, fields or {})
-            for entry_id, fields in messages
-            if entry_id is not None
-        ]
+        entries = []
+        for entry_id, fields in messages:
+            if isinstance(fields, list):  # [field, value, ...] as the read script gives it
+                fields = dict(zip(fields[::2], fields[1::2], strict=True))
+            entries.append(Entry(shard, stream, entry_id, fields or {}))
+        return entries
 
     # -- writing ------------------------------------------------------------------------
 
@@ -553,8 +591,10 @@ class Writer:
         live = [e for e in entries if e.fields]  # an entry deleted meanwhile has no fields
         staged = [stage(e, self.config.chain_id) for e in live]
         events = [event for event, _ in staged]
+        self._lap("stage", started)
         reasons = self._rate_reasons(events)
         rows = [(*row[:3], reasons[i], *row[4:]) for i, (_, row) in enumerate(staged)]
+        self._lap("rate")
         try:
             unbill = self._store(rows, events) if rows else []
         except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
@@ -570,47 +610,68 @@ class Writer:
         by_id = {event.entry.event_id: event for event in events}
         taken_back = self._take_back([by_id[event_id] for event_id in unbill])
         self._ack(entries)
+        self._lap("ack")
         self.stats["batches"] += 1
         self.stats["events"] += len(entries)
         self.stats["taken_back"] += taken_back
-        self._progress(len(entries), time.monotonic() - started)
+        self._progress()
+
+    def _lap(self, phase: str, since: float | None = None) -> None:
+        """Add the time since the last lap to `phase` (for the progress line)."""
+        now = time.monotonic()
+        self.seconds[phase] += now - (since if since is not None else self._lap_at)
+        self._lap_at = now
 
     def _rate_reasons(self, events: list[Event]) -> list[str | None]:
-        reasons = [event.reason for event in events]
+        """Each event's reason after the rate rules. Counted once per event by this writer:
+        a batch it retries (Postgres down) reuses the decisions it took."""
+        fresh = [e for e in events if e.entry.event_id not in self._rated]
+        if fresh:
+            self._rated.update(self._count_rates(fresh))
+        return [self._rated[e.entry.event_id] for e in events]
+
+    def _count_rates(self, events: list[Event]) -> dict[str, str | None]:
+        reasons = {e.entry.event_id: e.reason for e in events}
         scopes = (
             ("rate_ip", "ip", self.config.rate_ip_per_minute, "ip_prefix"),
             ("rate_publisher", "pub", self.config.rate_publisher_per_minute, "publisher"),
         )
+        ordered = sorted(events, key=lambda e: (e.occurred_ms, e.entry.event_id))
         pipe = self.redis.pipeline(transaction=False)
-        calls: list[tuple[str, list[int]]] = []
+        calls: list[tuple[str, int, list[list[Event]]]] = []
         for reason, scope, limit, attribute in scopes:
             if limit <= 0:
                 continue
-            # slot → key → indexes of its events
-            groups: dict[int, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-            for i, event in enumerate(events):
+            counters: dict[tuple[str, int], list[Event]] = defaultdict(list)  # earliest first
+            for event in ordered:
                 value = getattr(event, attribute)
-                if value is None:
-                    continue
-                slot = zlib.crc32(value.encode()) % self.config.shards
-                minute = event.occurred_ms // MINUTE_MS
-                key = f"buzzer:{{b{slot}}}:rate:{scope}:{value}:{minute}"
-                groups[slot][key].append(i)
-            for keyed in groups.values():
-                args: list[Any] = [limit, self.config.rate_ttl_seconds]
-                order: list[int] = []
-                for indexes in keyed.values():
-                    args.append(len(indexes))
-                    args += [events[i].entry.event_id for i in indexes]
-                    order += indexes
-                self._rate(keys=list(keyed), args=args, client=pipe)
-                calls.append((reason, order))
+                if value is not None:
+                    counters[(value, event.occurred_ms // MINUTE_MS)].append(event)
+            slots: dict[int, list[tuple[str, int]]] = defaultdict(list)
+            for counter in counters:
+                slots[zlib.crc32(counter[0].encode()) % self.config.shards].append(counter)
+            for slot, members in slots.items():
+                prefix = f"buzzer:{{b{slot}}}:rate:{scope}:"
+                names = [f"{_name(value)}:{minute}" for value, minute in members]
+                counts = "\n".join(
+                    f"{name} {len(counters[member])}"
+                    for name, member in zip(names, members, strict=True)
+                )
+                self._rate(
+                    keys=[prefix + names[0]],
+                    args=[self.config.rate_ttl_seconds, prefix, counts],
+                    client=pipe,
+                )
+                calls.append((reason, limit, [counters[member] for member in members]))
         if not calls:
             return reasons
-        for (reason, order), decisions in zip(calls, pipe.execute(), strict=True):
-            for i, decision in zip(order, decisions, strict=True):
-                if decision == "1" and reasons[i] is None:
-                    reasons[i] = reason
+        for (reason, limit, groups), counts in zip(calls, pipe.execute(), strict=True):
+            for before, group in zip(map(int, counts.split()), groups, strict=True):
+                if before + len(group) <= limit:
+                    continue
+                for event in group[max(0, limit - before) :]:
+                    if reasons[event.entry.event_id] is None:
+                        reasons[event.entry.event_id] = reason
         return reasons  # the IP rule is applied first: an event over both keeps rate_ip
 
     def _store(self, rows: list[tuple[Any, ...]], events: list[Event]) -> list[str]:
@@ -620,13 +681,18 @@ class Writer:
             partitions.ensure(conn, [_day(d) for d in days])
             conn.commit()
             self._days |= days
+        self._lap("partitions")
         with conn.transaction(), conn.cursor() as cur:
             with cur.copy(COPY) as copy:
                 for row in rows:
                     copy.write_row(row)
+            self._lap("copy")
             cur.execute(REDEEM)
+            self._lap("redeem")
             cur.execute(INSERT)
             inserted, verified, _, unbill = cur.fetchone() or (0, 0, 0, [])
+            self._lap("insert")
+        self._lap("commit")
         self.stats["inserted"] += inserted
         self.stats["verified"] += verified
         return list(unbill)
@@ -653,11 +719,11 @@ class Writer:
         by_stream: dict[str, list[str]] = defaultdict(list)
         for entry in entries:
             by_stream[entry.stream].append(entry.entry_id)
+            self._rated.pop(entry.event_id, None)
         pipe = self.redis.pipeline(transaction=False)
+        delete = "1" if self.config.delete_acked else "0"
         for stream, ids in by_stream.items():
-            pipe.xack(stream, GROUP, *ids)
-            if self.config.delete_acked:
-                pipe.xdel(stream, *ids)
+            self._ack_script(keys=[stream], args=[GROUP, ",".join(ids), delete], client=pipe)
         pipe.execute()
 
     def _dead_letter(self, entry: Entry, exc: BaseException) -> None:
@@ -670,7 +736,7 @@ class Writer:
         self._ack([entry])
         self.stats["dead"] += 1
 
-    def _progress(self, n: int, seconds: float) -> None:
+    def _progress(self) -> None:
         batches = self.stats["batches"]
         if self.config.log_every and batches % self.config.log_every == 0:
             since, count = self._window
@@ -678,15 +744,21 @@ class Writer:
             rate = (self.stats["events"] - count) / max(now - since, 1e-9)
             logger.info(
                 "%d events in %d batches (%d stored, %d verified, %d billing taken back); "
-                "%.0f events/s",
+                "%.0f events/s; seconds so far by phase: %s",
                 self.stats["events"],
                 batches,
                 self.stats["inserted"],
                 self.stats["verified"],
                 self.stats["taken_back"],
                 rate,
+                " ".join(f"{k} {v:.1f}" for k, v in self.seconds.items()),
             )
             self._window = (now, self.stats["events"])
+
+
+def _name(value: str) -> str:
+    """A rate counter's name part: one line without the space that ends it."""
+    return value.replace(" ", "_").replace("\n", "_")
 
 
 def _day(day_number: int) -> date:
