@@ -138,6 +138,12 @@ def raw_copy(database_url: str, table: list[tuple[Any, ...]]) -> float:
         return time.perf_counter() - started
 
 
+def truncate(database_url: str) -> None:
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        conn.execute("TRUNCATE ad_events")
+        conn.execute("VACUUM ANALYZE ad_events")
+
+
 def count(database_url: str) -> int:
     with psycopg.connect(libpq_url(database_url)) as conn:
         return int(conn.execute("SELECT count(*) FROM ad_events").fetchone()[0])  # type: ignore[index]
@@ -213,12 +219,11 @@ def main() -> int:
         with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
             partitions.ensure(conn, days)
 
+        # raw COPY before and after the writer (the machine may be shared: both are shown)
         table = table_rows(entries)
-        copy_seconds = raw_copy(database_url, table)
+        copy_before = raw_copy(database_url, table)
         assert count(database_url) == n
-        with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
-            conn.execute("TRUNCATE ad_events")
-            conn.execute("VACUUM ANALYZE ad_events")
+        truncate(database_url)
 
         writer_seconds = run_writers(database_url, cache_url, n, args)
         stored = count(database_url)
@@ -228,10 +233,14 @@ def main() -> int:
                 " (SELECT sum(events) FROM publisher_traffic_daily)"
             ).fetchone()  # type: ignore[misc]
         left = sum(client.xlen(stream_key(k)) for k in range(DEFAULT_SHARDS))
+        truncate(database_url)
+        copy_after = raw_copy(database_url, table)
 
+    copy_seconds = (copy_before + copy_after) / 2
+    print(f"raw COPY before / after:  {n / copy_before:,.0f} / {n / copy_after:,.0f} rows/s")
     copy_rate = n / copy_seconds
     writer_rate = stored / writer_seconds
-    print(f"raw COPY into ad_events:  {copy_rate:>10,.0f} rows/s   ({copy_seconds:.2f} s)")
+    print(f"raw COPY into ad_events:  {copy_rate:>10,.0f} rows/s   (mean {copy_seconds:.2f} s)")
     print(
         f"writer ({args.writers} × batch {args.batch}): {writer_rate:>10,.0f} events/s"
         f" ({writer_seconds:.2f} s; {stored:,} stored, {verified:,} verified,"

@@ -30,7 +30,7 @@ Event ids are `<shard>:<stream entry id>`: entry ids are unique within one strea
 two shards can hand out the same id in the same millisecond.
 
 Rate counting lives in Redis: a counter per (scope, value, minute) that every writer and
-every batch shares (one INCRBY per counter and batch, in one script per hash slot); the
+every batch shares (one HINCRBY per counter and batch, in one script per hash slot); the
 events of a counter in a batch take the ordinals after its count, earliest first, and those
 beyond the limit are rejected. A writer keeps the decisions of the batch it holds, so a
 batch it retries through a Postgres outage is not counted again. Entries re-read after a
@@ -57,6 +57,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import cached_property
+from operator import attrgetter
 from typing import Any
 
 import psycopg
@@ -162,16 +164,21 @@ SELECT
     )
 """
 
-# KEYS: one counter of the slot (for routing; every counter it names shares its hash tag).
-# ARGV: ttl (s), the counters' common prefix, then "<name> <n>" per counter, newline-separated.
-# Adds n to each counter; returns their counts before, space-separated. (Names are passed in
-# one argument: thousands of distinct prefixes per batch cost more to send one key each.)
+# KEYS: one counter hash of the slot (for routing: every hash it names shares its tag).
+# ARGV: ttl (s), the hashes' common prefix, then "<minute> <value> <n>" per counter, one a
+# line. Adds n to field <value> of hash <prefix><minute>; returns the counts before, space-
+# separated. (One argument for all: thousands of distinct prefixes per batch cost more to
+# send as a key each.)
 RATE_SCRIPT = """
 local out = {}
-for name, n in string.gmatch(ARGV[3], '([^\\n]+) (%d+)') do
-    local key = ARGV[2] .. name
-    out[#out + 1] = redis.call('INCRBY', key, n) - n
-    redis.call('EXPIRE', key, ARGV[1])
+local touched = {}
+for minute, value, n in string.gmatch(ARGV[3], '(%d+) ([^\\n]+) (%d+)') do
+    local key = ARGV[2] .. minute
+    out[#out + 1] = redis.call('HINCRBY', key, value, n) - n
+    if not touched[key] then
+        touched[key] = true
+        redis.call('EXPIRE', key, ARGV[1])
+    end
 end
 return table.concat(out, ' ')
 """
@@ -260,7 +267,7 @@ class Entry:
     entry_id: str
     fields: dict[str, str]
 
-    @property
+    @cached_property
     def event_id(self) -> str:
         return f"{self.shard}:{self.entry_id}"
 
@@ -276,10 +283,6 @@ class Event:
     campaign_id: int | None
     publisher: str | None
     ip_prefix: str | None
-
-
-class PoisonEntry(Exception):
-    """An entry Postgres refuses even alone."""
 
 
 def _digits(value: str, name: str) -> str | None:
@@ -598,6 +601,8 @@ class Writer:
         try:
             unbill = self._store(rows, events) if rows else []
         except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+            if isinstance(exc, psycopg.errors.CheckViolation):
+                raise  # no partition for a day we thought had one (dropped?): retried
             if len(entries) == 1:
                 self._dead_letter(entries[0], exc)
                 return
@@ -636,7 +641,7 @@ class Writer:
             ("rate_ip", "ip", self.config.rate_ip_per_minute, "ip_prefix"),
             ("rate_publisher", "pub", self.config.rate_publisher_per_minute, "publisher"),
         )
-        ordered = sorted(events, key=lambda e: (e.occurred_ms, e.entry.event_id))
+        ordered = sorted(events, key=attrgetter("occurred_ms"))  # stable: read order on ties
         pipe = self.redis.pipeline(transaction=False)
         calls: list[tuple[str, int, list[list[Event]]]] = []
         for reason, scope, limit, attribute in scopes:
@@ -652,14 +657,13 @@ class Writer:
                 slots[zlib.crc32(counter[0].encode()) % self.config.shards].append(counter)
             for slot, members in slots.items():
                 prefix = f"buzzer:{{b{slot}}}:rate:{scope}:"
-                names = [f"{_name(value)}:{minute}" for value, minute in members]
-                counts = "\n".join(
-                    f"{name} {len(counters[member])}"
-                    for name, member in zip(names, members, strict=True)
+                lines = "\n".join(
+                    f"{minute} {_name(value)} {len(counters[(value, minute)])}"
+                    for value, minute in members
                 )
                 self._rate(
-                    keys=[prefix + names[0]],
-                    args=[self.config.rate_ttl_seconds, prefix, counts],
+                    keys=[f"{prefix}{members[0][1]}"],
+                    args=[self.config.rate_ttl_seconds, prefix, lines],
                     client=pipe,
                 )
                 calls.append((reason, limit, [counters[member] for member in members]))
@@ -705,7 +709,7 @@ class Writer:
         for event in events:
             f = event.entry.fields
             price = _digits(f.get("price", ""), "price")
-            if event.campaign_id is None or not price or int(price) == 0:
+            if event.campaign_id is None or not f.get("serve_id") or not price or not int(price):
                 continue
             keys = Keys(event.campaign_id, self.config.shards)
             names = [keys.unbilled(f.get("serve_id", ""), f.get("kind", "")), keys.billed]
@@ -757,8 +761,8 @@ class Writer:
 
 
 def _name(value: str) -> str:
-    """A rate counter's name part: one line without the space that ends it."""
-    return value.replace(" ", "_").replace("\n", "_")
+    """A rate counter's field: on one line."""
+    return value.replace("\n", "_")
 
 
 def _day(day_number: int) -> date:
