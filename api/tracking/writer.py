@@ -84,6 +84,7 @@ MAX_BACKOFF_SECONDS = 10.0
 WRITER_REASONS = ("rate_ip", "rate_publisher", "duplicate")
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
+EARLIEST_MS, LATEST_MS = 946_684_800_000, 253_402_300_799_999  # years 2000 to 9999
 MAX_DIGITS = {"chain_id": 9, "campaign_id": 18, "served_at": 12, "bid": 78, "price": 78}
 
 STAGING = """
@@ -306,8 +307,8 @@ def stage(entry: Entry, chain_id: int) -> tuple[Event, tuple[Any, ...]]:
     f = entry.fields
     received = f.get("received_ms", "")
     occurred_ms = int(received) if received.isdigit() and len(received) <= 15 else 0
-    if not occurred_ms:
-        occurred_ms = _entry_ms(entry.entry_id)
+    if not EARLIEST_MS <= occurred_ms <= LATEST_MS:
+        occurred_ms = _entry_ms(entry.entry_id)  # when Redis appended it
     campaign = _digits(f.get("campaign_id", ""), "campaign_id")
     publisher = _text(f.get("publisher", "").lower())
     ip_prefix = _text(f.get("ip_prefix", ""))

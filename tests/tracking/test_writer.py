@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from api.tracking import partitions
+from api.tracking import writer as writer_module
 from api.tracking.stream import GROUP, Keys, stream_keys
 from api.tracking.writer import Entry, Writer, stage
 from migrations import libpq_url, sqlalchemy_url
@@ -300,6 +301,36 @@ def test_an_entry_with_garbage_fields_does_not_block_its_shard(
     assert ("", 0, 1337, None, None, None) in got
     assert ("impression", 0, 1337, None, None, "a\tb\\c\nd") in got
     assert client.xlen(key) == 0
+
+
+def test_an_entry_postgres_refuses_is_dead_lettered_and_the_rest_written(
+    db: str, own_redis: OwnRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The safety net behind the parsing: a batch Postgres refuses is written in halves
+    down to the one entry it refuses, which goes to `<stream>:dead` with the error."""
+    monkeypatch.setitem(writer_module.MAX_DIGITS, "chain_id", 20)  # lets an overflow through
+    client = own_redis.client()
+    good = [tracked() for _ in range(9)]
+    for e in good[:4]:
+        append(client, e)
+    append(client, tracked(chain_id=10**15))
+    for e in good[4:]:
+        append(client, e)
+    assert make_writer(db, own_redis.url).drain() == 10
+    assert len(stored(db)) == 9
+    key = stream_keys(SHARDS)[CAMPAIGN % SHARDS]
+    (dead,) = client.xrange(f"{key}:dead")
+    assert dead[1]["chain_id"] == str(10**15) and "out of range" in dead[1]["error"]
+    assert client.xlen(key) == 0 and client.xpending(key, GROUP)["pending"] == 0
+
+
+def test_a_receive_time_out_of_any_sane_range_falls_back_to_the_append_time(
+    db: str, own_redis: OwnRedis
+) -> None:
+    entry = append(own_redis.client(), tracked(received_ms=999_999_999_999_999))
+    make_writer(db, own_redis.url).drain()
+    ((occurred,),) = rows(db, "SELECT occurred_at FROM ad_events")
+    assert int(occurred.timestamp() * 1000) == int(entry.split("-")[0])
 
 
 def test_partitions_are_created_ahead_idempotently_and_under_a_race(db: str) -> None:
