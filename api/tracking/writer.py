@@ -102,7 +102,9 @@ COPY = (
     " visitor, device, geo, billed) FROM STDIN"
 )
 # the first valid event of each token redeems it; the others (and events whose token another
-# batch redeemed) are duplicates, except a replay of the very event that redeemed it
+# batch redeemed) are duplicates, except a replay of the very event that redeemed it. (Shaped
+# so the planner hashes this batch's redemptions and probes the table's index only for the
+# few losers: a NOT EXISTS over the CTE was a nested loop, quadratic in the batch.)
 REDEEM = """
 WITH candidates AS (
     SELECT DISTINCT ON (serve_id, kind) serve_id || ':' || kind AS token_id, event_id, occurred_ms
@@ -115,18 +117,23 @@ WITH candidates AS (
     FROM candidates ORDER BY token_id
     ON CONFLICT (token_id) DO NOTHING
     RETURNING event_id
+), losers AS (
+    SELECT event_id, serve_id || ':' || kind AS token_id
+    FROM tracking_staging
+    WHERE reason IS NULL AND serve_id IS NOT NULL
+      AND event_id NOT IN (SELECT event_id FROM redeemed)
+), duplicates AS (
+    SELECT l.event_id FROM losers l
+    WHERE NOT EXISTS (
+        SELECT 1 FROM ad_event_redemptions r
+        WHERE r.token_id = l.token_id AND r.event_id = l.event_id
+    )
 )
 UPDATE tracking_staging s SET reason = 'duplicate'
-WHERE s.reason IS NULL AND s.serve_id IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM redeemed r WHERE r.event_id = s.event_id)
-  AND NOT EXISTS (
-      SELECT 1 FROM ad_event_redemptions r
-      WHERE r.token_id = s.serve_id || ':' || s.kind AND r.event_id = s.event_id
-  )
+FROM duplicates d WHERE s.event_id = d.event_id
 """
 # store the events; count only the newly stored ones into the daily traffic; return how many
-# were stored and verified, and the billed events that are stored as not verified (new, or
-# stored by an earlier run of this batch whose take-back may not have happened)
+# were stored and verified, and the stored ones the intake billed that are not verified
 INSERT = """
 WITH inserted AS (
     INSERT INTO ad_events (event_id, occurred_at, kind, verified, reason, chain_id, serve_id,
@@ -153,16 +160,21 @@ SELECT
     (SELECT count(*) FROM inserted WHERE verified),
     (SELECT count(*) FROM traffic),
     ARRAY(
-        SELECT s.event_id FROM tracking_staging s LEFT JOIN inserted i USING (event_id)
-        WHERE s.billed AND CASE
-            WHEN i.event_id IS NOT NULL THEN NOT i.verified
-            ELSE EXISTS (
-                SELECT 1 FROM ad_events e
-                WHERE e.event_id = s.event_id AND NOT e.verified
-                  AND e.occurred_at = timestamptz 'epoch' + s.occurred_ms * interval '1 millisecond'
-            )
-        END
+        SELECT i.event_id FROM inserted i JOIN tracking_staging s USING (event_id)
+        WHERE s.billed AND NOT i.verified
     )
+"""
+# events of this batch stored before (a replay: the batch was committed, then its writer
+# died or lost the answer) that the intake billed and that are not verified; one index
+# probe per event, in its day's partition
+REPLAYED = """
+SELECT s.event_id FROM tracking_staging s, LATERAL (
+    SELECT e.verified FROM ad_events e
+    WHERE e.event_id = s.event_id
+      AND e.occurred_at = timestamptz 'epoch' + s.occurred_ms * interval '1 millisecond'
+    LIMIT 1
+) e
+WHERE s.billed AND NOT e.verified
 """
 
 # KEYS: one counter hash of the slot (for routing: every hash it names shares its tag).
@@ -696,6 +708,8 @@ class Writer:
             self._lap("redeem")
             cur.execute(INSERT)
             inserted, verified, _, unbill = cur.fetchone() or (0, 0, 0, [])
+            if inserted < len(rows):  # some were stored before: their take-back may be owed
+                unbill = [*unbill, *(r[0] for r in cur.execute(REPLAYED))]
             self._lap("insert")
         self._lap("commit")
         self.stats["inserted"] += inserted

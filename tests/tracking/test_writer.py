@@ -74,7 +74,9 @@ def test_every_event_is_stored_once_with_its_verdict(db: str, own_redis: OwnRedi
     ms = int(received.timestamp() * 1000)
     good = tracked(received_ms=ms)
     bot = tracked(verdict="bot", billed="0", received_ms=ms)
-    click = tracked(kind="click", bid_model="cpc", bid=40_000, price=40_000, campaign_id=9)
+    click = tracked(
+        kind="click", bid_model="cpc", bid=40_000, price=40_000, campaign_id=9, received_ms=ms
+    )
     ids = {event_id(e, append(client, e)): e for e in (good, bot, click)}
 
     assert make_writer(db, own_redis.url).drain() == 3
