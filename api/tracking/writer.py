@@ -224,7 +224,9 @@ return cjson.encode(r[1][2])
 UNBILL_SCRIPT = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
     redis.call('DECRBY', KEYS[2], ARGV[1])
-    if KEYS[3] then redis.call('DECRBY', KEYS[3], ARGV[1]) end
+    if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then
+        redis.call('DECRBY', KEYS[3], ARGV[1])  -- keeps its TTL; a gone epoch is left gone
+    end
     return 1
 end
 return 0
