@@ -7,15 +7,16 @@
     writer.drain()    # until the streams have nothing left for it (tests, benchmarks)
 
 Several writers share the consumer group `writers` on every shard stream. Each loop takes
-one batch: first the entries delivered to this consumer and never acknowledged (a previous
-life of it crashed), then entries of consumers idle longer than `claim_idle_ms` (XAUTOCLAIM:
-a dead writer's batch), then new ones. A batch is written in ONE Postgres transaction:
+one batch (up to `batch` entries per stream): first the entries delivered to this consumer
+and never acknowledged (a previous life of it crashed), then, every `claim_every_seconds`,
+entries other consumers have held longer than `claim_idle_ms` (XAUTOCLAIM: a dead writer's
+batch), then new ones. The rate rules are counted in Redis first (below): `rate_ip` (events
+per truncated IP prefix per minute above a limit), then `rate_publisher` (per publisher per
+minute). Then ONE Postgres transaction:
 
 1. COPY into a temporary staging table;
-2. the writer's rules, on events the intake found nothing wrong with: `rate_ip` (events per
-   truncated IP prefix per minute above a limit), then `rate_publisher` (per publisher per
-   minute), then `duplicate` (`INSERT INTO ad_event_redemptions … ON CONFLICT DO NOTHING`;
-   a redemption by the same event, i.e. a replayed batch, is not a duplicate of itself);
+2. `duplicate`, for events still valid: `INSERT INTO ad_event_redemptions … ON CONFLICT DO
+   NOTHING`; a redemption by the same event (a replayed batch) is not a duplicate of itself;
 3. `INSERT INTO ad_events … ON CONFLICT (event_id, occurred_at) DO NOTHING`, and
    `publisher_traffic_daily` += what that insert returned, so a replay counts nothing twice.
 
