@@ -66,6 +66,8 @@ import psycopg
 import psycopg.errors
 import redis
 from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from api.core.settings import Settings
 from api.tracking import partitions
@@ -404,6 +406,7 @@ class Writer:
                 encoding_errors="replace",
                 socket_connect_timeout=2,
                 socket_timeout=timeout,
+                retry=Retry(NoBackoff(), 1),  # the loop backs off itself and watches for stop
             )
         from api.core.redis import connect
 

@@ -107,7 +107,7 @@ def proxy(db: str) -> Iterator[TcpProxy]:
 def test_postgres_gone_mid_ingest_events_wait_and_land_exactly_once(
     db: str, own_redis: OwnRedis, proxy: TcpProxy
 ) -> None:
-    accepted = fill(own_redis, 3000)
+    accepted = fill(own_redis, 1500)
     writer = make_writer(through_proxy(db, proxy), own_redis.url, batch=100)
     with Running(writer):
         wait_for(lambda: count(db) > 0, what="the first batches")
@@ -116,7 +116,7 @@ def test_postgres_gone_mid_ingest_events_wait_and_land_exactly_once(
             proxy.cut()
             time.sleep(0.3)
             landed = count(db)
-            accepted |= fill(own_redis, 300)  # the API keeps accepting
+            accepted |= fill(own_redis, 200)  # the API keeps accepting
             time.sleep(1.0)
             assert count(db) == landed  # nothing lands while Postgres is away...
             assert sum(own_redis.client().xlen(k) for k in stream_keys(SHARDS)) > 0
@@ -130,7 +130,7 @@ def test_postgres_gone_mid_ingest_events_wait_and_land_exactly_once(
 def test_writer_sigkilled_mid_batch_its_batch_is_reread_without_duplicates(
     db: str, own_redis: OwnRedis
 ) -> None:
-    accepted = fill(own_redis, 20_000)
+    accepted = fill(own_redis, 8_000)
     env = {**os.environ, "DATABASE_URL": db, "REDIS_URL": own_redis.url, "PYTHONPATH": str(ROOT)}
     client = own_redis.client()
 
@@ -146,11 +146,11 @@ def test_writer_sigkilled_mid_batch_its_batch_is_reread_without_duplicates(
         before = count(db)
         proc = subprocess.Popen(
             [sys.executable, "-m", "api.tracking.writer", "--consumer", "doomed",
-             "--batch", "300", "--block-ms", "100"],
+             "--batch", "200", "--block-ms", "100"],
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            wait_for(lambda b=before: count(db) > b + 1000, what="the writer to write")
+            wait_for(lambda b=before: count(db) > b + 800, what="the writer to write")
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
