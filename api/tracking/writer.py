@@ -252,6 +252,7 @@ class WriterConfig:
     rate_ttl_seconds: int = RATE_TTL_SECONDS
     unbilled_ttl_seconds: int = UNBILLED_TTL_SECONDS
     log_every: int = 100  # batches between progress lines
+    max_backoff_seconds: float = MAX_BACKOFF_SECONDS
     delete_acked: bool = True
 
     def __post_init__(self) -> None:
@@ -508,7 +509,7 @@ class Writer:
             return n
         except (redis.RedisError, psycopg.Error, OSError) as exc:
             self._failures += 1
-            delay = min(MAX_BACKOFF_SECONDS, 0.2 * 2 ** min(self._failures, 6))
+            delay = min(self.config.max_backoff_seconds, 0.2 * 2 ** min(self._failures, 6))
             logger.warning(
                 "writer %s: %s: %s; retrying in %.1f s (%d entries kept)",
                 self.config.consumer,

@@ -263,6 +263,7 @@ def make_writer(database_url: str, redis_url: str, **overrides: Any) -> Writer:
         "batch": 500,
         "block_ms": 50,
         "log_every": 0,
+        "max_backoff_seconds": 1.0,
     }
     values.update(overrides)
     return Writer(WriterConfig(**values))
