@@ -28,6 +28,8 @@ from urllib.parse import parse_qs, urlsplit
 import psycopg
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from api.tracking.stream import TrackedEvent, shard_of, stream_key
 from api.tracking.writer import Writer, WriterConfig
@@ -80,8 +82,9 @@ class OwnRedis:
         """A clean stop: SHUTDOWN writes the AOF out before the server exits."""
         if self.process is None:
             return
-        with suppress(redis.ConnectionError):  # the server closes the connection as it exits
-            self.client().shutdown()
+        # the server closes the connection as it exits: no retries of the client's own
+        with suppress(redis.ConnectionError):
+            self.client(retry=Retry(NoBackoff(), 0)).shutdown()
         self.process.wait(10)
         self.process = None
 
