@@ -73,7 +73,7 @@ from api.core.settings import Settings
 from api.tracking import partitions
 from api.tracking.stream import DEFAULT_SHARDS, GROUP, Keys, stream_keys
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("api.tracking.writer")  # also when run as __main__
 
 # defaults of the writer's rules (settings `tracking_rate_ip_per_minute` and
 # `tracking_rate_publisher_per_minute` override them once settings.py has them; 0 = no limit)
