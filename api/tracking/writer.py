@@ -54,8 +54,9 @@ import socket
 import threading
 import time
 import zlib
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cached_property
@@ -254,6 +255,7 @@ class WriterConfig:
     log_every: int = 100  # batches between progress lines
     max_backoff_seconds: float = MAX_BACKOFF_SECONDS
     delete_acked: bool = True
+    read_ahead: bool = True  # read and judge the next batch while Postgres stores one
 
     def __post_init__(self) -> None:
         if not self.consumer:
@@ -289,6 +291,15 @@ class Entry:
     @cached_property
     def event_id(self) -> str:
         return f"{self.shard}:{self.entry_id}"
+
+
+@dataclass
+class Batch:
+    """Entries read and judged: their events and staging rows (reasons after the rates)."""
+
+    entries: Sequence[Entry]
+    events: list[Event]
+    rows: list[tuple[Any, ...]]
 
 
 @dataclass
@@ -373,7 +384,8 @@ class Writer:
         self._redis: Redis | None = None
         self._pg: psycopg.Connection[Any] | None = None
         self._stop = threading.Event()
-        self._batch: list[Entry] | None = None
+        self._held: deque[Batch] = deque()  # read, judged, not acknowledged yet
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._recovering = True  # read our own pending entries first
         self._last_claim = 0.0
         self._claim_cursor: dict[str, str] = {}
@@ -382,7 +394,6 @@ class Writer:
         self._failures = 0
         self.stats: dict[str, int] = defaultdict(int)
         self.seconds: dict[str, float] = defaultdict(float)  # per phase of a batch
-        self._lap_at = time.monotonic()
         self._window = (time.monotonic(), 0)
 
     # -- connections --------------------------------------------------------------------
@@ -439,6 +450,7 @@ class Writer:
         return self._pg
 
     def close(self) -> None:
+        self._pool.shutdown(wait=True)
         if self._pg is not None:
             self._pg.close()
             self._pg = None
@@ -477,8 +489,9 @@ class Writer:
             while not self._stop.is_set():
                 self.step()
         finally:
-            if self._batch:
-                logger.info("stopping: %d entries left unacknowledged", len(self._batch))
+            if self._held:
+                left = sum(len(b.entries) for b in self._held)
+                logger.info("stopping: %d entries left unacknowledged", left)
             self.close()
             logger.info("writer %s stopped", self.config.consumer)
 
@@ -488,25 +501,40 @@ class Writer:
         while idle < idle_reads and not self._stop.is_set():
             n = self.step()
             handled += n
-            idle = idle + 1 if n == 0 and self._batch is None and not self._failures else 0
+            idle = idle + 1 if n == 0 and not self._held and not self._failures else 0
         return handled
 
     def step(self) -> int:
-        """Read a batch (or take the one that failed last time) and write it; returns the
-        number of entries written and acknowledged. Failures back off and keep the batch."""
+        """Write the oldest batch held (reading one if none is) and acknowledge it; returns
+        the number of entries acknowledged. While Postgres stores a batch, the next one is
+        read and judged (`read_ahead`). Failures back off and keep the batches held."""
         try:
-            if self._batch is None:
+            if not self._held:
                 read_at = time.monotonic()
-                self._batch = self._read()
+                entries = self._read(self.config.block_ms)
                 self.seconds["read"] += time.monotonic() - read_at
-            if not self._batch:
-                self._batch = None
-                return 0
-            n = len(self._batch)
-            self.write(self._batch)
-            self._batch = None
+                if not entries:
+                    return 0
+                self._held.append(self._prepare(entries))
+            batch = self._held[0]
+            stored: Future[list[str]] | None = None
+            ahead_error: BaseException | None = None
+            if self.config.read_ahead and len(self._held) == 1 and not self._recovering:
+                stored = self._pool.submit(self._store, batch.rows, batch.events)
+                try:
+                    read_at = time.monotonic()
+                    entries = self._read(None)
+                    self.seconds["read"] += time.monotonic() - read_at
+                    if entries:
+                        self._held.append(self._prepare(entries))
+                except BaseException as exc:  # raised once the batch being stored is done
+                    ahead_error = exc
+            self._finish(batch, stored)
+            self._held.popleft()
             self._failures = 0
-            return n
+            if ahead_error is not None:
+                raise ahead_error
+            return len(batch.entries)
         except (redis.RedisError, psycopg.Error, OSError) as exc:
             self._failures += 1
             delay = min(self.config.max_backoff_seconds, 0.2 * 2 ** min(self._failures, 6))
@@ -516,7 +544,7 @@ class Writer:
                 type(exc).__name__,
                 str(exc).strip().splitlines()[0] if str(exc).strip() else "",
                 delay,
-                len(self._batch or ()),
+                sum(len(b.entries) for b in self._held),
             )
             self._drop_connections(exc)
             self._days.clear()
@@ -526,7 +554,7 @@ class Writer:
 
     # -- reading ------------------------------------------------------------------------
 
-    def _read(self) -> list[Entry]:
+    def _read(self, block: int | None) -> list[Entry]:
         client = self.redis
         if self._recovering:
             entries = self._xreadgroup(client, "0", block=None)
@@ -538,7 +566,7 @@ class Writer:
             entries = self._claim(client)
             if entries:
                 return entries
-        return self._xreadgroup(client, ">", block=self.config.block_ms)
+        return self._xreadgroup(client, ">", block=block)
 
     def _xreadgroup(self, client: Redis, start: str, block: int | None) -> list[Entry]:
         """Entries of every stream from `start` ('0': our pending ones, '>': new ones);
@@ -610,42 +638,54 @@ class Writer:
 
     def write(self, entries: Sequence[Entry]) -> None:
         """Write one batch and acknowledge it (safe to call again with the same entries)."""
+        self._finish(self._prepare(entries), None)
+
+    def _prepare(self, entries: Sequence[Entry]) -> Batch:
+        """Stage the entries' rows and apply the rate rules (Redis)."""
         started = time.monotonic()
         live = [e for e in entries if e.fields]  # an entry deleted meanwhile has no fields
         staged = [stage(e, self.config.chain_id) for e in live]
         events = [event for event, _ in staged]
-        self._lap("stage", started)
+        judged = time.monotonic()
+        self.seconds["stage"] += judged - started
         reasons = self._rate_reasons(events)
         rows = [(*row[:3], reasons[i], *row[4:]) for i, (_, row) in enumerate(staged)]
-        self._lap("rate")
+        self.seconds["rate"] += time.monotonic() - judged
+        return Batch(entries, events, rows)
+
+    def _finish(self, batch: Batch, stored: Future[list[str]] | None) -> None:
+        """Store the batch (or wait for its store running in the background), take back the
+        billing owed, acknowledge."""
         try:
-            unbill = self._store(rows, events) if rows else []
+            if stored is not None:
+                unbill = stored.result()
+            else:
+                unbill = self._store(batch.rows, batch.events)
         except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
             if isinstance(exc, psycopg.errors.CheckViolation):
                 raise  # no partition for a day we thought had one (dropped?): retried
-            if len(entries) == 1:
-                self._dead_letter(entries[0], exc)
-                return
-            logger.warning("batch of %d refused (%s): writing it in halves", len(entries), exc)
-            self.pg.rollback()
-            half = len(entries) // 2
-            self.write(entries[:half])
-            self.write(entries[half:])
+            self._refused(batch.entries, exc)
             return
-        by_id = {event.entry.event_id: event for event in events}
+        started = time.monotonic()
+        by_id = {event.entry.event_id: event for event in batch.events}
         taken_back = self._take_back([by_id[event_id] for event_id in unbill])
-        self._ack(entries)
-        self._lap("ack")
+        self._ack(batch.entries)
+        self.seconds["ack"] += time.monotonic() - started
         self.stats["batches"] += 1
-        self.stats["events"] += len(entries)
+        self.stats["events"] += len(batch.entries)
         self.stats["taken_back"] += taken_back
         self._progress()
 
-    def _lap(self, phase: str, since: float | None = None) -> None:
-        """Add the time since the last lap to `phase` (for the progress line)."""
-        now = time.monotonic()
-        self.seconds[phase] += now - (since if since is not None else self._lap_at)
-        self._lap_at = now
+    def _refused(self, entries: Sequence[Entry], exc: BaseException) -> None:
+        """Postgres refused the batch: write it in halves, down to the entry it refuses."""
+        self.pg.rollback()
+        if len(entries) == 1:
+            self._dead_letter(entries[0], exc)
+            return
+        logger.warning("batch of %d refused (%s): writing it in halves", len(entries), exc)
+        half = len(entries) // 2
+        self.write(entries[:half])
+        self.write(entries[half:])
 
     def _rate_reasons(self, events: list[Event]) -> list[str | None]:
         """Each event's reason after the rate rules. Counted once per event by this writer:
@@ -699,26 +739,37 @@ class Writer:
         return reasons  # the IP rule is applied first: an event over both keeps rate_ip
 
     def _store(self, rows: list[tuple[Any, ...]], events: list[Event]) -> list[str]:
+        """The batch's Postgres transaction; the stored events whose billing is owed back.
+        Runs in the store thread when reading ahead (it touches Postgres only)."""
+        if not rows:
+            return []
         conn = self.pg
+        lap = [time.monotonic()]
+
+        def timed(phase: str) -> None:
+            now = time.monotonic()
+            self.seconds[phase] += now - lap[0]
+            lap[0] = now
+
         days = {event.occurred_ms // DAY_MS for event in events} - self._days
         if days:
             partitions.ensure(conn, [_day(d) for d in days])
             conn.commit()
             self._days |= days
-        self._lap("partitions")
+            timed("partitions")
         with conn.transaction(), conn.cursor() as cur:
             with cur.copy(COPY) as copy:
                 for row in rows:
                     copy.write_row(row)
-            self._lap("copy")
+            timed("copy")
             cur.execute(REDEEM)
-            self._lap("redeem")
+            timed("redeem")
             cur.execute(INSERT)
             inserted, verified, _, unbill = cur.fetchone() or (0, 0, 0, [])
             if inserted < len(rows):  # some were stored before: their take-back may be owed
                 unbill = [*unbill, *(r[0] for r in cur.execute(REPLAYED))]
-            self._lap("insert")
-        self._lap("commit")
+            timed("insert")
+        timed("commit")
         self.stats["inserted"] += inserted
         self.stats["verified"] += verified
         return list(unbill)

@@ -56,7 +56,7 @@ def bill(redis_server: OwnRedis, amount: int, campaign: int = CAMPAIGN, epoch: i
 
 def read_batch(writer: Writer) -> list[Entry]:
     """Entries delivered to this writer (its read, without writing them)."""
-    return writer._read()
+    return writer._read(None)
 
 
 def stored(database_url: str) -> dict[str, tuple[bool, str | None]]:

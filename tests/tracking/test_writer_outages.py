@@ -173,7 +173,7 @@ def test_a_restarted_writer_rereads_its_own_unacknowledged_batch(
 ) -> None:
     accepted = fill(own_redis, 500)
     first = make_writer(db, own_redis.url, consumer="w1", batch=200)
-    batch = first._read()  # delivered, then the process died before writing it
+    batch = first._read(None)  # delivered, then the process died before writing it
     first.write(batch[:50])  # or after writing part of it, before acknowledging the rest
     first.close()
     again = make_writer(db, own_redis.url, consumer="w1", batch=200, claim_idle_ms=3_600_000)
