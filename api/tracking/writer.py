@@ -239,6 +239,8 @@ return 0
 
 @dataclass
 class WriterConfig:
+    """How a writer runs; `from_settings` fills it from the environment (`BUZZER_*`)."""
+
     database_url: str
     redis_url: str
     chain_id: int = 1337
@@ -375,6 +377,8 @@ def stage(entry: Entry, chain_id: int) -> tuple[Event, tuple[Any, ...]]:
 
 
 class Writer:
+    """One consumer of the group `writers` (see the module docs)."""
+
     def __init__(self, config: WriterConfig) -> None:
         if not config.database_url:
             raise ValueError("the writer needs DATABASE_URL")
