@@ -4,7 +4,8 @@
 created ahead by a scheduler job and on demand by the writer); every event is stored, valid
 or not, with `verified` and the `reason` it is not. It is not unique by token, since
 duplicates are stored too; `(event_id, occurred_at)` is unique so a replayed stream batch
-lands once (`event_id` is `<shard>:<entry id>`: entry ids repeat across shards). `ad_event_redemptions` is the final word on single use: one row per token id
+lands once (`event_id` is `<shard>:<entry id>`: entry ids repeat across shards).
+`ad_event_redemptions` is the final word on single use: one row per token id
 (`<serve_id>:<kind>`), filled with `INSERT … ON CONFLICT DO NOTHING`."""
 
 from __future__ import annotations
