@@ -4,7 +4,8 @@
 created ahead by a scheduler job and on demand by the writer); every event is stored, valid
 or not, with `verified` and the `reason` it is not. It is not unique by token, since
 duplicates are stored too; `(event_id, occurred_at)` is unique so a replayed stream batch
-lands once. `ad_event_redemptions` is the final word on single use: one row per token id
+lands once (`event_id` is `<shard>:<entry id>`: entry ids repeat across shards).
+`ad_event_redemptions` is the final word on single use: one row per token id
 (`<serve_id>:<kind>`), filled with `INSERT … ON CONFLICT DO NOTHING`."""
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class AdEvent(SQLModel, table=True):
         {"postgresql_partition_by": "RANGE (occurred_at)"},
     )
 
-    event_id: str = Field(primary_key=True, description="the Redis Stream entry id")
+    event_id: str = Field(primary_key=True, description="<shard>:<Redis Stream entry id>")
     occurred_at: datetime = Field(
         sa_column=Column(DateTime(timezone=True), primary_key=True, nullable=False),
         description="when the API received the event (UTC)",

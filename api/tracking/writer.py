@@ -1,0 +1,895 @@
+"""The tracking writer: events from the Redis Stream shards into Postgres, exactly once.
+
+    python -m api.tracking.writer [--consumer NAME] [--batch 2000] [--block-ms 1000]
+
+    writer = Writer(WriterConfig.from_settings(Settings(), consumer="w1"))
+    writer.run()      # until stop(), SIGTERM or SIGINT
+    writer.drain()    # until the streams have nothing left for it (tests, benchmarks)
+
+Several writers share the consumer group `writers` on every shard stream. Each loop takes
+one batch (up to `batch` entries per stream): first the entries delivered to this consumer
+and never acknowledged (a previous life of it crashed), then, every `claim_every_seconds`,
+entries other consumers have held longer than `claim_idle_ms` (XAUTOCLAIM: a dead writer's
+batch), then new ones. The rate rules are counted in Redis first (below): `rate_ip` (events
+per truncated IP prefix per minute above a limit), then `rate_publisher` (per publisher per
+minute). Then ONE Postgres transaction:
+
+1. COPY into a temporary staging table;
+2. `duplicate`, for events still valid: `INSERT INTO ad_event_redemptions … ON CONFLICT DO
+   NOTHING`; a redemption by the same event (a replayed batch) is not a duplicate of itself;
+3. `INSERT INTO ad_events … ON CONFLICT (event_id, occurred_at) DO NOTHING`, and
+   `publisher_traffic_daily` += what that insert returned, so a replay counts nothing twice.
+
+After the commit, the billing of every stored event that is not verified but whose entry
+says the intake billed it is taken back once (the `unbilled` marker, SET NX, in the same
+script as the DECRBY of `billed` and of the epoch's spend); then the entries are
+acknowledged and deleted. Nothing is acknowledged before its commit: with Postgres down the
+writer backs off and retries the same batch, and a writer killed mid-batch leaves its
+entries pending for its next life or another writer.
+
+Event ids are `<shard>:<stream entry id>`: entry ids are unique within one stream only, and
+two shards can hand out the same id in the same millisecond.
+
+Rate counting lives in Redis: a counter per (scope, value, minute) that every writer and
+every batch shares (one HINCRBY per counter and batch, in one script per hash slot); the
+events of a counter in a batch take the ordinals after its count, earliest first, and those
+beyond the limit are rejected. A writer keeps the decisions of the batch it holds, so a
+batch it retries through a Postgres outage is not counted again. Entries re-read after a
+crash (their writer's or another's) are counted again: a crash can count one batch twice,
+erring toward rejecting, never toward billing more. (Exact replay-proof counting needs a
+record per event — a hash field or a Postgres row per event and prefix — which cost more
+than the rest of the writer together; a Postgres table also needs a row lock per prefix in
+the batch transaction.) Every event counts toward a rate, valid or not: the limit is on the
+traffic a prefix or a publisher sends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import zlib
+from collections import defaultdict, deque
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import cached_property
+from operator import attrgetter
+from typing import Any
+
+import psycopg
+import psycopg.errors
+import redis
+from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from api.core.settings import Settings
+from api.tracking import partitions
+from api.tracking.stream import DEFAULT_SHARDS, GROUP, Keys, stream_keys
+
+logger = logging.getLogger("api.tracking.writer")  # also when run as __main__
+
+# defaults of the writer's rules (settings `tracking_rate_ip_per_minute` and
+# `tracking_rate_publisher_per_minute` override them once settings.py has them; 0 = no limit)
+RATE_IP_PER_MINUTE = 300
+RATE_PUBLISHER_PER_MINUTE = 30_000
+RATE_TTL_SECONDS = 600  # how long a minute's rate decisions are kept after their last use
+UNBILLED_TTL_SECONDS = 7 * 86_400  # the take-back marker outlives any replay of its entry
+CLAIM_IDLE_MS = 60_000
+MAX_BACKOFF_SECONDS = 10.0
+
+WRITER_REASONS = ("rate_ip", "rate_publisher", "duplicate")
+DAY_MS = 86_400_000
+MINUTE_MS = 60_000
+EARLIEST_MS, LATEST_MS = 946_684_800_000, 253_402_300_799_999  # years 2000 to 9999
+MAX_DIGITS = {"chain_id": 9, "campaign_id": 18, "served_at": 12, "bid": 78, "price": 78}
+
+STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS tracking_staging (
+    event_id text NOT NULL, occurred_ms bigint NOT NULL, kind text NOT NULL, reason text,
+    chain_id integer NOT NULL, serve_id text, campaign_id bigint, slot_id text,
+    publisher text, token text, bid_model text, bid numeric, price numeric NOT NULL,
+    served_s bigint, ip_prefix text, visitor text, device text, geo text,
+    billed boolean NOT NULL
+) ON COMMIT DELETE ROWS
+"""
+COPY = (
+    "COPY tracking_staging (event_id, occurred_ms, kind, reason, chain_id, serve_id,"
+    " campaign_id, slot_id, publisher, token, bid_model, bid, price, served_s, ip_prefix,"
+    " visitor, device, geo, billed) FROM STDIN"
+)
+# the first valid event of each token redeems it; the others (and events whose token another
+# batch redeemed) are duplicates, except a replay of the very event that redeemed it. (Shaped
+# so the planner hashes this batch's redemptions and probes the table's index only for the
+# few losers: a NOT EXISTS over the CTE was a nested loop, quadratic in the batch.)
+REDEEM = """
+WITH candidates AS (
+    SELECT DISTINCT ON (serve_id, kind) serve_id || ':' || kind AS token_id, event_id, occurred_ms
+    FROM tracking_staging
+    WHERE reason IS NULL AND serve_id IS NOT NULL
+    ORDER BY serve_id, kind, occurred_ms, event_id
+), redeemed AS (
+    INSERT INTO ad_event_redemptions (token_id, event_id, redeemed_at)
+    SELECT token_id, event_id, timestamptz 'epoch' + occurred_ms * interval '1 millisecond'
+    FROM candidates ORDER BY token_id
+    ON CONFLICT (token_id) DO NOTHING
+    RETURNING event_id
+), losers AS (
+    SELECT event_id, serve_id || ':' || kind AS token_id
+    FROM tracking_staging
+    WHERE reason IS NULL AND serve_id IS NOT NULL
+      AND event_id NOT IN (SELECT event_id FROM redeemed)
+), duplicates AS (
+    SELECT l.event_id FROM losers l
+    WHERE NOT EXISTS (
+        SELECT 1 FROM ad_event_redemptions r
+        WHERE r.token_id = l.token_id AND r.event_id = l.event_id
+    )
+)
+UPDATE tracking_staging s SET reason = 'duplicate'
+FROM duplicates d WHERE s.event_id = d.event_id
+"""
+# store the events; count only the newly stored ones into the daily traffic; return how many
+# were stored and verified, and the stored ones the intake billed that are not verified
+INSERT = """
+WITH inserted AS (
+    INSERT INTO ad_events (event_id, occurred_at, kind, verified, reason, chain_id, serve_id,
+        campaign_id, slot_id, publisher, token, bid_model, bid, price, served_at, ip_prefix,
+        visitor, device, geo)
+    SELECT event_id, timestamptz 'epoch' + occurred_ms * interval '1 millisecond', kind,
+        reason IS NULL, reason, chain_id, serve_id, campaign_id, slot_id, publisher, token,
+        bid_model, bid, price, to_timestamp(served_s), ip_prefix, visitor, device, geo
+    FROM tracking_staging
+    ON CONFLICT (event_id, occurred_at) DO NOTHING
+    RETURNING event_id, occurred_at, publisher, verified
+), traffic AS (
+    INSERT INTO publisher_traffic_daily AS t (wallet, day, events, verified)
+    SELECT publisher, (occurred_at AT TIME ZONE 'UTC')::date, count(*),
+        count(*) FILTER (WHERE verified)
+    FROM inserted WHERE publisher IS NOT NULL
+    GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (wallet, day) DO UPDATE
+    SET events = t.events + EXCLUDED.events, verified = t.verified + EXCLUDED.verified
+    RETURNING 1
+)
+SELECT
+    (SELECT count(*) FROM inserted),
+    (SELECT count(*) FROM inserted WHERE verified),
+    (SELECT count(*) FROM traffic),
+    ARRAY(
+        SELECT i.event_id FROM inserted i JOIN tracking_staging s USING (event_id)
+        WHERE s.billed AND NOT i.verified
+    )
+"""
+# events of this batch stored before (a replay: the batch was committed, then its writer
+# died or lost the answer) that the intake billed and that are not verified; one index
+# probe per event, in its day's partition
+REPLAYED = """
+SELECT s.event_id FROM tracking_staging s, LATERAL (
+    SELECT e.verified FROM ad_events e
+    WHERE e.event_id = s.event_id
+      AND e.occurred_at = timestamptz 'epoch' + s.occurred_ms * interval '1 millisecond'
+    LIMIT 1
+) e
+WHERE s.billed AND NOT e.verified
+"""
+
+# KEYS: one counter hash of the slot (for routing: every hash it names shares its tag).
+# ARGV: ttl (s), the hashes' common prefix, then "<minute> <value> <n>" per counter, one a
+# line. Adds n to field <value> of hash <prefix><minute>; returns the counts before, space-
+# separated. (One argument for all: thousands of distinct prefixes per batch cost more to
+# send as a key each.)
+RATE_SCRIPT = """
+local out = {}
+local touched = {}
+for minute, value, n in string.gmatch(ARGV[3], '(%d+) ([^\\n]+) (%d+)') do
+    local key = ARGV[2] .. minute
+    out[#out + 1] = redis.call('HINCRBY', key, value, n) - n
+    if not touched[key] then
+        touched[key] = true
+        redis.call('EXPIRE', key, ARGV[1])
+    end
+end
+return table.concat(out, ' ')
+"""
+
+# KEYS: a stream. ARGV: group, the ids to acknowledge (comma-separated), '1' to delete them.
+ACK_SCRIPT = """
+local ids = {}
+for id in string.gmatch(ARGV[2], '[^,]+') do ids[#ids + 1] = id end
+for i = 1, #ids, 1000 do
+    local chunk = {unpack(ids, i, math.min(i + 999, #ids))}
+    redis.call('XACK', KEYS[1], ARGV[1], unpack(chunk))
+    if ARGV[3] == '1' then redis.call('XDEL', KEYS[1], unpack(chunk)) end
+end
+return #ids
+"""
+
+# XREADGROUP (without BLOCK, which scripts cannot do) of one stream, answered as one JSON
+# string: [[id, [field, value, ...] or false if deleted], ...]. Parsing 40 bulk strings per
+# entry in redis-py costs more than writing the entry to Postgres.
+READ_SCRIPT = """
+redis.replicate_commands()
+local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
+    'STREAMS', KEYS[1], ARGV[4])
+if not r or not r[1] then return '[]' end
+return cjson.encode(r[1][2])
+"""
+
+# KEYS: the event's unbilled marker, the campaign's billed, [the serve epoch's spend].
+# ARGV: price, marker ttl (s). Takes the price back once.
+UNBILL_SCRIPT = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+    redis.call('DECRBY', KEYS[2], ARGV[1])
+    if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then
+        redis.call('DECRBY', KEYS[3], ARGV[1])  -- keeps its TTL; a gone epoch is left gone
+    end
+    return 1
+end
+return 0
+"""
+
+
+@dataclass
+class WriterConfig:
+    """How a writer runs; `from_settings` fills it from the environment (`BUZZER_*`)."""
+
+    database_url: str
+    redis_url: str
+    chain_id: int = 1337
+    shards: int = DEFAULT_SHARDS
+    consumer: str = ""
+    batch: int = 2000
+    block_ms: int = 1000
+    claim_idle_ms: int = CLAIM_IDLE_MS
+    claim_every_seconds: float = 5.0
+    rate_ip_per_minute: int = RATE_IP_PER_MINUTE
+    rate_publisher_per_minute: int = RATE_PUBLISHER_PER_MINUTE
+    rate_ttl_seconds: int = RATE_TTL_SECONDS
+    unbilled_ttl_seconds: int = UNBILLED_TTL_SECONDS
+    log_every: int = 100  # batches between progress lines
+    max_backoff_seconds: float = MAX_BACKOFF_SECONDS
+    delete_acked: bool = True
+    read_ahead: bool = True  # read and judge the next batch while Postgres stores one
+
+    def __post_init__(self) -> None:
+        if not self.consumer:
+            self.consumer = f"{socket.gethostname()}-{os.getpid()}"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> WriterConfig:
+        values: dict[str, Any] = {
+            "database_url": settings.database_url,
+            "redis_url": settings.redis_url,
+            "chain_id": settings.chain_id,
+            "shards": getattr(settings, "tracking_shards", DEFAULT_SHARDS),
+            "rate_ip_per_minute": getattr(
+                settings, "tracking_rate_ip_per_minute", RATE_IP_PER_MINUTE
+            ),
+            "rate_publisher_per_minute": getattr(
+                settings, "tracking_rate_publisher_per_minute", RATE_PUBLISHER_PER_MINUTE
+            ),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stream entry as read: its shard, stream key, id and fields."""
+
+    shard: int
+    stream: str
+    entry_id: str
+    fields: dict[str, str]
+
+    @cached_property
+    def event_id(self) -> str:
+        return f"{self.shard}:{self.entry_id}"
+
+
+@dataclass
+class Batch:
+    """Entries read and judged: their events and staging rows (reasons after the rates)."""
+
+    entries: Sequence[Entry]
+    events: list[Event]
+    rows: list[tuple[Any, ...]]
+
+
+@dataclass
+class Event:
+    """What the writer needs of an entry beyond its staging row."""
+
+    entry: Entry
+    occurred_ms: int
+    reason: str | None
+    billed: bool
+    campaign_id: int | None
+    publisher: str | None
+    ip_prefix: str | None
+
+
+def _digits(value: str, name: str) -> str | None:
+    return value if value and value.isdigit() and len(value) <= MAX_DIGITS[name] else None
+
+
+def _text(value: str) -> str | None:
+    if not value:
+        return None
+    return value.replace("\x00", "") if "\x00" in value else value
+
+
+def _entry_ms(entry_id: str) -> int:
+    head = entry_id.partition("-")[0]
+    return int(head) if head.isdigit() else 0
+
+
+def stage(entry: Entry, chain_id: int) -> tuple[Event, tuple[Any, ...]]:
+    """The staging row of an entry, made safe for COPY whatever the entry holds: numbers
+    that do not parse become null (price 0), a missing receive time is the entry id's."""
+    f = entry.fields
+    received = f.get("received_ms", "")
+    occurred_ms = int(received) if received.isdigit() and len(received) <= 15 else 0
+    if not EARLIEST_MS <= occurred_ms <= LATEST_MS:
+        occurred_ms = _entry_ms(entry.entry_id)  # when Redis appended it
+    campaign = _digits(f.get("campaign_id", ""), "campaign_id")
+    publisher = _text(f.get("publisher", "").lower())
+    ip_prefix = _text(f.get("ip_prefix", ""))
+    event = Event(
+        entry=entry,
+        occurred_ms=occurred_ms,
+        reason=_text(f.get("verdict", "")),
+        billed=f.get("billed") == "1",
+        campaign_id=int(campaign) if campaign is not None else None,
+        publisher=publisher,
+        ip_prefix=ip_prefix,
+    )
+    row = (
+        entry.event_id,
+        occurred_ms,
+        _text(f.get("kind", "")) or "",
+        None,  # reason: filled once the writer's rules ran
+        _digits(f.get("chain_id", ""), "chain_id") or chain_id,
+        _text(f.get("serve_id", "")),
+        campaign,
+        _text(f.get("slot_id", "")),
+        publisher,
+        _text(f.get("token", "")),
+        _text(f.get("bid_model", "")),
+        _digits(f.get("bid", ""), "bid"),
+        _digits(f.get("price", ""), "price") or 0,
+        _digits(f.get("served_at", ""), "served_at"),
+        ip_prefix,
+        _text(f.get("visitor", "")),
+        _text(f.get("device", "")),
+        _text(f.get("geo", "")),
+        event.billed,
+    )
+    return event, row
+
+
+class Writer:
+    """One consumer of the group `writers` (see the module docs)."""
+
+    def __init__(self, config: WriterConfig) -> None:
+        if not config.database_url:
+            raise ValueError("the writer needs DATABASE_URL")
+        self.config = config
+        self.streams = stream_keys(config.shards)
+        self._shard_of = {key: k for k, key in enumerate(self.streams)}
+        self._redis: Redis | None = None
+        self._pg: psycopg.Connection[Any] | None = None
+        self._stop = threading.Event()
+        self._held: deque[Batch] = deque()  # read, judged, not acknowledged yet
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._recovering = True  # read our own pending entries first
+        self._last_claim = 0.0
+        self._claim_cursor: dict[str, str] = {}
+        self._days: set[int] = set()
+        self._rated: dict[str, str | None] = {}  # event id → reason after the rate rules
+        self._failures = 0
+        self.stats: dict[str, int] = defaultdict(int)
+        self.seconds: dict[str, float] = defaultdict(float)  # per phase of a batch
+        self._window = (time.monotonic(), 0)
+
+    # -- connections --------------------------------------------------------------------
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            self._redis = self._connect_redis()
+            self._rate = self._redis.register_script(RATE_SCRIPT)
+            self._read_script = self._redis.register_script(READ_SCRIPT)
+            self._ack_script = self._redis.register_script(ACK_SCRIPT)
+            self._unbill = self._redis.register_script(UNBILL_SCRIPT)
+            self._ensure_groups(self._redis)
+        return self._redis
+
+    def _connect_redis(self) -> Redis:
+        timeout = self.config.block_ms / 1000 + 5
+        if self.config.redis_url:
+            return Redis.from_url(
+                self.config.redis_url,
+                decode_responses=True,
+                encoding_errors="replace",
+                socket_connect_timeout=2,
+                socket_timeout=timeout,
+                retry=Retry(NoBackoff(), 1),  # the loop backs off itself and watches for stop
+            )
+        from api.core.redis import connect
+
+        return connect("")  # the embedded Redis the API uses
+
+    def _ensure_groups(self, client: Redis) -> None:
+        for key in self.streams:
+            try:
+                client.xgroup_create(key, GROUP, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    @property
+    def pg(self) -> psycopg.Connection[Any]:
+        if self._pg is None:
+            conn = psycopg.connect(
+                _libpq(self.config.database_url),
+                connect_timeout=5,
+                keepalives=1,
+                keepalives_idle=5,
+                keepalives_interval=2,
+                keepalives_count=3,
+                application_name=f"tracking-writer {self.config.consumer}",
+            )
+            conn.execute(STAGING)
+            conn.commit()
+            self._pg = conn
+        return self._pg
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        if self._pg is not None:
+            self._pg.close()
+            self._pg = None
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
+
+    def _drop_connections(self, exc: BaseException) -> None:
+        if isinstance(exc, psycopg.Error) and self._pg is not None:
+            if self._pg.closed or self._pg.broken or isinstance(exc, psycopg.OperationalError):
+                self._pg.close()
+                self._pg = None
+            else:
+                self._pg.rollback()
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)) and self._redis is not None:
+            self._redis.close()
+            self._redis = None
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        logger.info(
+            "writer %s on %d shard streams, batches of %d",
+            self.config.consumer,
+            len(self.streams),
+            self.config.batch,
+        )
+        try:
+            while not self._stop.is_set():
+                self.step()
+        finally:
+            if self._held:
+                left = sum(len(b.entries) for b in self._held)
+                logger.info("stopping: %d entries left unacknowledged", left)
+            self.close()
+            logger.info("writer %s stopped", self.config.consumer)
+
+    def drain(self, idle_reads: int = 1) -> int:
+        """Write until `idle_reads` reads in a row find nothing; returns the entries handled."""
+        handled, idle = 0, 0
+        while idle < idle_reads and not self._stop.is_set():
+            n = self.step()
+            handled += n
+            idle = idle + 1 if n == 0 and not self._held and not self._failures else 0
+        return handled
+
+    def step(self) -> int:
+        """Write the oldest batch held (reading one if none is) and acknowledge it; returns
+        the number of entries acknowledged. While Postgres stores a batch, the next one is
+        read and judged (`read_ahead`). Failures back off and keep the batches held."""
+        try:
+            if not self._held:
+                read_at = time.monotonic()
+                entries = self._read(self.config.block_ms)
+                self.seconds["read"] += time.monotonic() - read_at
+                if not entries:
+                    return 0
+                self._held.append(self._prepare(entries))
+            batch = self._held[0]
+            stored: Future[list[str]] | None = None
+            ahead_error: BaseException | None = None
+            if self.config.read_ahead and len(self._held) == 1 and not self._recovering:
+                stored = self._pool.submit(self._store, batch.rows, batch.events)
+                try:
+                    read_at = time.monotonic()
+                    entries = self._read(None)
+                    self.seconds["read"] += time.monotonic() - read_at
+                    if entries:
+                        self._held.append(self._prepare(entries))
+                except BaseException as exc:  # raised once the batch being stored is done
+                    ahead_error = exc
+            self._finish(batch, stored)
+            self._held.popleft()
+            self._failures = 0
+            if ahead_error is not None:
+                raise ahead_error
+            return len(batch.entries)
+        except (redis.RedisError, psycopg.Error, OSError) as exc:
+            self._failures += 1
+            delay = min(self.config.max_backoff_seconds, 0.2 * 2 ** min(self._failures, 6))
+            logger.warning(
+                "writer %s: %s: %s; retrying in %.1f s (%d entries kept)",
+                self.config.consumer,
+                type(exc).__name__,
+                str(exc).strip().splitlines()[0] if str(exc).strip() else "",
+                delay,
+                sum(len(b.entries) for b in self._held),
+            )
+            self._drop_connections(exc)
+            self._days.clear()
+            self._recovering = True
+            self._stop.wait(delay)
+            return 0
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _read(self, block: int | None) -> list[Entry]:
+        client = self.redis
+        if self._recovering:
+            entries = self._xreadgroup(client, "0", block=None)
+            if entries:
+                return entries
+            self._recovering = False
+        if time.monotonic() - self._last_claim >= self.config.claim_every_seconds:
+            self._last_claim = time.monotonic()
+            entries = self._claim(client)
+            if entries:
+                return entries
+        return self._xreadgroup(client, ">", block=block)
+
+    def _xreadgroup(self, client: Redis, start: str, block: int | None) -> list[Entry]:
+        """Entries of every stream from `start` ('0': our pending ones, '>': new ones);
+        when there are no new ones, waits up to `block` ms for some."""
+        try:
+            pipe = client.pipeline(transaction=False)
+            for key in self.streams:
+                self._read_script(
+                    keys=[key],
+                    args=[GROUP, self.config.consumer, self.config.batch, start],
+                    client=pipe,
+                )
+            entries = []
+            for key, reply in zip(self.streams, pipe.execute(), strict=True):
+                messages = json.loads(reply)
+                if messages:  # an empty Lua table is encoded as {}
+                    entries.extend(self._entries(key, messages))
+            if entries or block is None:
+                return entries
+            reply = client.xreadgroup(
+                GROUP,
+                self.config.consumer,
+                dict.fromkeys(self.streams, start),
+                count=self.config.batch,
+                block=block,
+            )
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self._ensure_groups(client)  # Redis lost its data: start over
+            return []
+        items = reply.items() if isinstance(reply, dict) else reply or []
+        for stream, messages in items:
+            stream_entries = messages[0] if isinstance(reply, dict) else messages
+            entries.extend(self._entries(str(stream), stream_entries))
+        return entries
+
+    def _claim(self, client: Redis) -> list[Entry]:
+        entries: list[Entry] = []
+        for key in self.streams:
+            cursor = self._claim_cursor.get(key, "0-0")
+            reply = client.xautoclaim(
+                key,
+                GROUP,
+                self.config.consumer,
+                min_idle_time=self.config.claim_idle_ms,
+                start_id=cursor,
+                count=self.config.batch,
+            )
+            self._claim_cursor[key] = reply[0]
+            claimed = self._entries(key, reply[1])
+            if claimed:
+                logger.info("claimed %d idle entries of %s", len(claimed), key)
+            entries.extend(claimed)
+            if len(entries) >= self.config.batch:
+                break
+        return entries
+
+    def _entries(self, stream: str, messages: Iterable[Any]) -> list[Entry]:
+        shard = self._shard_of[stream]
+        entries = []
+        for entry_id, fields in messages:
+            if isinstance(fields, list):  # [field, value, ...] as the read script gives it
+                fields = dict(zip(fields[::2], fields[1::2], strict=True))
+            entries.append(Entry(shard, stream, entry_id, fields or {}))
+        return entries
+
+    # -- writing ------------------------------------------------------------------------
+
+    def write(self, entries: Sequence[Entry]) -> None:
+        """Write one batch and acknowledge it (safe to call again with the same entries)."""
+        self._finish(self._prepare(entries), None)
+
+    def _prepare(self, entries: Sequence[Entry]) -> Batch:
+        """Stage the entries' rows and apply the rate rules (Redis)."""
+        started = time.monotonic()
+        live = [e for e in entries if e.fields]  # an entry deleted meanwhile has no fields
+        staged = [stage(e, self.config.chain_id) for e in live]
+        events = [event for event, _ in staged]
+        judged = time.monotonic()
+        self.seconds["stage"] += judged - started
+        reasons = self._rate_reasons(events)
+        rows = [(*row[:3], reasons[i], *row[4:]) for i, (_, row) in enumerate(staged)]
+        self.seconds["rate"] += time.monotonic() - judged
+        return Batch(entries, events, rows)
+
+    def _finish(self, batch: Batch, stored: Future[list[str]] | None) -> None:
+        """Store the batch (or wait for its store running in the background), take back the
+        billing owed, acknowledge."""
+        try:
+            if stored is not None:
+                unbill = stored.result()
+            else:
+                unbill = self._store(batch.rows, batch.events)
+        except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+            if isinstance(exc, psycopg.errors.CheckViolation):
+                raise  # no partition for a day we thought had one (dropped?): retried
+            self._refused(batch.entries, exc)
+            return
+        started = time.monotonic()
+        by_id = {event.entry.event_id: event for event in batch.events}
+        taken_back = self._take_back([by_id[event_id] for event_id in unbill])
+        self._ack(batch.entries)
+        self.seconds["ack"] += time.monotonic() - started
+        self.stats["batches"] += 1
+        self.stats["events"] += len(batch.entries)
+        self.stats["taken_back"] += taken_back
+        self._progress()
+
+    def _refused(self, entries: Sequence[Entry], exc: BaseException) -> None:
+        """Postgres refused the batch: write it in halves, down to the entry it refuses."""
+        self.pg.rollback()
+        if len(entries) == 1:
+            self._dead_letter(entries[0], exc)
+            return
+        logger.warning("batch of %d refused (%s): writing it in halves", len(entries), exc)
+        half = len(entries) // 2
+        self.write(entries[:half])
+        self.write(entries[half:])
+
+    def _rate_reasons(self, events: list[Event]) -> list[str | None]:
+        """Each event's reason after the rate rules. Counted once per event by this writer:
+        a batch it retries (Postgres down) reuses the decisions it took."""
+        fresh = [e for e in events if e.entry.event_id not in self._rated]
+        if fresh:
+            self._rated.update(self._count_rates(fresh))
+        return [self._rated[e.entry.event_id] for e in events]
+
+    def _count_rates(self, events: list[Event]) -> dict[str, str | None]:
+        reasons = {e.entry.event_id: e.reason for e in events}
+        scopes = (
+            ("rate_ip", "ip", self.config.rate_ip_per_minute, "ip_prefix"),
+            ("rate_publisher", "pub", self.config.rate_publisher_per_minute, "publisher"),
+        )
+        ordered = sorted(events, key=attrgetter("occurred_ms"))  # stable: read order on ties
+        pipe = self.redis.pipeline(transaction=False)
+        calls: list[tuple[str, int, list[list[Event]]]] = []
+        for reason, scope, limit, attribute in scopes:
+            if limit <= 0:
+                continue
+            counters: dict[tuple[str, int], list[Event]] = defaultdict(list)  # earliest first
+            for event in ordered:
+                value = getattr(event, attribute)
+                if value is not None:
+                    counters[(value, event.occurred_ms // MINUTE_MS)].append(event)
+            slots: dict[int, list[tuple[str, int]]] = defaultdict(list)
+            for counter in counters:
+                slots[zlib.crc32(counter[0].encode()) % self.config.shards].append(counter)
+            for slot, members in slots.items():
+                prefix = f"buzzer:{{b{slot}}}:rate:{scope}:"
+                lines = "\n".join(
+                    f"{minute} {_name(value)} {len(counters[(value, minute)])}"
+                    for value, minute in members
+                )
+                self._rate(
+                    keys=[f"{prefix}{members[0][1]}"],
+                    args=[self.config.rate_ttl_seconds, prefix, lines],
+                    client=pipe,
+                )
+                calls.append((reason, limit, [counters[member] for member in members]))
+        if not calls:
+            return reasons
+        for (reason, limit, groups), counts in zip(calls, pipe.execute(), strict=True):
+            for before, group in zip(map(int, counts.split()), groups, strict=True):
+                if before + len(group) <= limit:
+                    continue
+                for event in group[max(0, limit - before) :]:
+                    if reasons[event.entry.event_id] is None:
+                        reasons[event.entry.event_id] = reason
+        return reasons  # the IP rule is applied first: an event over both keeps rate_ip
+
+    def _store(self, rows: list[tuple[Any, ...]], events: list[Event]) -> list[str]:
+        """The batch's Postgres transaction; the stored events whose billing is owed back.
+        Runs in the store thread when reading ahead (it touches Postgres only)."""
+        if not rows:
+            return []
+        conn = self.pg
+        lap = [time.monotonic()]
+
+        def timed(phase: str) -> None:
+            now = time.monotonic()
+            self.seconds[phase] += now - lap[0]
+            lap[0] = now
+
+        days = {event.occurred_ms // DAY_MS for event in events} - self._days
+        if days:
+            partitions.ensure(conn, [_day(d) for d in days])
+            conn.commit()
+            self._days |= days
+            timed("partitions")
+        with conn.transaction(), conn.cursor() as cur:
+            with cur.copy(COPY) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            timed("copy")
+            cur.execute(REDEEM)
+            timed("redeem")
+            cur.execute(INSERT)
+            inserted, verified, _, unbill = cur.fetchone() or (0, 0, 0, [])
+            if inserted < len(rows):  # some were stored before: their take-back may be owed
+                unbill = [*unbill, *(r[0] for r in cur.execute(REPLAYED))]
+            timed("insert")
+        timed("commit")
+        self.stats["inserted"] += inserted
+        self.stats["verified"] += verified
+        return list(unbill)
+
+    def _take_back(self, events: list[Event]) -> int:
+        """Take back the billing of events the intake billed and that are stored as not
+        verified; the marker makes it once per event whatever happens after."""
+        pipe = self.redis.pipeline(transaction=False)
+        calls = 0
+        for event in events:
+            f = event.entry.fields
+            price = _digits(f.get("price", ""), "price")
+            if event.campaign_id is None or not f.get("serve_id") or not price or not int(price):
+                continue
+            keys = Keys(event.campaign_id, self.config.shards)
+            names = [keys.unbilled(f.get("serve_id", ""), f.get("kind", "")), keys.billed]
+            if f.get("epoch", "").isdigit():
+                names.append(keys.epoch(int(f["epoch"])))
+            self._unbill(keys=names, args=[price, self.config.unbilled_ttl_seconds], client=pipe)
+            calls += 1
+        return sum(pipe.execute()) if calls else 0
+
+    def _ack(self, entries: Sequence[Entry]) -> None:
+        by_stream: dict[str, list[str]] = defaultdict(list)
+        for entry in entries:
+            by_stream[entry.stream].append(entry.entry_id)
+            self._rated.pop(entry.event_id, None)
+        pipe = self.redis.pipeline(transaction=False)
+        delete = "1" if self.config.delete_acked else "0"
+        for stream, ids in by_stream.items():
+            self._ack_script(keys=[stream], args=[GROUP, ",".join(ids), delete], client=pipe)
+        pipe.execute()
+
+    def _dead_letter(self, entry: Entry, exc: BaseException) -> None:
+        """Keep an entry Postgres refuses even alone in `<stream>:dead` (same hash slot),
+        so it cannot block its shard, and acknowledge it."""
+        logger.error("entry %s refused by Postgres (%s): dead-lettered", entry.event_id, exc)
+        self.pg.rollback()
+        letter: dict[Any, Any] = {**entry.fields, "error": str(exc)[:500]}
+        self.redis.xadd(f"{entry.stream}:dead", letter)
+        self._ack([entry])
+        self.stats["dead"] += 1
+
+    def _progress(self) -> None:
+        batches = self.stats["batches"]
+        if self.config.log_every and batches % self.config.log_every == 0:
+            since, count = self._window
+            now = time.monotonic()
+            rate = (self.stats["events"] - count) / max(now - since, 1e-9)
+            logger.info(
+                "%d events in %d batches (%d stored, %d verified, %d billing taken back); "
+                "%.0f events/s; seconds so far by phase: %s",
+                self.stats["events"],
+                batches,
+                self.stats["inserted"],
+                self.stats["verified"],
+                self.stats["taken_back"],
+                rate,
+                " ".join(f"{k} {v:.1f}" for k, v in self.seconds.items()),
+            )
+            self._window = (now, self.stats["events"])
+
+
+def _name(value: str) -> str:
+    """A rate counter's field: on one line."""
+    return value.replace("\n", "_")
+
+
+def _day(day_number: int) -> date:
+    return datetime.fromtimestamp(day_number * 86_400, UTC).date()
+
+
+def _libpq(url: str) -> str:
+    from migrations import libpq_url
+
+    return libpq_url(url)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m api.tracking.writer",
+        description="Write tracked events from the Redis Stream shards into Postgres.",
+    )
+    parser.add_argument("--consumer", help="consumer name in the group (default host-pid)")
+    parser.add_argument("--batch", type=int, default=2000, help="entries per batch and stream")
+    parser.add_argument("--block-ms", type=int, default=1000, help="how long a read waits")
+    parser.add_argument(
+        "--claim-idle-ms",
+        type=int,
+        default=CLAIM_IDLE_MS,
+        help="take over entries another consumer has held this long",
+    )
+    parser.add_argument("--log-every", type=int, default=100, help="batches per progress line")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config = WriterConfig.from_settings(
+        Settings(),
+        consumer=args.consumer,
+        batch=args.batch,
+        block_ms=args.block_ms,
+        claim_idle_ms=args.claim_idle_ms,
+        log_every=args.log_every,
+    )
+    writer = Writer(config)
+
+    def stop(signum: int, _frame: Any) -> None:
+        logger.info("signal %d: stopping after the current batch", signum)
+        writer.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    writer.run()
+
+
+if __name__ == "__main__":
+    main()
