@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     min_click_ms: int = 500
     ivt_bots: bool = True
     ivt_datacenter: bool = True
+    # rules the tracking writer decides: events a minute per truncated IP (/24, /48) and per
+    # publisher past which they are invalid (rate_ip, rate_publisher); 0 for no limit
+    tracking_rate_ip_per_minute: int = 300
+    tracking_rate_publisher_per_minute: int = 30_000
 
 
 @lru_cache(maxsize=1)

@@ -76,8 +76,8 @@ from api.tracking.stream import DEFAULT_SHARDS, GROUP, Keys, stream_keys
 
 logger = logging.getLogger("api.tracking.writer")  # also when run as __main__
 
-# defaults of the writer's rules (settings `tracking_rate_ip_per_minute` and
-# `tracking_rate_publisher_per_minute` override them once settings.py has them; 0 = no limit)
+# defaults of the writer's rules when a config is built by hand (the settings
+# `tracking_rate_ip_per_minute` and `tracking_rate_publisher_per_minute`; 0 = no limit)
 RATE_IP_PER_MINUTE = 300
 RATE_PUBLISHER_PER_MINUTE = 30_000
 RATE_TTL_SECONDS = 600  # how long a minute's rate decisions are kept after their last use
@@ -269,13 +269,9 @@ class WriterConfig:
             "database_url": settings.database_url,
             "redis_url": settings.redis_url,
             "chain_id": settings.chain_id,
-            "shards": getattr(settings, "tracking_shards", DEFAULT_SHARDS),
-            "rate_ip_per_minute": getattr(
-                settings, "tracking_rate_ip_per_minute", RATE_IP_PER_MINUTE
-            ),
-            "rate_publisher_per_minute": getattr(
-                settings, "tracking_rate_publisher_per_minute", RATE_PUBLISHER_PER_MINUTE
-            ),
+            "shards": settings.tracking_shards,
+            "rate_ip_per_minute": settings.tracking_rate_ip_per_minute,
+            "rate_publisher_per_minute": settings.tracking_rate_publisher_per_minute,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
