@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     ad_token_ttl_seconds: int = 900
     frequency_cap: int = 20
 
+    # analytics: wallets that may read the whole network's analytics
+    analytics_admin_wallets: list[str] = []
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
