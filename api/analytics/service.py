@@ -112,6 +112,13 @@ def plan(span: Span, watermark: datetime, use_days: bool) -> Plan:
     return found
 
 
+def _snapshot(session: Session) -> None:
+    """Read everything that follows from one snapshot, so the series, the totals and the
+    watermark agree while the rollup job commits (ends the read-only transaction so far)."""
+    session.rollback()
+    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
 def watermark(session: Session) -> datetime:
     rolled = session.execute(
         text("SELECT rolled_until FROM analytics_watermark WHERE name = :name"),
@@ -165,7 +172,7 @@ def aggregate(
     sql = f"SELECT {', '.join([*bucket, *by, *sums])} FROM ({' UNION ALL '.join(parts)}) u"
     if keys:
         sql += f" GROUP BY {', '.join(keys)}"
-    sql += f" ORDER BY {order or ', '.join(keys) or '1'}"
+    sql += f" ORDER BY {', '.join([*([order] if order else []), *keys]) or '1'}"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     rows = session.execute(text(sql), params).mappings().all()
@@ -212,7 +219,7 @@ TOPS: dict[str, tuple[Dimension, ...]] = {
     "publishers": ("publisher",),
     "slots": ("publisher", "slot_id"),
 }
-ORDER = "spend DESC, verified_impressions DESC, impressions DESC"
+ORDER = "sum(spend) DESC, sum(verified_impressions) DESC, sum(impressions) DESC"
 
 
 def report(
@@ -224,7 +231,7 @@ def report(
     tops: tuple[str, ...],
 ) -> dict[str, Any]:
     """The series, the totals and the top performers of `scope` over `span`."""
-    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    _snapshot(session)
     rolled = watermark(session)
     series = aggregate(session, chain_id, scope, span, group=group, rolled_until=rolled)
     totals = aggregate(session, chain_id, scope, span, rolled_until=rolled)
@@ -267,7 +274,7 @@ def ivt_report(
     session: Session, chain_id: int, scope: Scope, span: Span, by: tuple[Dimension, ...]
 ) -> dict[str, Any]:
     """Invalid traffic by reason over `span`, one row per value of `by`."""
-    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    _snapshot(session)
     rolled = watermark(session)
     rows = aggregate(
         session,
@@ -276,7 +283,7 @@ def ivt_report(
         span,
         by=by,
         rolled_until=rolled,
-        order="(" + " + ".join(f"ivt_{r}" for r in (*REASONS, "other")) + ") DESC",
+        order="(" + " + ".join(f"sum(ivt_{r})" for r in (*REASONS, "other")) + ") DESC",
     )
     return {
         "from": span.start,
