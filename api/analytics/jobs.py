@@ -1,17 +1,20 @@
-"""The rollup job: folds closed hours of `ad_events` and settled `x402_payments` into
-`analytics_hourly` and `analytics_daily`.
+"""The rollup job: folds `ad_events` and settled `x402_payments` into `analytics_hourly` and
+`analytics_daily`.
 
     rollup(settings)                      # the scheduler's job, every minute
     roll_up(engine, now=...)              # the same on an engine (tests, bench)
 
 Each run recomputes whole hours, from its watermark minus `LATENESS` (events land late when
-the writer was down) up to the current hour (not included: it is still filling, and queries
-read it from the raw events). Every hour it touches is deleted and inserted again in one
-transaction with the watermark, so a re-run, or two runs racing, give the same tables. The
-days those hours fall in are folded again from the hourly rows.
+the writer was down) up to the current minute: the current hour's row holds its events so far,
+and the watermark moves to that minute; queries read the events after it straight from
+`ad_events`, so a report is never behind the raw events and reads at most a minute or two of
+them. Every hour it touches is deleted and inserted again in one transaction with the
+watermark, so a re-run, or two runs racing, give the same tables. The days those hours fall
+in are folded again from the hourly rows.
 
 Events that land more than `LATENESS` after their hour are not seen until someone rolls the
-hours up again: `roll_up(engine, since=...)` recomputes from any hour."""
+hours up again: `roll_up(engine, since=...)` recomputes from any hour. (A payment is counted
+in the hour it was made, once settled.)"""
 
 from __future__ import annotations
 
@@ -28,10 +31,15 @@ from api.core.settings import Settings
 log = logging.getLogger("api.analytics")
 
 LATENESS = timedelta(hours=2)
+ANALYZE_AFTER = timedelta(days=1)
 WATERMARK = "events"
 LOCK_KEY = 0x616E616C79  # pg_advisory_xact_lock: one rollup at a time
 METRICS = (*COUNT_COLUMNS, *MONEY_COLUMNS)
 DIMENSIONS = ("chain_id", "campaign_id", "publisher", "slot_id")
+
+
+def floor_minute(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(second=0, microsecond=0)
 
 
 def floor_hour(at: datetime) -> datetime:
@@ -111,7 +119,7 @@ ROLL_DAYS = f"""
 
 @dataclass(frozen=True)
 class Rolled:
-    """What one run recomputed: the hours [since, until)."""
+    """What one run recomputed: [since, until), whole hours from `since`."""
 
     since: datetime
     until: datetime
@@ -134,14 +142,16 @@ def roll_up(
     since: datetime | None = None,
     lateness: timedelta = LATENESS,
 ) -> Rolled:
-    """Recompute the hours from the watermark minus `lateness` (or from `since`) to the
-    hour of `now`, and move the watermark there."""
-    until = floor_hour(now or datetime.now(UTC))
+    """Recompute the hours from the watermark minus `lateness` (or from `since`) up to the
+    minute of `now`, and move the watermark there."""
+    until = floor_minute(now or datetime.now(UTC))
     with engine.begin() as conn:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
         start = floor_hour(since) if since is not None else _start(conn, until, lateness)
         if start < until:
             _recompute(conn, start, until)
+        if until - start > ANALYZE_AFTER:  # a first run or a backfill: fresh statistics
+            conn.execute(text("ANALYZE analytics_hourly, analytics_daily"))
         conn.execute(
             text(
                 "INSERT INTO analytics_watermark (name, rolled_until, updated_at)"

@@ -75,9 +75,25 @@ def grain(dimensions: set[str]) -> str:
     return "n"
 
 
+# the dimensions a grain's rows do not have, at their fixed value (so the primary key's
+# prefix finds them)
+UNUSED: dict[str, tuple[tuple[str, str], ...]] = {
+    "cps": (),
+    "c": (("publisher", "''"), ("slot_id", "''")),
+    "p": (("campaign_id", "0"), ("slot_id", "''")),
+    "s": (("campaign_id", "0"),),
+    "n": (("campaign_id", "0"), ("publisher", "''"), ("slot_id", "''")),
+}
+
+
 def _ceil_day(at: datetime) -> datetime:
-    day = at.replace(hour=0)
+    day = at.replace(hour=0, minute=0, second=0, microsecond=0)
     return day if day == at else day + timedelta(days=1)
+
+
+def _ceil_hour(at: datetime) -> datetime:
+    hour = floor_hour(at)
+    return hour if hour == at else hour + timedelta(hours=1)
 
 
 @dataclass
@@ -90,21 +106,22 @@ class Plan:
 
 
 def plan(span: Span, watermark: datetime, use_days: bool) -> Plan:
-    """Rolled-up hours [start, min(end, watermark)) from the rollups (whole days from the
-    daily table when `use_days`; the daily row of the watermark's own day holds exactly its
-    hours before the watermark), the rest from the raw events."""
+    """[start, min(end, watermark)) from the rollups (whole days from the daily table when
+    `use_days`; the rows of the watermark's own hour and day hold exactly their events
+    before the watermark), the rest from the raw events."""
     found = Plan()
     rolled_end = min(span.end, watermark)
     if span.start < rolled_end:
+        hours_end = _ceil_hour(rolled_end)  # the watermark's hour: its events before it
         first = _ceil_day(span.start)
         last = _ceil_day(rolled_end) if rolled_end == watermark else rolled_end.replace(hour=0)
         if use_days and first < last:
             found.daily = (first.date(), last.date())
             found.hourly.append((span.start, first))
             if last < rolled_end:
-                found.hourly.append((last, rolled_end))
+                found.hourly.append((last, hours_end))
         else:
-            found.hourly.append((span.start, rolled_end))
+            found.hourly.append((span.start, hours_end))
     live_start = max(span.start, watermark)
     if live_start < span.end:
         found.raw = (live_start, span.end)
@@ -119,12 +136,15 @@ def _snapshot(session: Session) -> None:
     session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def watermark(session: Session) -> datetime:
     rolled = session.execute(
         text("SELECT rolled_until FROM analytics_watermark WHERE name = :name"),
         {"name": WATERMARK},
     ).scalar()
-    return rolled if rolled is not None else datetime(1970, 1, 1, tzinfo=UTC)
+    return rolled if rolled is not None else EPOCH
 
 
 def aggregate(
@@ -146,20 +166,21 @@ def aggregate(
     where = "".join(f" AND {column} = :f_{column}" for column in filters)
     columns = ", ".join(("at", *by, *METRICS))
     wanted = grain(set(filters) | set(by))
+    fixed = "".join(f" AND {column} = {value}" for column, value in UNUSED[wanted])
     parts: list[str] = []
     found = plan(span, rolled_until, use_days=group != "hour")
     for index, (lo, hi) in enumerate(found.hourly):
         params |= {f"h{index}_lo": lo, f"h{index}_hi": hi}
         parts.append(
             f"SELECT hour AS {columns} FROM analytics_hourly WHERE grain = '{wanted}'"
-            f" AND chain_id = :chain AND hour >= :h{index}_lo AND hour < :h{index}_hi{where}"
+            f" AND chain_id = :chain AND hour >= :h{index}_lo AND hour < :h{index}_hi{where}{fixed}"
         )
     if found.daily is not None:
         params |= {"d_lo": found.daily[0], "d_hi": found.daily[1]}
         parts.append(
             f"SELECT (day::timestamp AT TIME ZONE 'UTC') AS {columns} FROM analytics_daily"
             f" WHERE grain = '{wanted}' AND chain_id = :chain AND day >= :d_lo AND day < :d_hi"
-            f"{where}"
+            f"{where}{fixed}"
         )
     if found.raw is not None:
         params |= {"lo": found.raw[0], "hi": found.raw[1]}
@@ -229,10 +250,12 @@ def report(
     span: Span,
     group: Group,
     tops: tuple[str, ...],
+    rolled_until: datetime | None = None,
 ) -> dict[str, Any]:
-    """The series, the totals and the top performers of `scope` over `span`."""
+    """The series, the totals and the top performers of `scope` over `span` (all from the raw
+    events when `rolled_until` is before them, as the benchmark asks)."""
     _snapshot(session)
-    rolled = watermark(session)
+    rolled = watermark(session) if rolled_until is None else rolled_until
     series = aggregate(session, chain_id, scope, span, group=group, rolled_until=rolled)
     totals = aggregate(session, chain_id, scope, span, rolled_until=rolled)
     top = {
@@ -271,11 +294,16 @@ def _known(rows: list[dict[str, Any]], by: tuple[Dimension, ...]) -> list[dict[s
 
 
 def ivt_report(
-    session: Session, chain_id: int, scope: Scope, span: Span, by: tuple[Dimension, ...]
+    session: Session,
+    chain_id: int,
+    scope: Scope,
+    span: Span,
+    by: tuple[Dimension, ...],
+    rolled_until: datetime | None = None,
 ) -> dict[str, Any]:
     """Invalid traffic by reason over `span`, one row per value of `by`."""
     _snapshot(session)
-    rolled = watermark(session)
+    rolled = watermark(session) if rolled_until is None else rolled_until
     rows = aggregate(
         session,
         chain_id,
