@@ -160,11 +160,49 @@ def aggregate(
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Sums of every metric over `span` for `scope`, per bucket of `group` (key `bucket`) and
-    per value of the dimensions `by`; rollups before `rolled_until`, raw events after."""
+    per value of the dimensions `by`; rollups before `rolled_until`, raw events after.
+
+    With a `limit` (top performers; `order` then names only the `RANK` metrics), the leaders
+    are found summing those few metrics, and all metrics are summed for the leaders only."""
+    ask: dict[str, Any] = {"group": group, "by": by, "rolled_until": rolled_until}
+    if limit is None or not by:
+        return _sums(session, chain_id, scope, span, **ask, order=order, limit=limit)
+    leaders = _sums(session, chain_id, scope, span, **ask, metrics=RANK, order=order, limit=limit)
+    chosen = [tuple(row[k] for k in by) for row in leaders]
+    if not chosen:
+        return []
+    rows = _sums(session, chain_id, scope, span, **ask, among=chosen)
+    position = {key: index for index, key in enumerate(chosen)}
+    return sorted(rows, key=lambda row: position[tuple(row[k] for k in by)])
+
+
+RANK = ("spend", "verified_impressions", "impressions")
+
+
+def _sums(
+    session: Session,
+    chain_id: int,
+    scope: Scope,
+    span: Span,
+    *,
+    group: Group | None,
+    by: tuple[Dimension, ...],
+    rolled_until: datetime,
+    metrics: tuple[str, ...] = METRICS,
+    among: list[tuple[Any, ...]] | None = None,
+    order: str | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
     filters = scope.filters()
     params: dict[str, Any] = {"chain": chain_id, **{f"f_{k}": v for k, v in filters.items()}}
     where = "".join(f" AND {column} = :f_{column}" for column in filters)
-    columns = ", ".join(("at", *by, *METRICS))
+    if among:
+        tuples = []
+        for row, key in enumerate(among):
+            params |= {f"a{row}_{index}": value for index, value in enumerate(key)}
+            tuples.append("(" + ", ".join(f":a{row}_{index}" for index in range(len(key))) + ")")
+        where += f" AND ({', '.join(by)}) IN ({', '.join(tuples)})"
+    columns = ", ".join(("at", *by, *metrics))
     wanted = grain(set(filters) | set(by))
     fixed = "".join(f" AND {column} = {value}" for column, value in UNUSED[wanted])
     parts: list[str] = []
@@ -189,7 +227,7 @@ def aggregate(
         return []
     keys = [*(["bucket"] if group else []), *by]
     bucket = [f"date_trunc('{group}', at, 'UTC') AS bucket"] if group else []
-    sums = [f"sum({column}) AS {column}" for column in METRICS]
+    sums = [f"sum({column}) AS {column}" for column in metrics]
     sql = f"SELECT {', '.join([*bucket, *by, *sums])} FROM ({' UNION ALL '.join(parts)}) u"
     if keys:
         sql += f" GROUP BY {', '.join(keys)}"
@@ -197,9 +235,9 @@ def aggregate(
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     rows = session.execute(text(sql), params).mappings().all()
-    if not keys and rows and rows[0]["impressions"] is None:
+    if not keys and rows and rows[0][metrics[0]] is None:
         return []
-    return [{k: (int(v) if k in METRICS else v) for k, v in row.items()} for row in rows]
+    return [{k: (int(v) if k in metrics else v) for k, v in row.items()} for row in rows]
 
 
 def measures(row: dict[str, Any]) -> dict[str, Any]:

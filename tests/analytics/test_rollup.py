@@ -166,3 +166,8 @@ def test_a_report_reads_the_same_from_rollups_and_raw_events(
             mixed = service.aggregate(session, 1337, scope, span, rolled_until=watermark, **ask)
             raw = service.aggregate(session, 1337, scope, span, rolled_until=epoch, **ask)
             assert mixed == raw
+            if by:  # the top performers too
+                top: dict[str, Any] = {"by": by, "order": service.ORDER, "limit": 2}
+                mixed = service.aggregate(session, 1337, scope, span, rolled_until=watermark, **top)
+                raw = service.aggregate(session, 1337, scope, span, rolled_until=epoch, **top)
+                assert mixed == raw
