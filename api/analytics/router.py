@@ -25,6 +25,7 @@ from api.deps import SettingsDep, WalletDep, WalletLimited
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"], dependencies=[WalletLimited])
 
 MAX_HOURLY = timedelta(days=31)
+YEARS = (2000, 2999)
 CSV: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with `format=csv`"}
 }
@@ -47,14 +48,18 @@ Format = Annotated[Literal["json", "csv"], Query()]
 
 def _parse(name: str, value: str) -> date | datetime:
     try:
-        if len(value) == 10:
-            return date.fromisoformat(value)
-        return datetime.fromisoformat(value)
+        found = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
     except ValueError:
         raise Unprocessable(
             f"`{name}` must be a date (2026-12-06) or an ISO datetime (2026-12-06T10:00:00Z)",
             {"problems": [{"field": f"query.{name}", "problem": "not a date or datetime"}]},
         ) from None
+    if not YEARS[0] <= found.year <= YEARS[1]:
+        raise Unprocessable(
+            f"`{name}` must be between the years {YEARS[0]} and {YEARS[1]}",
+            {"problems": [{"field": f"query.{name}", "problem": "out of range"}]},
+        )
+    return found
 
 
 def span(start: str | None, end: str | None, group: Group) -> Span:

@@ -117,6 +117,7 @@ def test_another_publishers_wallet_sees_none_of_it(client, publisher):
         ({"from": "2025-01-01", "to": "2026-11-02"}, "longer than 366 days"),
         ({"from": "2026-10-01", "to": "2026-11-02", "group": "hour"}, "longer than 31 days"),
         ({"from": "yesterday"}, "must be a date"),
+        ({"from": "9999-12-30", "to": "9999-12-31"}, "between the years"),
         ({"from": "2026-11-02", "group": "week"}, "not valid"),
     ],
 )
