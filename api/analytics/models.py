@@ -19,6 +19,8 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, Column, DateTime, Index, Numeric
 from sqlmodel import Field, SQLModel
 
+from api.ads.models import X402Payment
+
 UINT256 = Numeric(78, 0)
 
 GRAINS = ("cps", "c", "p", "s", "n")
@@ -113,3 +115,7 @@ class AnalyticsWatermark(SQLModel, table=True):
     name: str = Field(primary_key=True, description="the rollup's name ('events')")
     rolled_until: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+# reports read the payments made since the rollup's watermark: by time, not the whole table
+Index("ix_x402_payments_created_at", X402Payment.__table__.c.created_at)  # type: ignore[attr-defined]

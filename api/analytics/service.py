@@ -271,8 +271,6 @@ def _bps(part: int, whole: int) -> int:
     return part * BPS // whole if whole else 0
 
 
-EMPTY = dict.fromkeys(METRICS, 0)
-
 TOPS: dict[str, tuple[Dimension, ...]] = {
     "campaigns": ("campaign_id",),
     "publishers": ("publisher",),
@@ -295,7 +293,7 @@ def report(
     _snapshot(session)
     rolled = watermark(session) if rolled_until is None else rolled_until
     series = aggregate(session, chain_id, scope, span, group=group, rolled_until=rolled)
-    totals = aggregate(session, chain_id, scope, span, rolled_until=rolled)
+    totals = {column: sum(row[column] for row in series) for column in METRICS}
     top = {
         name: [
             {**{k: row[k] for k in TOPS[name]}, **measures(row)}
@@ -321,7 +319,7 @@ def report(
         "group": group,
         "rolled_until": rolled,
         "series": [{"bucket": row["bucket"], **measures(row)} for row in series],
-        "totals": measures(totals[0] if totals else EMPTY),
+        "totals": measures(totals),
         "top": top,
     }
 

@@ -1,6 +1,7 @@
 """Analytics: hourly and daily rollups of the tracked events and settled x402 payments, at
 the grains campaign×publisher×slot, campaign, publisher, slot and network, and the rollup's
-watermark.
+watermark; an index on x402_payments.created_at (reports read the payments since the
+watermark).
 
 Revision ID: 0014
 Revises: 0012 (the lead sets 0013 at merge, once tracking's 0013 is in)
@@ -70,9 +71,11 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name"),
     )
+    op.create_index("ix_x402_payments_created_at", "x402_payments", ["created_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_x402_payments_created_at", table_name="x402_payments")
     op.drop_table("analytics_watermark")
     op.drop_table("analytics_daily")
     op.drop_table("analytics_hourly")
