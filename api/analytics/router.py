@@ -70,7 +70,8 @@ def span(start: str | None, end: str | None, group: Group) -> Span:
     else:
         frm = (to if not isinstance(to, datetime) else to.date()) - timedelta(days=6)
     found = service.span_of(frm, to)
-    if service.aware(to) < service.aware(frm):
+    through = service.aware(to) + (timedelta(0) if isinstance(to, datetime) else timedelta(days=1))
+    if through < service.aware(frm):
         raise Unprocessable("`to` is before `from`", {"from": str(frm), "to": str(to)})
     limit = MAX_HOURLY if group == "hour" else service.MAX_RANGE
     if found.end - found.start > limit:

@@ -101,6 +101,17 @@ def test_the_current_hour_is_read_live(client, engine):
     assert body["totals"]["spend"] == "16"
 
 
+def test_a_date_to_includes_its_whole_day(client, publisher):
+    reply = client.get(
+        "/api/v1/analytics/publisher",
+        params={"from": "2026-11-02T10:00:00Z", "to": "2026-11-02"},
+        headers=auth(client, publisher),
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["to"] == "2026-11-03T00:00:00Z"
+    assert reply.json()["totals"]["impressions"] == 5
+
+
 def test_another_publishers_wallet_sees_none_of_it(client, publisher):
     body = client.get(
         "/api/v1/analytics/publisher", params=RANGE, headers=auth(client, Wallet())
