@@ -70,8 +70,11 @@ def span(start: str | None, end: str | None, group: Group) -> Span:
     else:
         frm = (to if not isinstance(to, datetime) else to.date()) - timedelta(days=6)
     found = service.span_of(frm, to)
-    through = service.aware(to) + (timedelta(0) if isinstance(to, datetime) else timedelta(days=1))
-    if through < service.aware(frm):
+    if isinstance(to, datetime):
+        before = service.aware(to) < service.aware(frm)
+    else:  # a date `to` counts through its day
+        before = service.aware(to) + timedelta(days=1) <= service.aware(frm)
+    if before:
         raise Unprocessable("`to` is before `from`", {"from": str(frm), "to": str(to)})
     limit = MAX_HOURLY if group == "hour" else service.MAX_RANGE
     if found.end - found.start > limit:
