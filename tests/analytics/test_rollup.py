@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from api.analytics import service
-from api.analytics.jobs import LATENESS, floor_hour, roll_up
+from api.analytics.jobs import LATENESS, floor_hour, roll_up, rollup
 from api.analytics.models import COUNT_COLUMNS, MONEY_COLUMNS, REASONS
 from api.analytics.service import Scope, Span
 from tests.analytics.conftest import Event, insert_events, insert_payment
@@ -171,3 +171,20 @@ def test_a_report_reads_the_same_from_rollups_and_raw_events(
                 mixed = service.aggregate(session, 1337, scope, span, rolled_until=watermark, **top)
                 raw = service.aggregate(session, 1337, scope, span, rolled_until=epoch, **top)
                 assert mixed == raw
+
+
+def test_the_scheduler_job_rolls_up_to_the_current_minute(engine, database_url, settings):
+    now = datetime.now(UTC)
+    insert_events(engine, [Event(now - timedelta(hours=1), price=9)])
+    rollup(settings.model_copy(update={"database_url": database_url}))
+    with Session(engine) as session:
+        rolled = service.watermark(session)
+        assert now - timedelta(minutes=1) <= rolled <= datetime.now(UTC)
+        totals = service.aggregate(
+            session,
+            1337,
+            Scope(),
+            Span(floor_hour(now) - timedelta(hours=1), rolled),
+            rolled_until=rolled,
+        )
+    assert totals[0]["spend"] == 9
