@@ -19,6 +19,7 @@ from api.ads.catalog import Catalog, bump
 from api.ads.payments import Payments
 from api.ads.router import Serving
 from api.ads.router import router as ads_router
+from api.analytics.router import router as analytics_router
 from api.auth.router import router as auth_router
 from api.campaigns.router import advertisers, campaigns, creatives_files
 from api.core import errors
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in (*routers, creatives_files):
         app.include_router(router, responses=errors.ERROR_RESPONSES)
+    app.include_router(analytics_router, responses=errors.ERROR_RESPONSES)
     return app
 
 

@@ -19,6 +19,7 @@ if "database_url" not in config.attributes:
     # the `alembic` command line (autogenerate) needs every model; the indexer's own
     # `upgrade` does not, and must not import the API
     import api.ads.models
+    import api.analytics.models
     import api.campaigns.models
     import api.publishers.models
     import api.settlement.models

@@ -148,6 +148,8 @@ class Settings(BaseSettings):
     # publisher past which they are invalid (rate_ip, rate_publisher); 0 for no limit
     tracking_rate_ip_per_minute: int = 300
     tracking_rate_publisher_per_minute: int = 30_000
+    # analytics: wallets that may read the whole network's analytics
+    analytics_admin_wallets: list[str] = []
 
 
 @lru_cache(maxsize=1)

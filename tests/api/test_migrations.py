@@ -6,6 +6,7 @@ import psycopg
 from alembic import command
 
 import api.ads.models
+import api.analytics.models
 import api.campaigns.models
 import api.publishers.models
 import api.settlement.models

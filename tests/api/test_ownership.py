@@ -25,6 +25,8 @@ MATRIX = [
     ("DELETE", "/api/v1/publishers/me/slots/{slot}", None),
     ("GET", "/api/v1/publishers/me/slots/{slot}/integration", None),
     ("GET", "/api/v1/campaigns/{campaign}", None),
+    ("GET", "/api/v1/analytics/campaigns/{campaign}", None),
+    ("GET", "/api/v1/analytics/campaigns/{campaign}/ivt", None),
     ("PATCH", "/api/v1/campaigns/{campaign}", {"name": "Taken over"}),
     ("DELETE", "/api/v1/campaigns/{campaign}", None),
     ("POST", "/api/v1/campaigns/{campaign}/registration-tx", None),

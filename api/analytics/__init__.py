@@ -1,0 +1,1 @@
+"""Analytics: rollups of the tracked events and the endpoints that read them."""

@@ -1,0 +1,193 @@
+"""The rollup job: folds `ad_events` and settled `x402_payments` into `analytics_hourly` and
+`analytics_daily`.
+
+    rollup(settings)                      # the scheduler's job, every minute
+    roll_up(engine, now=...)              # the same on an engine (tests, bench)
+
+Each run recomputes whole hours, from its watermark minus `LATENESS` (events land late when
+the writer was down) up to the current minute: the current hour's row holds its events so far,
+and the watermark moves to that minute; queries read the events after it straight from
+`ad_events`, so a report is never behind the raw events and reads at most a minute or two of
+them. Every hour it touches is deleted and inserted again in one transaction with the
+watermark, so a re-run, or two runs racing, give the same tables. The days those hours fall
+in are folded again from the hourly rows.
+
+Events that land more than `LATENESS` after their hour are not seen until someone rolls the
+hours up again: `roll_up(engine, since=...)` recomputes from any hour. (A payment is counted
+in the hour it was made, once settled.)"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, Engine, text
+
+from api.analytics.models import COUNT_COLUMNS, MONEY_COLUMNS, REASONS
+from api.core.db import make_engine
+from api.core.settings import Settings
+
+log = logging.getLogger("api.analytics")
+
+LATENESS = timedelta(hours=2)
+ANALYZE_AFTER = timedelta(days=1)
+WATERMARK = "events"
+LOCK_KEY = 0x616E616C79  # pg_advisory_xact_lock: one rollup at a time
+METRICS = (*COUNT_COLUMNS, *MONEY_COLUMNS)
+DIMENSIONS = ("chain_id", "campaign_id", "publisher", "slot_id")
+
+
+def floor_minute(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def floor_hour(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _event_metrics() -> str:
+    """Per-event values of every metric (an `ad_events` row), to be summed."""
+    ivt = ",\n".join(
+        f"(NOT verified AND reason = '{reason}')::int AS ivt_{reason}" for reason in REASONS
+    )
+    known = ", ".join(f"'{reason}'" for reason in REASONS)
+    return f"""
+        (kind = 'impression')::int AS impressions,
+        (kind = 'impression' AND verified)::int AS verified_impressions,
+        (kind = 'click')::int AS clicks,
+        (kind = 'click' AND verified)::int AS verified_clicks,
+        {ivt},
+        (NOT verified AND (reason IS NULL OR reason <> ALL (ARRAY[{known}])))::int AS ivt_other,
+        0 AS x402_payments,
+        CASE WHEN verified THEN price ELSE 0 END AS spend,
+        0 AS x402_revenue"""
+
+
+def _payment_metrics() -> str:
+    zeros = ", ".join(f"0 AS {column}" for column in COUNT_COLUMNS if column != "x402_payments")
+    return f"{zeros}, 1 AS x402_payments, 0 AS spend, p.amount AS x402_revenue"
+
+
+# every event and every settled x402 payment in [:lo, :hi), one row each with the same columns
+# as a rollup row (`at` is its time); a payment is counted on its slot's publisher
+RAW_ROWS = f"""
+    SELECT occurred_at AS at, chain_id, COALESCE(campaign_id, 0) AS campaign_id,
+           COALESCE(publisher, '') AS publisher, COALESCE(slot_id, '') AS slot_id,
+           {_event_metrics()}
+    FROM ad_events WHERE occurred_at >= :lo AND occurred_at < :hi
+    UNION ALL
+    SELECT p.created_at AS at, p.chain_id::int, 0::bigint AS campaign_id,
+           COALESCE(o.wallet, p.pay_to) AS publisher, split_part(p.slot_key, ':', 1) AS slot_id,
+           {_payment_metrics()}
+    FROM x402_payments p
+    LEFT JOIN ad_slots s ON s.slot_id = split_part(p.slot_key, ':', 1)
+    LEFT JOIN publisher_profiles o ON o.id = s.publisher_id
+    WHERE p.state = 'settled' AND p.created_at >= :lo AND p.created_at < :hi
+"""
+
+_SUMS = ", ".join(f"sum({column}) AS {column}" for column in METRICS)
+_COLUMNS = ", ".join(("grain", "hour", *DIMENSIONS[1:], "chain_id", *METRICS))
+_GRAIN = """CASE GROUPING(campaign_id, publisher, slot_id)
+        WHEN 0 THEN 'cps' WHEN 3 THEN 'c' WHEN 5 THEN 'p' WHEN 4 THEN 's' ELSE 'n' END"""
+
+ROLL_HOURS = f"""
+    WITH fine AS (
+        SELECT date_trunc('hour', at, 'UTC') AS hour, chain_id, campaign_id, publisher, slot_id,
+               {_SUMS}
+        FROM ({RAW_ROWS}) raw
+        GROUP BY 1, 2, 3, 4, 5
+    )
+    INSERT INTO analytics_hourly ({_COLUMNS})
+    SELECT {_GRAIN}, hour, COALESCE(campaign_id, 0), COALESCE(publisher, ''),
+           COALESCE(slot_id, ''), chain_id, {_SUMS}
+    FROM fine
+    GROUP BY hour, chain_id, GROUPING SETS (
+        (campaign_id, publisher, slot_id), (campaign_id), (publisher), (publisher, slot_id), ()
+    )
+"""
+
+ROLL_DAYS = f"""
+    INSERT INTO analytics_daily ({_COLUMNS.replace("hour", "day")})
+    SELECT grain, (hour AT TIME ZONE 'UTC')::date, campaign_id, publisher, slot_id, chain_id,
+           {_SUMS}
+    FROM analytics_hourly
+    WHERE hour >= :lo AND hour < :hi
+    GROUP BY grain, 2, campaign_id, publisher, slot_id, chain_id
+"""
+
+
+@dataclass(frozen=True)
+class Rolled:
+    """What one run recomputed: [since, until), whole hours from `since`."""
+
+    since: datetime
+    until: datetime
+
+
+def rollup(settings: Settings) -> None:
+    """The scheduler's job: roll up the hours closed since the last run."""
+    engine = make_engine(settings.database_url)
+    try:
+        done = roll_up(engine)
+        log.info("analytics rolled up %s to %s", done.since.isoformat(), done.until.isoformat())
+    finally:
+        engine.dispose()
+
+
+def roll_up(
+    engine: Engine,
+    *,
+    now: datetime | None = None,
+    since: datetime | None = None,
+    lateness: timedelta = LATENESS,
+) -> Rolled:
+    """Recompute the hours from the watermark minus `lateness` (or from `since`) up to the
+    minute of `now`, and move the watermark there."""
+    until = floor_minute(now or datetime.now(UTC))
+    with engine.begin() as conn:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+        start = floor_hour(since) if since is not None else _start(conn, until, lateness)
+        if start < until:
+            _recompute(conn, start, until)
+        if until - start > ANALYZE_AFTER:  # a first run or a backfill: fresh statistics
+            conn.execute(text("ANALYZE analytics_hourly, analytics_daily"))
+        conn.execute(
+            text(
+                "INSERT INTO analytics_watermark (name, rolled_until, updated_at)"
+                " VALUES (:name, :until, now()) ON CONFLICT (name) DO UPDATE"
+                " SET rolled_until = GREATEST(analytics_watermark.rolled_until, :until),"
+                " updated_at = now()"
+            ),
+            {"name": WATERMARK, "until": until},
+        )
+    return Rolled(since=min(start, until), until=until)
+
+
+def _start(conn: Connection, until: datetime, lateness: timedelta) -> datetime:
+    rolled = conn.execute(
+        text("SELECT rolled_until FROM analytics_watermark WHERE name = :name"),
+        {"name": WATERMARK},
+    ).scalar()
+    if rolled is not None:
+        return floor_hour(min(rolled, until) - lateness)
+    first = conn.execute(
+        text(
+            "SELECT least((SELECT min(occurred_at) FROM ad_events),"
+            " (SELECT min(created_at) FROM x402_payments WHERE state = 'settled'))"
+        )
+    ).scalar()
+    return floor_hour(first) if first is not None else until
+
+
+def _recompute(conn: Connection, start: datetime, until: datetime) -> None:
+    hours = {"lo": start, "hi": until}
+    conn.execute(text("DELETE FROM analytics_hourly WHERE hour >= :lo AND hour < :hi"), hours)
+    conn.execute(text(ROLL_HOURS), hours)
+    first_day = start.replace(hour=0)
+    last_day = floor_hour(until - timedelta(microseconds=1)).replace(hour=0) + timedelta(days=1)
+    conn.execute(
+        text("DELETE FROM analytics_daily WHERE day >= :lo AND day < :hi"),
+        {"lo": first_day.date(), "hi": last_day.date()},
+    )
+    conn.execute(text(ROLL_DAYS), {"lo": first_day, "hi": last_day})
