@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from api.core.settings import Settings
-from api.scheduler import Job, Outcome, Scheduler, lock_key
+from api.scheduler import STOP_GRACE_SECONDS, Job, Outcome, Scheduler, lock_key
 from migrations import libpq_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -152,7 +152,8 @@ def scheduler_process(database_url: str, *args: str) -> subprocess.Popen[str]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_stops_the_scheduler_at_once(database_url, sig):
+def test_a_signal_stops_the_scheduler(database_url, sig):
+    """SIGTERM or SIGINT ends it cleanly (exit 0), a running job given its grace at most."""
     process = scheduler_process(database_url)
     assert process.stderr is not None
     lines: list[str] = []
@@ -163,9 +164,7 @@ def test_a_signal_stops_the_scheduler_at_once(database_url, sig):
     assert process.poll() is None, "".join(lines)
 
     process.send_signal(sig)
-    stopped = time.monotonic()
-    assert process.wait(timeout=5) == 0
-    assert time.monotonic() - stopped < 2.0
+    assert process.wait(timeout=STOP_GRACE_SECONDS + 10) == 0
 
 
 def test_once_takes_the_job_lock_too(database_url):
