@@ -55,10 +55,10 @@ import threading
 import time
 import zlib
 from collections import defaultdict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from operator import attrgetter
 from typing import Any
@@ -89,6 +89,8 @@ WRITER_REASONS = ("rate_ip", "rate_publisher", "duplicate")
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
 EARLIEST_MS, LATEST_MS = 946_684_800_000, 253_402_300_799_999  # years 2000 to 9999
+LATEST_S = 253_402_300_799  # the last second Python's datetime holds
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_DIGITS = {"chain_id": 9, "campaign_id": 18, "served_at": 12, "bid": 78, "price": 78}
 
 STAGING = """
@@ -167,6 +169,31 @@ SELECT
         SELECT i.event_id FROM inserted i JOIN tracking_staging s USING (event_id)
         WHERE s.billed AND NOT i.verified
     )
+"""
+# the fresh way (`Writer._store_fresh`): a batch of events none of which is stored yet
+REDEEM_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS tracking_redeem (
+    token_id text NOT NULL, event_id text NOT NULL, redeemed_ms bigint NOT NULL
+) ON COMMIT DELETE ROWS
+"""
+COPY_REDEEM = "COPY tracking_redeem (token_id, event_id, redeemed_ms) FROM STDIN"
+REDEEM_FRESH = """
+INSERT INTO ad_event_redemptions (token_id, event_id, redeemed_at)
+SELECT token_id, event_id, timestamptz 'epoch' + redeemed_ms * interval '1 millisecond'
+FROM tracking_redeem ORDER BY token_id
+ON CONFLICT (token_id) DO NOTHING
+RETURNING event_id
+"""
+COPY_EVENTS = (
+    "COPY ad_events (event_id, occurred_at, kind, verified, reason, chain_id, serve_id,"
+    " campaign_id, slot_id, publisher, token, bid_model, bid, price, served_at, ip_prefix,"
+    " visitor, device, geo) FROM STDIN"
+)
+TRAFFIC_FRESH = """
+INSERT INTO publisher_traffic_daily AS t (wallet, day, events, verified)
+SELECT * FROM unnest(%s::varchar[], %s::date[], %s::bigint[], %s::bigint[])
+ON CONFLICT (wallet, day) DO UPDATE
+SET events = t.events + EXCLUDED.events, verified = t.verified + EXCLUDED.verified
 """
 # events of this batch stored before (a replay: the batch was committed, then its writer
 # died or lost the answer) that the intake billed and that are not verified; one index
@@ -285,6 +312,7 @@ class Entry:
     stream: str
     entry_id: str
     fields: dict[str, str]
+    fresh: bool = False  # read with ">": never delivered before (a hint, see `_store`)
 
     @cached_property
     def event_id(self) -> str:
@@ -445,6 +473,7 @@ class Writer:
                 application_name=f"tracking-writer {self.config.consumer}",
             )
             conn.execute(STAGING)
+            conn.execute(REDEEM_STAGING)
             conn.commit()
             self._pg = conn
         return self._pg
@@ -571,6 +600,7 @@ class Writer:
     def _xreadgroup(self, client: Redis, start: str, block: int | None) -> list[Entry]:
         """Entries of every stream from `start` ('0': our pending ones, '>': new ones);
         when there are no new ones, waits up to `block` ms for some."""
+        fresh = start == ">"
         try:
             pipe = client.pipeline(transaction=False)
             for key in self.streams:
@@ -583,7 +613,7 @@ class Writer:
             for key, reply in zip(self.streams, pipe.execute(), strict=True):
                 messages = json.loads(reply)
                 if messages:  # an empty Lua table is encoded as {}
-                    entries.extend(self._entries(key, messages))
+                    entries.extend(self._entries(key, messages, fresh))
             if entries or block is None:
                 return entries
             reply = client.xreadgroup(
@@ -601,7 +631,7 @@ class Writer:
         items = reply.items() if isinstance(reply, dict) else reply or []
         for stream, messages in items:
             stream_entries = messages[0] if isinstance(reply, dict) else messages
-            entries.extend(self._entries(str(stream), stream_entries))
+            entries.extend(self._entries(str(stream), stream_entries, fresh))
         return entries
 
     def _claim(self, client: Redis) -> list[Entry]:
@@ -625,13 +655,13 @@ class Writer:
                 break
         return entries
 
-    def _entries(self, stream: str, messages: Iterable[Any]) -> list[Entry]:
+    def _entries(self, stream: str, messages: Iterable[Any], fresh: bool = False) -> list[Entry]:
         shard = self._shard_of[stream]
         entries = []
         for entry_id, fields in messages:
             if isinstance(fields, list):  # [field, value, ...] as the read script gives it
                 fields = dict(zip(fields[::2], fields[1::2], strict=True))
-            entries.append(Entry(shard, stream, entry_id, fields or {}))
+            entries.append(Entry(shard, stream, entry_id, fields or {}, fresh))
         return entries
 
     # -- writing ------------------------------------------------------------------------
@@ -740,7 +770,14 @@ class Writer:
 
     def _store(self, rows: list[tuple[Any, ...]], events: list[Event]) -> list[str]:
         """The batch's Postgres transaction; the stored events whose billing is owed back.
-        Runs in the store thread when reading ahead (it touches Postgres only)."""
+        Runs in the store thread when reading ahead (it touches Postgres only).
+
+        A batch of entries never delivered before (read with ">") cannot be stored yet, so
+        it is COPYed straight into `ad_events` (`_store_fresh`). That is only a hint, not
+        trusted: a Redis that lost its last second can hand out again as new what was
+        already committed. Then the COPY hits the primary key, the transaction (its
+        redemptions too) rolls back, and the batch goes the staged way, which lands a
+        replay once."""
         if not rows:
             return []
         conn = self.pg
@@ -757,6 +794,15 @@ class Writer:
             conn.commit()
             self._days |= days
             timed("partitions")
+        if all(event.entry.fresh for event in events) and all(
+            row[13] is None or int(row[13]) <= LATEST_S for row in rows
+        ):
+            try:
+                return self._store_fresh(conn, rows, timed)
+            except psycopg.errors.UniqueViolation:
+                self.stats["replayed_fresh"] += 1  # stored before: the staged way below
+                logger.info("a batch read as new was stored before: writing it staged")
+                timed("insert")
         with conn.transaction(), conn.cursor() as cur:
             with cur.copy(COPY) as copy:
                 for row in rows:
@@ -773,6 +819,83 @@ class Writer:
         self.stats["inserted"] += inserted
         self.stats["verified"] += verified
         return list(unbill)
+
+    def _store_fresh(
+        self,
+        conn: psycopg.Connection[Any],
+        rows: list[tuple[Any, ...]],
+        timed: Callable[[str], None],
+    ) -> list[str]:
+        """`_store` of a batch none of whose events is stored: redemptions first (COPY of
+        the batch's first valid event per token, one INSERT … ON CONFLICT DO NOTHING
+        RETURNING), then the events with their final reasons COPYed into `ad_events`
+        (raises UniqueViolation if one was stored after all), and the daily traffic of
+        exactly those rows."""
+        first: dict[str, tuple[int, str]] = {}  # token id → (occurred_ms, event_id)
+        for row in rows:
+            if row[3] is None and row[5] is not None:
+                token_id = f"{row[5]}:{row[2]}"
+                candidate = (row[1], row[0])
+                if token_id not in first or candidate < first[token_id]:
+                    first[token_id] = candidate
+        unbill: list[str] = []
+        traffic: dict[tuple[str, int], list[int]] = {}
+        with conn.transaction(), conn.cursor() as cur:
+            winners: set[str] = set()
+            if first:
+                with cur.copy(COPY_REDEEM) as copy:
+                    for token_id in sorted(first):
+                        ms, event_id = first[token_id]
+                        copy.write_row((token_id, event_id, ms))
+                cur.execute(REDEEM_FRESH)
+                winners = {r[0] for r in cur.fetchall()}
+            timed("redeem")
+            verified = 0
+            at = _Timestamps()
+            with cur.copy(COPY_EVENTS) as copy:
+                for row in rows:
+                    reason = row[3]
+                    if reason is None and row[5] is not None and row[0] not in winners:
+                        reason = "duplicate"  # its token was redeemed, not by this event
+                    ms = row[1]
+                    served = row[13]
+                    copy.write_row(
+                        (
+                            row[0],
+                            at.ms(ms),
+                            row[2],
+                            reason is None,
+                            reason,
+                            *row[4:13],
+                            None if served is None else at.second(int(served)),
+                            *row[14:18],
+                        )
+                    )
+                    if reason is None:
+                        verified += 1
+                    elif row[18]:
+                        unbill.append(row[0])
+                    if row[8] is not None:
+                        counts = traffic.setdefault((row[8], ms // DAY_MS), [0, 0])
+                        counts[0] += 1
+                        counts[1] += reason is None
+            timed("copy")
+            if traffic:
+                keys = sorted(traffic)
+                cur.execute(
+                    TRAFFIC_FRESH,
+                    (
+                        [wallet for wallet, _ in keys],
+                        [_day(day) for _, day in keys],
+                        [traffic[k][0] for k in keys],
+                        [traffic[k][1] for k in keys],
+                    ),
+                )
+            timed("insert")
+        timed("commit")
+        self.stats["inserted"] += len(rows)
+        self.stats["verified"] += verified
+        return unbill
 
     def _take_back(self, events: list[Event]) -> int:
         """Take back the billing of events the intake billed and that are stored as not
@@ -831,6 +954,30 @@ class Writer:
                 " ".join(f"{k} {v:.1f}" for k, v in self.seconds.items()),
             )
             self._window = (now, self.stats["events"])
+
+
+class _Timestamps:
+    """Timestamps as COPY text, exactly the instant the staged way computes in SQL
+    (`'epoch' + ms`, `to_timestamp(s)`): psycopg formats a datetime at several times the
+    cost of a string, and a batch's events share their seconds."""
+
+    def __init__(self) -> None:
+        self._seconds: dict[int, str] = {}
+
+    def second(self, s: int) -> str:
+        text = self._seconds.get(s)
+        if text is None:
+            text = (EPOCH + timedelta(seconds=s)).strftime("%Y-%m-%d %H:%M:%S")
+            self._seconds[s] = text
+        return text + "+00"
+
+    def ms(self, ms: int) -> str:
+        s, rest = divmod(ms, 1000)
+        text = self._seconds.get(s)
+        if text is None:
+            text = (EPOCH + timedelta(seconds=s)).strftime("%Y-%m-%d %H:%M:%S")
+            self._seconds[s] = text
+        return f"{text}.{rest:03d}+00"
 
 
 def _name(value: str) -> str:

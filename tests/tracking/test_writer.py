@@ -126,6 +126,43 @@ def test_a_replayed_batch_changes_nothing(db: str, own_redis: OwnRedis) -> None:
     assert billed(own_redis) == PRICE * 20
 
 
+def test_entries_handed_out_as_new_again_after_they_were_stored_land_once(
+    db: str, own_redis: OwnRedis
+) -> None:
+    """A batch read with ">" is COPYed straight into ad_events; a Redis that lost its last
+    second (the read and the acknowledgement, not the entries) hands the committed entries
+    out as new again: they must go the staged way, not turn into duplicates of themselves."""
+    client = own_redis.client()
+    dup = tracked(serve_id="serve-twice", received_ms=1_765_000_000_000)
+    events = [tracked() for _ in range(5)] + [
+        dup,
+        tracked(serve_id="serve-twice", received_ms=1_765_000_000_100),
+        tracked(verdict="bot", billed="0"),
+    ]
+    for e in events:
+        append(client, e)
+    bill(own_redis, PRICE * 7)
+    writer = make_writer(db, own_redis.url, delete_acked=False)
+    assert writer.drain() == 8
+    assert writer.stats["replayed_fresh"] == 0
+    first = stored(db)
+    traffic = rows(db, "SELECT wallet, day, events, verified FROM publisher_traffic_daily")
+    assert sorted(r for _, r in first.values() if r) == ["bot", "duplicate"]
+    assert billed(own_redis) == PRICE * 6  # the duplicate's billing taken back
+
+    for key in stream_keys(SHARDS):  # the group as a Redis restarted from an old file has it
+        client.xgroup_destroy(key, GROUP)
+        client.xgroup_create(key, GROUP, id="0")
+    again = make_writer(db, own_redis.url, consumer="after-restart")
+    assert again.drain() == 8
+    assert again.stats["replayed_fresh"] >= 1 and again.stats["inserted"] == 0
+
+    assert stored(db) == first
+    assert rows(db, "SELECT wallet, day, events, verified FROM publisher_traffic_daily") == traffic
+    assert billed(own_redis) == PRICE * 6  # taken back once
+    assert len(rows(db, "SELECT token_id FROM ad_event_redemptions")) == 6
+
+
 def test_same_token_through_two_writers_is_one_verified_one_duplicate(
     db: str, own_redis: OwnRedis
 ) -> None:
