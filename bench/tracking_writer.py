@@ -36,7 +36,7 @@ import redis  # noqa: E402
 
 from api.tracking import partitions  # noqa: E402
 from api.tracking.stream import DEFAULT_SHARDS, TrackedEvent, shard_of, stream_key  # noqa: E402
-from api.tracking.writer import Entry, Writer, WriterConfig, stage  # noqa: E402
+from api.tracking.writer import Entry, Writer, WriterConfig, stage, tune_gc  # noqa: E402
 from migrations import libpq_url, upgrade  # noqa: E402
 from tests.support import postgres  # noqa: E402
 
@@ -163,6 +163,7 @@ def run_writers(database_url: str, cache_url: str, n: int, args: argparse.Namesp
                 log_every=0,
             )
         )
+        tune_gc()  # as `python -m api.tracking.writer` does
         started = time.perf_counter()
         writer.drain()
         elapsed = time.perf_counter() - started
