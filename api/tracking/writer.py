@@ -429,6 +429,7 @@ class Writer:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._recovering = True  # read our own pending entries first
         self._last_claim = 0.0
+        self._wait_turn = 0  # which stream the next blocking read waits on
         self._claim_cursor: dict[str, str] = {}
         self._days: set[int] = set()
         self._rated: dict[str, str | None] = {}  # event id → reason after the rate rules
@@ -629,12 +630,17 @@ class Writer:
                     entries.extend(self._entries(key, messages, fresh))
             if entries or block is None:
                 return entries
+            # nothing ready: wait on one stream at a time, in turn (a blocking read of several
+            # streams names keys of several hash slots, which Redis Cluster refuses), for a
+            # share of `block`, so an entry on any shard waits at most about `block` ms
+            key = self.streams[self._wait_turn % len(self.streams)]
+            self._wait_turn += 1
             reply = client.xreadgroup(
                 GROUP,
                 self.config.consumer,
-                dict.fromkeys(self.streams, start),
+                {key: start},
                 count=self.config.batch,
-                block=block,
+                block=max(10, block // len(self.streams)),
             )
         except redis.ResponseError as exc:
             if "NOGROUP" not in str(exc):
