@@ -129,16 +129,18 @@ ROLL_HOURLY_RUNNING = f"""
         SELECT DISTINCT {_ENTITIES}, date_trunc('day', hour, 'UTC') AS day
         FROM analytics_hourly
         WHERE hour >= :lo AND hour < :hi AND grain IN ({_RUNNING_GRAINS})
+    ), grid AS (  -- the hour a column of its own, so the join below is on plain keys
+        SELECT {_ENTITIES}, day, day + make_interval(hours => h) AS hour
+        FROM entity_days CROSS JOIN generate_series(0, 23) AS h
     )
     INSERT INTO analytics_hourly_running ({_ENTITIES}, hour, active_hours, {", ".join(METRICS)})
     SELECT * FROM (
-        SELECT {_E_ENTITIES}, e.day + make_interval(hours => h) AS hour,
-               count(x.hour) OVER w AS active_hours,
+        SELECT {_E_ENTITIES}, e.hour, count(x.hour) OVER w AS active_hours,
                {", ".join(f"COALESCE(sum(x.{m}) OVER w, 0) AS {m}" for m in METRICS)}
-        FROM entity_days e CROSS JOIN generate_series(0, 23) AS h
-        LEFT JOIN analytics_hourly x
-            ON {_SAME.format(t="x")} AND x.hour = e.day + make_interval(hours => h)
-        WINDOW w AS (PARTITION BY {_E_ENTITIES}, e.day ORDER BY h)
+        FROM grid e
+        LEFT JOIN analytics_hourly x ON {_SAME.format(t="x")} AND x.hour = e.hour
+            AND x.hour >= :lo AND x.hour < :hi
+        WINDOW w AS (PARTITION BY {_E_ENTITIES}, e.day ORDER BY e.hour)
     ) running
     WHERE active_hours > 0  -- from the entity's first active hour of the day on
 """
@@ -155,7 +157,8 @@ ROLL_DAILY_RUNNING = f"""
         SELECT {_ENTITIES} FROM analytics_daily
         WHERE day >= :lo AND day < :hi AND grain IN ({_RUNNING_GRAINS})
     ), days AS (
-        SELECT CAST(d AS date) AS day FROM generate_series(
+        SELECT CAST(d AS date) AS day, (d + interval '23 hours') AT TIME ZONE 'UTC' AS last_hour
+        FROM generate_series(
             CAST(:lo AS timestamp), CAST(:hi AS timestamp) - interval '1 day', interval '1 day'
         ) AS d
     )
@@ -168,7 +171,9 @@ ROLL_DAILY_RUNNING = f"""
         FROM entities e CROSS JOIN days
         LEFT JOIN analytics_daily_running b ON {_SAME.format(t="b")} AND b.day = :before
         LEFT JOIN analytics_hourly_running x ON {_SAME.format(t="x")}
-            AND x.hour = (CAST(days.day AS timestamp) + interval '23 hours') AT TIME ZONE 'UTC'
+            AND x.hour = days.last_hour
+            AND x.hour >= CAST(:lo AS timestamp) AT TIME ZONE 'UTC'
+            AND x.hour < CAST(:hi AS timestamp) AT TIME ZONE 'UTC'
         WINDOW w AS (PARTITION BY {_E_ENTITIES} ORDER BY days.day)
     ) running
     WHERE active_hours > 0  -- from the entity's first active day on
@@ -257,6 +262,9 @@ def _recompute(conn: Connection, start: datetime, until: datetime) -> None:
     # running totals: within the recomputed days, then per day from the first recomputed day
     # through the day of the watermark (a backfill of old hours changes every later day's)
     days = {"lo": first_day, "hi": last_day}
+    # sets joined to sets: hash joins, whatever the statistics of tables filled in this
+    # transaction say (a nested loop over a fresh table took minutes)
+    conn.execute(text("SET LOCAL enable_nestloop = off"))
     conn.execute(
         text("DELETE FROM analytics_hourly_running WHERE hour >= :lo AND hour < :hi"), days
     )
@@ -272,3 +280,4 @@ def _recompute(conn: Connection, start: datetime, until: datetime) -> None:
         )
     conn.execute(text("DELETE FROM analytics_daily_running WHERE day >= :lo"), {"lo": lo})
     conn.execute(text(ROLL_DAILY_RUNNING), {"lo": lo, "hi": hi, "before": lo - timedelta(days=1)})
+    conn.execute(text("SET LOCAL enable_nestloop = on"))
