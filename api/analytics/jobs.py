@@ -129,7 +129,7 @@ ROLL_HOURLY_RUNNING = f"""
         SELECT DISTINCT {_ENTITIES}, date_trunc('day', hour, 'UTC') AS day
         FROM analytics_hourly
         WHERE hour >= :lo AND hour < :hi AND grain IN ({_RUNNING_GRAINS})
-    ), grid AS (  -- the hour a column of its own, so the join below is on plain keys
+    ), grid AS MATERIALIZED (  -- the hour a column of its own: the join is on plain keys
         SELECT {_ENTITIES}, day, day + make_interval(hours => h) AS hour
         FROM entity_days CROSS JOIN generate_series(0, 23) AS h
     )
@@ -263,8 +263,9 @@ def _recompute(conn: Connection, start: datetime, until: datetime) -> None:
     # through the day of the watermark (a backfill of old hours changes every later day's)
     days = {"lo": first_day, "hi": last_day}
     # sets joined to sets: hash joins, whatever the statistics of tables filled in this
-    # transaction say (a nested loop over a fresh table took minutes)
+    # transaction say (a nested loop or a merge join on part of the key took minutes)
     conn.execute(text("SET LOCAL enable_nestloop = off"))
+    conn.execute(text("SET LOCAL enable_mergejoin = off"))
     conn.execute(
         text("DELETE FROM analytics_hourly_running WHERE hour >= :lo AND hour < :hi"), days
     )
@@ -281,3 +282,4 @@ def _recompute(conn: Connection, start: datetime, until: datetime) -> None:
     conn.execute(text("DELETE FROM analytics_daily_running WHERE day >= :lo"), {"lo": lo})
     conn.execute(text(ROLL_DAILY_RUNNING), {"lo": lo, "hi": hi, "before": lo - timedelta(days=1)})
     conn.execute(text("SET LOCAL enable_nestloop = on"))
+    conn.execute(text("SET LOCAL enable_mergejoin = on"))

@@ -165,7 +165,8 @@ def aggregate(
     With a `limit` (top performers; `order` then names only the `RANK` metrics), the leaders
     are found summing those few metrics, and all metrics are summed for the leaders only."""
     ask: dict[str, Any] = {"group": group, "by": by, "rolled_until": rolled_until}
-    if limit is None or not by:
+    cheap = group is None and grain(set(scope.filters()) | set(by)) in RUNNING_GRAINS
+    if limit is None or not by or cheap:  # (running totals: a few rows each, sum them all)
         return _sums(session, chain_id, scope, span, **ask, order=order, limit=limit)
     leaders = _sums(session, chain_id, scope, span, **ask, metrics=RANK, order=order, limit=limit)
     chosen = [tuple(row[k] for k in by) for row in leaders]
