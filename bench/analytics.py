@@ -161,11 +161,18 @@ def main() -> None:
         with engine.connect() as conn:
             counts = {
                 table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
-                for table in ("analytics_hourly", "analytics_daily")
+                for table in (
+                    "analytics_hourly",
+                    "analytics_daily",
+                    "analytics_hourly_running",
+                    "analytics_daily_running",
+                )
             }
         print(
             f"rollup of every hour: {rolled:.1f} s ({args.events / rolled:,.0f} events/s);"
-            f" {counts['analytics_hourly']:,} hourly rows, {counts['analytics_daily']:,} daily"
+            f" {counts['analytics_hourly']:,} hourly rows, {counts['analytics_daily']:,} daily;"
+            f" running totals: {counts['analytics_hourly_running']:,} hourly,"
+            f" {counts['analytics_daily_running']:,} daily"
         )
         started = time.perf_counter()
         roll_up(engine, now=now)

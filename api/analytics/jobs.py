@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, text
 
-from api.analytics.models import COUNT_COLUMNS, MONEY_COLUMNS, REASONS
+from api.analytics.models import COUNT_COLUMNS, MONEY_COLUMNS, REASONS, RUNNING_GRAINS
 from api.core.db import make_engine
 from api.core.settings import Settings
 
@@ -116,6 +116,69 @@ ROLL_DAYS = f"""
     GROUP BY grain, 2, campaign_id, publisher, slot_id, chain_id
 """
 
+_ENTITY = ("grain", "chain_id", "campaign_id", "publisher", "slot_id")
+_ENTITIES = ", ".join(_ENTITY)
+_E_ENTITIES = ", ".join(f"e.{column}" for column in _ENTITY)
+_SAME = " AND ".join(f"{{t}}.{column} = e.{column}" for column in _ENTITY)
+_RUNNING_GRAINS = ", ".join(f"'{grain}'" for grain in RUNNING_GRAINS)
+
+# running totals within each day of [:lo, :hi) (midnights): every entity with an hourly row
+# that day gets a row each hour from its first active one to 23:00
+ROLL_HOURLY_RUNNING = f"""
+    WITH entity_days AS (
+        SELECT DISTINCT {_ENTITIES}, date_trunc('day', hour, 'UTC') AS day
+        FROM analytics_hourly
+        WHERE hour >= :lo AND hour < :hi AND grain IN ({_RUNNING_GRAINS})
+    ), grid AS MATERIALIZED (  -- the hour a column of its own: the join is on plain keys
+        SELECT {_ENTITIES}, day, day + make_interval(hours => h) AS hour
+        FROM entity_days CROSS JOIN generate_series(0, 23) AS h
+    )
+    INSERT INTO analytics_hourly_running ({_ENTITIES}, hour, active_hours, {", ".join(METRICS)})
+    SELECT * FROM (
+        SELECT {_E_ENTITIES}, e.hour, count(x.hour) OVER w AS active_hours,
+               {", ".join(f"COALESCE(sum(x.{m}) OVER w, 0) AS {m}" for m in METRICS)}
+        FROM grid e
+        LEFT JOIN analytics_hourly x ON {_SAME.format(t="x")} AND x.hour = e.hour
+            AND x.hour >= :lo AND x.hour < :hi
+        WINDOW w AS (PARTITION BY {_E_ENTITIES}, e.day ORDER BY e.hour)
+    ) running
+    WHERE active_hours > 0  -- from the entity's first active hour of the day on
+"""
+
+_CARRIED = ", ".join(f"COALESCE(b.{m}, 0) + COALESCE(sum(x.{m}) OVER w, 0) AS {m}" for m in METRICS)
+
+# running totals for the days [:lo, :hi) (dates): every entity with a running row the day
+# before (:before) or a daily row in the range gets a row each day, carrying its totals
+# forward; a day adds its hourly running row of 23:00 (the day's total)
+ROLL_DAILY_RUNNING = f"""
+    WITH entities AS (
+        SELECT {_ENTITIES} FROM analytics_daily_running WHERE day = :before
+        UNION
+        SELECT {_ENTITIES} FROM analytics_daily
+        WHERE day >= :lo AND day < :hi AND grain IN ({_RUNNING_GRAINS})
+    ), days AS (
+        SELECT CAST(d AS date) AS day, (d + interval '23 hours') AT TIME ZONE 'UTC' AS last_hour
+        FROM generate_series(
+            CAST(:lo AS timestamp), CAST(:hi AS timestamp) - interval '1 day', interval '1 day'
+        ) AS d
+    )
+    INSERT INTO analytics_daily_running ({_ENTITIES}, day, active_hours, {", ".join(METRICS)})
+    SELECT * FROM (
+        SELECT {_E_ENTITIES}, days.day,
+               COALESCE(b.active_hours, 0) + COALESCE(sum(x.active_hours) OVER w, 0)
+                   AS active_hours,
+               {_CARRIED}
+        FROM entities e CROSS JOIN days
+        LEFT JOIN analytics_daily_running b ON {_SAME.format(t="b")} AND b.day = :before
+        LEFT JOIN analytics_hourly_running x ON {_SAME.format(t="x")}
+            AND x.hour = days.last_hour
+            AND x.hour >= CAST(:lo AS timestamp) AT TIME ZONE 'UTC'
+            AND x.hour < CAST(:hi AS timestamp) AT TIME ZONE 'UTC'
+        WINDOW w AS (PARTITION BY {_E_ENTITIES} ORDER BY days.day)
+    ) running
+    WHERE active_hours > 0  -- from the entity's first active day on
+"""
+
 
 @dataclass(frozen=True)
 class Rolled:
@@ -151,7 +214,12 @@ def roll_up(
         if start < until:
             _recompute(conn, start, until)
         if until - start > ANALYZE_AFTER:  # a first run or a backfill: fresh statistics
-            conn.execute(text("ANALYZE analytics_hourly, analytics_daily"))
+            conn.execute(
+                text(
+                    "ANALYZE analytics_hourly, analytics_daily, analytics_daily_running,"
+                    " analytics_hourly_running"
+                )
+            )
         conn.execute(
             text(
                 "INSERT INTO analytics_watermark (name, rolled_until, updated_at)"
@@ -191,3 +259,27 @@ def _recompute(conn: Connection, start: datetime, until: datetime) -> None:
         {"lo": first_day.date(), "hi": last_day.date()},
     )
     conn.execute(text(ROLL_DAYS), {"lo": first_day, "hi": last_day})
+    # running totals: within the recomputed days, then per day from the first recomputed day
+    # through the day of the watermark (a backfill of old hours changes every later day's)
+    days = {"lo": first_day, "hi": last_day}
+    # sets joined to sets: hash joins, whatever the statistics of tables filled in this
+    # transaction say (a nested loop or a merge join on part of the key took minutes)
+    conn.execute(text("SET LOCAL enable_nestloop = off"))
+    conn.execute(text("SET LOCAL enable_mergejoin = off"))
+    conn.execute(
+        text("DELETE FROM analytics_hourly_running WHERE hour >= :lo AND hour < :hi"), days
+    )
+    conn.execute(text(ROLL_HOURLY_RUNNING), days)
+    rolled = conn.execute(
+        text("SELECT rolled_until FROM analytics_watermark WHERE name = :name"),
+        {"name": WATERMARK},
+    ).scalar()
+    lo, hi = first_day.date(), last_day.date()
+    if rolled is not None:
+        hi = max(
+            hi, (rolled - timedelta(microseconds=1)).astimezone(UTC).date() + timedelta(days=1)
+        )
+    conn.execute(text("DELETE FROM analytics_daily_running WHERE day >= :lo"), {"lo": lo})
+    conn.execute(text(ROLL_DAILY_RUNNING), {"lo": lo, "hi": hi, "before": lo - timedelta(days=1)})
+    conn.execute(text("SET LOCAL enable_nestloop = on"))
+    conn.execute(text("SET LOCAL enable_mergejoin = on"))

@@ -24,6 +24,7 @@ from api.ads.models import X402Payment
 UINT256 = Numeric(78, 0)
 
 GRAINS = ("cps", "c", "p", "s", "n")
+RUNNING_GRAINS = ("c", "p", "s")  # the grains `analytics_daily_running` keeps
 # the reasons `ad_events.reason` takes; anything else is counted as `other`
 REASONS = (
     "bot",
@@ -104,6 +105,36 @@ class AnalyticsDaily(RollupBase, table=True):
     )
 
     day: date = Field(primary_key=True, description="the UTC day")
+
+
+class AnalyticsDailyRunning(RollupBase, table=True):
+    """Running totals: each metric summed over every hour up to the end of `day`, one row per
+    campaign (`c`), publisher (`p`) or slot (`s`) and day, for every day from the entity's
+    first active day to the watermark's day (dense: a day without traffic repeats the day
+    before). `active_hours` counts its hourly rollup rows so far: a range's difference of 0
+    means no traffic in it."""
+
+    __tablename__ = "analytics_daily_running"
+    __table_args__ = (Index("ix_analytics_daily_running_day", "grain", "chain_id", "day"),)
+
+    day: date = Field(primary_key=True, description="the UTC day (totals through its end)")
+    active_hours: int = _count()
+
+
+class AnalyticsHourlyRunning(RollupBase, table=True):
+    """Running totals within a day: each metric summed over the hours of `hour`'s day up to
+    and including `hour`, for every hour from the entity's first active hour of that day to
+    23:00 (dense). The totals of the hours before t: the daily running row of the day
+    before t's day plus this row at t - 1 hour (none at midnight)."""
+
+    __tablename__ = "analytics_hourly_running"
+    __table_args__ = (Index("ix_analytics_hourly_running_hour", "grain", "chain_id", "hour"),)
+
+    hour: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), primary_key=True, nullable=False),
+        description="the hour's start (UTC; totals through its end)",
+    )
+    active_hours: int = _count()
 
 
 class AnalyticsWatermark(SQLModel, table=True):

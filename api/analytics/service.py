@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from api.analytics.jobs import METRICS, RAW_ROWS, WATERMARK, floor_hour
-from api.analytics.models import REASONS
+from api.analytics.models import REASONS, RUNNING_GRAINS
 
 PUBLISHER_SHARE_BPS = 8_500  # the escrow's fee is 1,500 bps (scripts/_deploy.py FEE_BPS)
 BPS = 10_000
@@ -165,7 +165,8 @@ def aggregate(
     With a `limit` (top performers; `order` then names only the `RANK` metrics), the leaders
     are found summing those few metrics, and all metrics are summed for the leaders only."""
     ask: dict[str, Any] = {"group": group, "by": by, "rolled_until": rolled_until}
-    if limit is None or not by:
+    cheap = group is None and grain(set(scope.filters()) | set(by)) in RUNNING_GRAINS
+    if limit is None or not by or cheap:  # (running totals: a few rows each, sum them all)
         return _sums(session, chain_id, scope, span, **ask, order=order, limit=limit)
     leaders = _sums(session, chain_id, scope, span, **ask, metrics=RANK, order=order, limit=limit)
     chosen = [tuple(row[k] for k in by) for row in leaders]
@@ -207,6 +208,13 @@ def _sums(
     fixed = "".join(f" AND {column} = {value}" for column, value in UNUSED[wanted])
     parts: list[str] = []
     found = plan(span, rolled_until, use_days=group != "hour")
+    running = group is None and wanted in RUNNING_GRAINS
+    if running:  # the rolled hours from the running totals instead
+        rolled_end = min(span.end, rolled_until)
+        if span.start < rolled_end:
+            ends = (span.start, _ceil_hour(rolled_end))
+            parts += _running(ends, wanted, by, metrics, params, where + fixed)
+        found.hourly, found.daily = [], None
     for index, (lo, hi) in enumerate(found.hourly):
         params |= {f"h{index}_lo": lo, f"h{index}_hi": hi}
         parts.append(
@@ -222,7 +230,10 @@ def _sums(
         )
     if found.raw is not None:
         params |= {"lo": found.raw[0], "hi": found.raw[1]}
-        parts.append(f"SELECT {columns} FROM ({RAW_ROWS}) raw WHERE chain_id = :chain{where}")
+        active = ", 1 AS active" if running else ""
+        parts.append(
+            f"SELECT {columns}{active} FROM ({RAW_ROWS}) raw WHERE chain_id = :chain{where}"
+        )
     if not parts:
         return []
     keys = [*(["bucket"] if group else []), *by]
@@ -231,6 +242,8 @@ def _sums(
     sql = f"SELECT {', '.join([*bucket, *by, *sums])} FROM ({' UNION ALL '.join(parts)}) u"
     if keys:
         sql += f" GROUP BY {', '.join(keys)}"
+    if running:  # no traffic in the span: no row (as summing hourly rows gives)
+        sql += " HAVING sum(active) > 0"
     sql += f" ORDER BY {', '.join([*([order] if order else []), *keys]) or '1'}"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
@@ -238,6 +251,38 @@ def _sums(
     if not keys and rows and rows[0][metrics[0]] is None:
         return []
     return [{k: (int(v) if k in metrics else v) for k, v in row.items()} for row in rows]
+
+
+def _running(
+    ends: tuple[datetime, datetime],
+    wanted: str,
+    by: tuple[Dimension, ...],
+    metrics: tuple[str, ...],
+    params: dict[str, Any],
+    where: str,
+) -> list[str]:
+    """The sums over the whole hours [x, y) from the running totals, per campaign, publisher
+    or slot: its totals before y minus its totals before x, where the totals before an hour t
+    are the daily running row of the day before t's day plus (unless t is a midnight) the
+    hourly running row of t - 1 hour; at most four rows each, whatever the span. `active`
+    counts its hourly rollup rows in [x, y)."""
+    params["r_at"] = ends[0]
+    parts = []
+    for name, end, sign in (("y", ends[1], ""), ("x", ends[0], "-")):
+        at = end.astimezone(UTC)
+        points = [("analytics_daily_running", "day", at.date() - timedelta(days=1))]
+        if at.hour:
+            points.append(("analytics_hourly_running", "hour", at - timedelta(hours=1)))
+        for index, (table, bucket, value) in enumerate(points):
+            params[f"r_{name}{index}"] = value
+            sums = ", ".join(f"{sign}{column} AS {column}" for column in metrics)
+            parts.append(
+                f"SELECT CAST(:r_at AS timestamptz) AS at, {''.join(f'{k}, ' for k in by)}"
+                f"{sums}, {sign}active_hours AS active FROM {table}"
+                f" WHERE grain = '{wanted}' AND chain_id = :chain"
+                f" AND {bucket} = :r_{name}{index}{where}"
+            )
+    return parts
 
 
 def measures(row: dict[str, Any]) -> dict[str, Any]:

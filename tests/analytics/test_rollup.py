@@ -5,7 +5,7 @@ that mixes rollups with live raw events equals one read from the raw events alon
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from api.analytics import service
 from api.analytics.jobs import LATENESS, floor_hour, roll_up, rollup
-from api.analytics.models import COUNT_COLUMNS, MONEY_COLUMNS, REASONS
+from api.analytics.models import COUNT_COLUMNS, MONEY_COLUMNS, REASONS, RUNNING_GRAINS
 from api.analytics.service import Scope, Span
 from tests.analytics.conftest import Event, insert_events, insert_payment
 
@@ -87,10 +87,54 @@ def days(hourly: dict[tuple[Any, ...], Counter[str]]) -> dict[tuple[Any, ...], C
     return dict(rows)
 
 
+def running(
+    hourly: dict[tuple[Any, ...], Counter[str]], through: date
+) -> tuple[dict[tuple[Any, ...], Counter[str]], dict[tuple[Any, ...], Counter[str]]]:
+    """What `analytics_daily_running` and `analytics_hourly_running` should hold: for each
+    campaign, publisher and slot, a row every day from its first through `through` with its
+    totals so far, and a row every hour from its first of a day through 23:00 with the day's
+    totals so far (`active_hours`: how many hourly rows are in those totals)."""
+    per_entity: dict[tuple[Any, ...], dict[datetime, Counter[str]]] = defaultdict(dict)
+    for (*key, hour), figures in hourly.items():
+        if key[0] in RUNNING_GRAINS:
+            per_entity[tuple(key)][hour] = figures + Counter({"active_hours": 1})
+    daily: dict[tuple[Any, ...], Counter[str]] = {}
+    within: dict[tuple[Any, ...], Counter[str]] = {}
+    for key, by_hour in per_entity.items():
+        total: Counter[str] = Counter()
+        day = min(by_hour).date()
+        while day <= through:
+            today: Counter[str] = Counter()
+            midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            for hour in (midnight + timedelta(hours=h) for h in range(24)):
+                today = today + by_hour.get(hour, Counter())
+                if today:
+                    within[(*key, hour)] = today
+            total = total + today
+            daily[(*key, day)] = total
+            day += timedelta(days=1)
+    return daily, within
+
+
+def stored_running(engine: Engine, table: str, bucket: str) -> dict[tuple[Any, ...], Counter[str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text(f"SELECT * FROM {table}")).mappings()
+        return {
+            (r["grain"], r["campaign_id"], r["publisher"], r["slot_id"], r[bucket]): Counter(
+                {m: int(r[m]) for m in (*METRICS, "active_hours") if r[m]}
+            )
+            for r in rows
+        }
+
+
 def reset(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(
-            text("TRUNCATE ad_events, analytics_hourly, analytics_daily, analytics_watermark")
+            text(
+                "TRUNCATE ad_events, analytics_hourly, analytics_daily, analytics_daily_running,"
+                " analytics_hourly_running,"
+                " analytics_watermark"
+            )
         )
 
 
@@ -129,7 +173,11 @@ def test_rollups_equal_the_raw_events(engine, first, late_hours, late, cut, reru
     want = expected(on_time + landed, later)
     hourly = stored(engine, "analytics_hourly", "hour")
     assert hourly == {k: v for k, v in want.items() if v}
-    assert stored(engine, "analytics_daily", "day") == days(hourly)
+    daily = stored(engine, "analytics_daily", "day")
+    assert daily == days(hourly)
+    by_day, by_hour = running(hourly, (later - timedelta(microseconds=1)).date())
+    assert stored_running(engine, "analytics_daily_running", "day") == by_day
+    assert stored_running(engine, "analytics_hourly_running", "hour") == by_hour
 
 
 @settings(
@@ -161,7 +209,7 @@ def test_a_report_reads_the_same_from_rollups_and_raw_events(
     span = Span(BASE + timedelta(hours=lo), BASE + timedelta(hours=lo + length))
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     with Session(engine) as session:
-        for by in ((), ("campaign_id",), ("publisher", "slot_id")):
+        for by in ((), ("campaign_id",), ("publisher",), ("publisher", "slot_id")):
             ask: dict[str, Any] = {"group": group, "by": by}
             mixed = service.aggregate(session, 1337, scope, span, rolled_until=watermark, **ask)
             raw = service.aggregate(session, 1337, scope, span, rolled_until=epoch, **ask)
@@ -188,3 +236,45 @@ def test_the_scheduler_job_rolls_up_to_the_current_minute(engine, database_url, 
             rolled_until=rolled,
         )
     assert totals[0]["spend"] == 9
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    batch=st.lists(events(lo=-48, hi=HOURS + 24), max_size=40),
+    backfill=st.lists(events(lo=-48, hi=0), max_size=10),
+    rolled=st.integers(24, HOURS + 24),
+    first_day=st.integers(-3, 2),
+    days_long=st.integers(1, 5),
+    hours=st.none() | st.tuples(st.integers(-72, HOURS + 24), st.integers(1, 120)),
+    scope=st.sampled_from((Scope(), Scope(campaign_id=2), Scope(publisher=PUBLISHERS[0]))),
+)
+def test_sums_read_from_the_running_totals_equal_the_raw_events(
+    engine, batch, backfill, rolled, first_day, days_long, hours, scope
+):
+    """Sums per campaign, publisher or slot over whole days or any whole hours (read from the
+    running totals), after a backfill of old hours that changes every later day's totals:
+    the top performers and per-entity rows equal the raw events'."""
+    reset(engine)
+    insert_events(engine, batch)
+    watermark = BASE + timedelta(hours=rolled, minutes=17)
+    roll_up(engine, now=watermark, since=BASE - timedelta(days=3))
+    insert_events(engine, backfill)  # older than the lateness window: only a backfill sees them
+    roll_up(engine, now=BASE + timedelta(hours=1), since=BASE - timedelta(days=3))
+    start = BASE.date() + timedelta(days=first_day)
+    span = service.span_of(start, start + timedelta(days=days_long - 1))
+    if hours is not None:
+        span = Span(BASE + timedelta(hours=hours[0]), BASE + timedelta(hours=sum(hours)))
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    with Session(engine) as session:
+        rolled_until = service.watermark(session)
+        assert rolled_until == watermark
+        for by in ((), ("campaign_id",), ("publisher",), ("publisher", "slot_id")):
+            for top in ({}, {"order": service.ORDER, "limit": 2}):
+                ask: dict[str, Any] = {"by": by, **top}
+                mixed = service.aggregate(session, 1337, scope, span, rolled_until=watermark, **ask)
+                raw = service.aggregate(session, 1337, scope, span, rolled_until=epoch, **ask)
+                assert mixed == raw
