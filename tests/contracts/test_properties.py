@@ -259,6 +259,15 @@ def make_machine(world: World):
                     sender=campaign.advertiser,
                 )
                 return
+            if new_max == campaign.limits[-1][1]:  # the newest max again: a no-op, refused
+                expect_revert(
+                    "campaigns: max spend unchanged",
+                    call,
+                    campaign.campaign_id,
+                    new_max,
+                    sender=campaign.advertiser,
+                )
+                return
             tx = call(campaign.campaign_id, new_max, sender=campaign.advertiser)
             effective = epoch_at(tx.timestamp) + 1
             campaign.limits = [lim for lim in campaign.limits if lim[0] < effective]
