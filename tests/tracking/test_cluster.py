@@ -14,43 +14,34 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.tracking.test_budget import (  # noqa: F401 (fixture used by name)
-    network,
-    test_a_verified_impression_moves_its_reservation_to_billed_once,
-    test_an_unused_reservation_is_released_when_its_token_expires,
-    test_free_budget_never_goes_negative_under_concurrent_serving_and_tracking,
-)
-from tests.tracking.test_intake import (
-    test_a_click_faster_than_a_person_is_too_fast,
-    test_a_cpc_click_bills_its_bid_once,
-    test_a_rendered_ad_is_recorded_verified_and_bills_its_reservation,
-    test_a_reused_impression_token_is_a_duplicate_and_bills_once,
-    test_concurrent_beacons_share_round_trips_and_each_is_recorded_once,
-)
-from tests.tracking.test_writer import (
-    test_every_event_is_stored_once_with_its_verdict,
-    test_rate_per_ip_prefix_holds_across_writers_and_batches,
-    test_same_token_through_two_writers_is_one_verified_one_duplicate,
-)
+from tests.tracking import test_budget, test_intake, test_writer
+from tests.tracking.test_budget import network  # noqa: F401 (fixture used by name)
 from tests.tracking.writer_fixtures import (  # noqa: F401 (fixtures used by name)
     OwnRedis,
     db,
     tracking_database,
 )
 
-RERUN = (
-    test_a_verified_impression_moves_its_reservation_to_billed_once,
-    test_an_unused_reservation_is_released_when_its_token_expires,
-    test_free_budget_never_goes_negative_under_concurrent_serving_and_tracking,
-    test_a_click_faster_than_a_person_is_too_fast,
-    test_a_cpc_click_bills_its_bid_once,
-    test_a_rendered_ad_is_recorded_verified_and_bills_its_reservation,
-    test_a_reused_impression_token_is_a_duplicate_and_bills_once,
-    test_concurrent_beacons_share_round_trips_and_each_is_recorded_once,
-    test_every_event_is_stored_once_with_its_verdict,
-    test_rate_per_ip_prefix_holds_across_writers_and_batches,
-    test_same_token_through_two_writers_is_one_verified_one_duplicate,
-)
+# the tests run again here, each under its own name with this module's fixtures
+RERUN = {
+    test_budget: (
+        "test_a_verified_impression_moves_its_reservation_to_billed_once",
+        "test_an_unused_reservation_is_released_when_its_token_expires",
+        "test_free_budget_never_goes_negative_under_concurrent_serving_and_tracking",
+    ),
+    test_intake: (
+        "test_a_click_faster_than_a_person_is_too_fast",
+        "test_a_cpc_click_bills_its_bid_once",
+        "test_a_rendered_ad_is_recorded_verified_and_bills_its_reservation",
+        "test_a_reused_impression_token_is_a_duplicate_and_bills_once",
+        "test_concurrent_beacons_share_round_trips_and_each_is_recorded_once",
+    ),
+    test_writer: (
+        "test_every_event_is_stored_once_with_its_verdict",
+        "test_rate_per_ip_prefix_holds_across_writers_and_batches",
+        "test_same_token_through_two_writers_is_one_verified_one_duplicate",
+    ),
+}
 
 
 def _free_port() -> int:
@@ -129,6 +120,6 @@ def test_the_node_refuses_a_script_across_slots(cluster: ClusterRedis) -> None:
     assert client.eval("return 1", 2, "buzzer:{b1}:x", "buzzer:{b1}:y") == 1
 
 
-# collected here under their own names with this module's fixtures (the cluster node)
-for _test in RERUN:
-    globals()[_test.__name__ + "_on_cluster"] = globals().pop(_test.__name__)
+for _module, _names in RERUN.items():
+    for _name in _names:
+        globals()[_name + "_on_cluster"] = getattr(_module, _name)
