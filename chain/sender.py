@@ -208,35 +208,32 @@ class Sender:
         Raises `NonceTaken` when a different transaction used the nonce."""
         if tx.sender != self.address:
             raise ChainSendError(f"{tx.hash} is signed by {tx.sender}, not by {self.address}")
-        for attempt in range(SEND_ATTEMPTS):
-            reply = self._request("eth_sendRawTransaction", [tx.raw])
-            error = reply.get("error")
-            if error is None:
-                log.info("sent %s (nonce %d) from %s", tx.hash, tx.nonce, self.address)
-                return tx.hash
-            message = str(error.get("message", "")).lower()
-            if _says(message, _ALREADY_KNOWN):
-                return tx.hash
-            if _says(message, _NONCE_TOO_LOW):
+        reply = self._request("eth_sendRawTransaction", [tx.raw])
+        error = reply.get("error")
+        if error is None:
+            log.info("sent %s (nonce %d) from %s", tx.hash, tx.nonce, self.address)
+            return tx.hash
+        message = str(error.get("message", "")).lower()
+        if _says(message, _ALREADY_KNOWN):
+            return tx.hash
+        if _says(message, _NONCE_TOO_LOW):
+            for _ in range(3):  # a node behind a load balancer may lag on receipts
                 mined = self._mined_version(tx)
                 if mined is not None:
                     return mined
-                self._resync_nonce()
-                raise NonceTaken(tx)
-            if _says(message, _UNDERPRICED):
-                held = self._known_version(tx)
-                if held is not None:  # an earlier broadcast of a pricier version of ours
-                    return held
-                raise ChainSendError(
-                    f"another pending transaction of {self.address} holds nonce {tx.nonce} "
-                    f"at a higher price than {tx.hash}: {error.get('message')}"
-                )
-            if attempt + 1 < SEND_ATTEMPTS and _says(message, _TRANSIENT):
-                time.sleep(self.poll_interval * (attempt + 1))
-                continue
-            self._resync_nonce()  # a refused transaction leaves a gap in our counter
-            raise ChainSendError(f"node refused {tx.hash} (nonce {tx.nonce}): {error}")
-        raise AssertionError("unreachable")
+                time.sleep(self.poll_interval)
+            self._resync_nonce()
+            raise NonceTaken(tx)
+        if _says(message, _UNDERPRICED):
+            held = self._known_version(tx)
+            if held is not None:  # an earlier broadcast of a pricier version of ours
+                return held
+            raise ChainSendError(
+                f"another pending transaction of {self.address} holds nonce {tx.nonce} "
+                f"at a higher price than {tx.hash}: {error.get('message')}"
+            )
+        self._resync_nonce()  # a refused transaction leaves a gap in our counter
+        raise ChainSendError(f"node refused {tx.hash} (nonce {tx.nonce}): {error}")
 
     def receipt(self, tx_hash: str) -> dict[str, Any] | None:
         result: dict[str, Any] | None = self.rpc.call("eth_getTransactionReceipt", [tx_hash])
@@ -249,7 +246,7 @@ class Sender:
         timeout = self.receipt_timeout if timeout is None else timeout
         hashes = (tx,) if isinstance(tx, str) else tx.hashes
         deadline = time.monotonic() + timeout
-        nonce_used_since: float | None = None
+        nonce_moved = False
         while True:
             calls: list[tuple[str, Sequence[Any]]] = [
                 ("eth_getTransactionReceipt", [h]) for h in hashes
@@ -263,9 +260,9 @@ class Sender:
                 return receipt
             if isinstance(tx, SignedTx) and int(replies[-1], 16) > tx.nonce:
                 # the nonce moved on without any of ours: ask again once, then give up
-                if nonce_used_since is not None:
+                if nonce_moved:
                     raise NonceTaken(tx)
-                nonce_used_since = time.monotonic()
+                nonce_moved = True
             now = time.monotonic()
             if now >= deadline:
                 if isinstance(tx, SignedTx):
@@ -311,28 +308,33 @@ class Sender:
         gas: int | None = None,
         persist: Callable[[SignedTx], None] | None = None,
     ) -> dict[str, Any]:
-        """Prepare, persist, broadcast and wait: the receipt of a successful transaction. A
-        fresh transaction whose nonce another sender took is prepared again with a new one."""
-        for attempt in range(3):
-            tx = self.prepare(to, data, value, gas=gas)
-            if persist is not None:
-                persist(tx)
-            try:
-                return self.send_prepared(tx, persist)
-            except NonceTaken:
-                if attempt == 2:
-                    raise
-                log.warning("nonce %d of %s was taken elsewhere; preparing again", tx.nonce, to)
-        raise AssertionError("unreachable")
+        """Prepare, persist, broadcast and wait: the receipt of a successful transaction.
+        `NonceTaken` is raised, not retried with a new nonce: the transaction that took the
+        nonce may have done this very step (another instance with the same key), and only
+        the caller can tell from the chain whether it still has to be done."""
+        tx = self.prepare(to, data, value, gas=gas)
+        if persist is not None:
+            persist(tx)
+        return self.send_prepared(tx, persist)
 
     # ---------------------------------------------------------------- internals
 
     def _request(self, method: str, params: Sequence[Any]) -> dict[str, Any]:
-        """The node's whole reply, error data included (which `Rpc.call` drops); transport
-        faults are retried, node errors are left to the caller to read."""
-        payload = {"jsonrpc": "2.0", "id": next(self.rpc._ids), "method": method}
-        reply: dict[str, Any] = self.rpc._with_retries({**payload, "params": list(params)}, method)
-        return reply
+        """The node's whole reply, error data included (which `Rpc.call` drops). Transport
+        faults and passing node errors are retried (a repeated broadcast is harmless); other
+        errors ('nonce too low', reverts, -32000 among them) are left to the caller to read,
+        where `Rpc.call` would retry them as transient."""
+        for attempt in range(SEND_ATTEMPTS):
+            payload = {"jsonrpc": "2.0", "id": next(self.rpc._ids), "method": method}
+            reply: dict[str, Any] = self.rpc._with_retries(
+                {**payload, "params": list(params)}, method
+            )
+            message = str((reply.get("error") or {}).get("message", "")).lower()
+            if not (message and _says(message, _TRANSIENT)) or attempt + 1 == SEND_ATTEMPTS:
+                return reply
+            log.debug("%s failed (%s); retry %d", method, message, attempt + 1)
+            time.sleep(self.poll_interval * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def _check_chain(self) -> None:
         if self._chain_checked:
@@ -347,20 +349,14 @@ class Sender:
 
     def _estimate_gas(self, to: str, data: str, value: int) -> int:
         call = {"from": self.address, "to": to, "data": data, "value": hex(value)}
-        for attempt in range(SEND_ATTEMPTS):
-            reply = self._request("eth_estimateGas", [call])
-            error = reply.get("error")
-            if error is None:
-                return int(reply["result"], 16)
-            reverted, reason = _revert_reason(error)
-            if reverted:
-                raise TxReverted(reason)
-            message = str(error.get("message", "")).lower()
-            if attempt + 1 < SEND_ATTEMPTS and _says(message, _TRANSIENT):
-                time.sleep(self.poll_interval * (attempt + 1))
-                continue
-            raise ChainSendError(f"cannot estimate gas for a call to {to}: {error}")
-        raise AssertionError("unreachable")
+        reply = self._request("eth_estimateGas", [call])
+        error = reply.get("error")
+        if error is None:
+            return int(reply["result"], 16)
+        reverted, reason = _revert_reason(error)
+        if reverted:
+            raise TxReverted(reason)
+        raise ChainSendError(f"cannot estimate gas for a call to {to}: {error}")
 
     def _fees(self) -> tuple[int, int, int]:
         """(max fee, priority fee, tx type): EIP-1559 where the chain has a base fee, else

@@ -18,9 +18,10 @@ from chain.sender import (
     TxReverted,
     decode_revert,
 )
-from tests.support.anvil import free_port
+from tests.support.anvil import free_port, start_anvil
 from tests.support.chain import ADMIN, FIRST_USER, SETTLER, dev_account
 from tests.support.fixtures import FreshAnvil
+from tests.support.flaky_rpc import FlakyRpc
 
 USER = FIRST_USER
 MakeSender = Callable[..., Sender]
@@ -259,6 +260,53 @@ def test_a_transaction_whose_nonce_another_took_fails_clearly_and_the_next_gets_
 
     assert int(receipt["status"], 16) == 1
     assert nonce_of(local, ADMIN) == stale.nonce + 2
+
+
+def test_waiting_on_a_transaction_another_replaced_fails_instead_of_hanging(
+    local: FreshAnvil, make_sender: MakeSender
+) -> None:
+    ours = make_sender(ADMIN)
+    local.node.call("evm_setAutomine", False)
+    tx = ours.prepare(*mint(local, USER, 1))
+    ours.broadcast(tx)
+    other_process = make_sender(ADMIN)
+    foreign = other_process.bump(other_process.prepare(*mint(local, USER, 2), nonce=tx.nonce))
+    other_process.broadcast(foreign)
+    local.node.call("evm_mine")
+
+    started = time.monotonic()
+    with pytest.raises(NonceTaken, match=tx.hash):
+        ours.wait(tx, timeout=30)
+    assert time.monotonic() - started < 5
+
+
+def test_sends_survive_a_flaky_node(local: FreshAnvil) -> None:
+    before = local.chain.usdc_balance(USER)
+    key = "0x" + bytes(dev_account(ADMIN).key).hex()
+    with FlakyRpc(local.url, seed=7, drop=0.1, http502=0.1, error=0.15) as proxy:
+        rpc = Rpc(proxy.url, retries=8, backoff=0.01, max_backoff=0.05)
+        sender = Sender(rpc, key, local.node.chain_id, poll_interval=0.02)
+        receipts = [sender.send(*mint(local, USER, amount)) for amount in (1, 2, 3, 4, 5)]
+        rpc.close()
+
+    assert proxy.counts["drop"] + proxy.counts["http502"] + proxy.counts["error"] > 0
+    assert len({nonce_used_by(local, r) for r in receipts}) == 5
+    assert local.chain.usdc_balance(USER) == before + 15
+
+
+def test_a_chain_without_a_base_fee_gets_a_legacy_transaction() -> None:
+    with start_anvil(extra_args=["--hardfork", "berlin"]) as node:
+        rpc = Rpc(node.url, retries=2, backoff=0.05)
+        sender = Sender(rpc, "0x" + bytes(dev_account(ADMIN).key).hex(), node.chain_id)
+        to = dev_account(USER).address
+        before = int(node.call("eth_getBalance", to, "latest"), 16)
+
+        receipt = sender.send(to, "0x", value=123)
+
+        mined = node.call("eth_getTransactionByHash", receipt["transactionHash"])
+        assert int(mined["type"], 16) == 0
+        assert int(node.call("eth_getBalance", to, "latest"), 16) == before + 123
+        rpc.close()
 
 
 def test_an_unreachable_node_is_reported_with_its_address() -> None:
