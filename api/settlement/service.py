@@ -175,7 +175,9 @@ class Settlement:
                 raise SettlementError(
                     f"no {which} settler key is configured (BUZZER_{name}_SETTLER_PRIVATE_KEY)"
                 )
-            self._sender_cache[which] = Sender(self.rpc, key, self.chain_id)
+            self._sender_cache[which] = Sender(
+                self.rpc, key, self.chain_id, receipt_timeout=max(30.0, self.wait_seconds)
+            )
         return self._sender_cache[which]
 
     def clock(self, conn: Connection) -> EpochClock:
@@ -659,7 +661,7 @@ class Settlement:
         """Send the step's transaction once: the stored one if a run signed it before (sent
         again, which is harmless if it was sent), else a new one stored before it is sent.
         'final' once mined at or below the finalized block; 'pending' otherwise."""
-        from chain.sender import SignedTx, TxReverted
+        from chain.sender import NonceTaken, SignedTx, TxNotMined, TxReverted
 
         sender = self.sender(who)
         with self.engine.connect() as conn:
@@ -669,75 +671,94 @@ class Settlement:
             ).first()
         if row is not None and row.status == "reverted":
             raise SettlementError(f"{step}: transaction {row.tx_hash} reverted: {row.error}")
+        if row is not None and row.status == "mined":
+            return self._await_final(step, int(row.block_number), report)
         if row is None:
             try:
-                signed = sender.prepare(to, data)
+                tx = sender.prepare(to, data)
             except TxReverted as exc:
-                raise SettlementError(
-                    f"{step}: the transaction would revert: {exc.reason}"
-                ) from exc
+                raise SettlementError(f"{step}: would revert: {exc.reason}") from exc
+            self._save_tx(step, tx, insert=True)
+            _crash_point(f"{step}:signed")
+        else:
+            tx = SignedTx.from_json(row.signed)
+        try:
+            sender.broadcast(tx)
+            _crash_point(f"{step}:sent")
+            receipt = sender.send_prepared(tx, persist=lambda bumped: self._save_tx(step, bumped))
+        except TxReverted as exc:
+            self._tx_status(step, "reverted", error=str(exc.reason or "no reason given"))
+            raise SettlementError(f"{step}: {tx.hash} reverted: {exc.reason}") from exc
+        except TxNotMined:
+            report.wait(f"{step}: {tx.hash} sent, not mined yet")
+            return "pending"
+        except NonceTaken:
+            # another transaction took its nonce, so it can never be mined: forget it; the
+            # next run looks at the chain again and signs the same call afresh if needed
             with self.engine.begin() as conn:
+                conn.execute(
+                    text("DELETE FROM settlement_txs WHERE chain_id = :chain AND step = :step"),
+                    {"chain": self.chain_id, "step": step},
+                )
+            report.wait(f"{step}: nonce {tx.nonce} was taken by another transaction")
+            return "pending"
+        block = int(str(receipt["blockNumber"]), 0)
+        self._tx_status(step, "mined", block=block, tx_hash=str(receipt["transactionHash"]))
+        report.add(f"{step}: mined in block {block} ({receipt['transactionHash']})")
+        return self._await_final(step, block, report)
+
+    def _save_tx(self, step: str, tx: Any, insert: bool = False) -> None:
+        with self.engine.begin() as conn:
+            params = {
+                "chain": self.chain_id,
+                "step": step,
+                "sender": tx.sender.lower(),
+                "hash": tx.hash,
+                "signed": tx.to_json(),
+            }
+            if insert:
                 conn.execute(
                     text(
                         "INSERT INTO settlement_txs (chain_id, step, sender, tx_hash, signed,"
                         " status, error) VALUES (:chain, :step, :sender, :hash,"
                         " CAST(:signed AS jsonb), 'signed', '')"
                     ),
-                    {
-                        "chain": self.chain_id,
-                        "step": step,
-                        "sender": sender.address.lower(),
-                        "hash": signed.hash,
-                        "signed": json.dumps(signed.to_json()),
-                    },
+                    params,
                 )
-            _crash_point(f"{step}:signed")
-        else:
-            signed = SignedTx.from_json(row.signed)
-        if row is None or row.status == "signed":
-            sender.broadcast(signed)
-            _crash_point(f"{step}:sent")
-            try:
-                receipt = sender.wait(signed, timeout=self.settings_wait())
-            except TxReverted as exc:
-                with self.engine.begin() as conn:
-                    conn.execute(
-                        text(
-                            "UPDATE settlement_txs SET status = 'reverted', error = :error,"
-                            " updated_at = now() WHERE chain_id = :chain AND step = :step"
-                        ),
-                        {"error": str(exc.reason or ""), "chain": self.chain_id, "step": step},
-                    )
-                raise SettlementError(f"{step}: {signed.hash} reverted: {exc.reason}") from exc
-            except TimeoutError:
-                report.wait(f"{step}: {signed.hash} sent, not mined yet")
-                return "pending"
-            block = (
-                int(receipt["blockNumber"], 16)
-                if isinstance(receipt["blockNumber"], str)
-                else int(receipt["blockNumber"])
-            )
-            with self.engine.begin() as conn:
+            else:
                 conn.execute(
                     text(
-                        "UPDATE settlement_txs SET status = 'mined', tx_hash = :hash,"
-                        " block_number = :block, updated_at = now()"
-                        " WHERE chain_id = :chain AND step = :step"
+                        "UPDATE settlement_txs SET tx_hash = :hash, signed = CAST(:signed AS"
+                        " jsonb), updated_at = now() WHERE chain_id = :chain AND step = :step"
                     ),
-                    {
-                        "hash": _hex(receipt.get("transactionHash", signed.hash)),
-                        "block": block,
-                        "chain": self.chain_id,
-                        "step": step,
-                    },
+                    params,
                 )
-            report.add(f"{step}: mined in block {block}")
-        else:
-            block = int(row.block_number)
-        return self._await_final(step, block, report)
 
-    def settings_wait(self) -> float:
-        return max(self.wait_seconds, 30.0)
+    def _tx_status(
+        self,
+        step: str,
+        status: str,
+        *,
+        error: str = "",
+        block: int | None = None,
+        tx_hash: str | None = None,
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE settlement_txs SET status = :status, error = :error,"
+                    " block_number = :block, tx_hash = coalesce(:hash, tx_hash),"
+                    " updated_at = now() WHERE chain_id = :chain AND step = :step"
+                ),
+                {
+                    "status": status,
+                    "error": error,
+                    "block": block,
+                    "hash": tx_hash,
+                    "chain": self.chain_id,
+                    "step": step,
+                },
+            )
 
     def _await_final(self, step: str, block: int, report: Report) -> str:
         deadline = time.monotonic() + self.wait_seconds
