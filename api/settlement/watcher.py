@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from eth_abi import encode as abi_encode
-from eth_account import Account
 from eth_utils import keccak
 
 from api.core.settings import Settings, get_settings
@@ -40,6 +39,7 @@ from api.settlement.verify import (
 )
 from chain.contracts import Deployment, load_deployment
 from chain.rpc import Rpc, RpcError, RpcUnavailable
+from chain.sender import ChainSendError, Sender
 
 log = logging.getLogger(__name__)
 
@@ -47,53 +47,6 @@ STATE_FILE = "state.json"
 # an unreachable artefact is retried while the root has this much challenge time left,
 # then treated as a bad root: nobody could have checked it
 FETCH_RETRY_MARGIN = 600
-RECEIPT_TIMEOUT = 120.0
-
-
-class GuardianTxFailed(Exception):
-    """The guardian's transaction reverted or was not mined."""
-
-
-class _GuardianSender:
-    """Signs and sends the guardian's few transactions (revoke, pause) and waits for them."""
-
-    def __init__(self, rpc: Rpc, private_key: str, chain_id: int) -> None:
-        self.rpc = rpc
-        self.chain_id = chain_id
-        self._account = Account.from_key(private_key)
-        self.address: str = self._account.address
-
-    def send(self, to: str, data: str) -> dict[str, Any]:
-        request = {"from": self.address, "to": to, "data": data}
-        try:
-            gas = int(self.rpc.call("eth_estimateGas", [request]), 16)
-        except RpcError as exc:
-            raise GuardianTxFailed(exc.message) from None
-        head = self.rpc.block("latest") or {}
-        base_fee = int(head.get("baseFeePerGas", "0x0"), 16)
-        priority = 10**9
-        transaction = {
-            "type": 2,
-            "chainId": self.chain_id,
-            "nonce": int(self.rpc.call("eth_getTransactionCount", [self.address, "pending"]), 16),
-            "to": to,
-            "data": data,
-            "value": 0,
-            "gas": gas * 5 // 4,
-            "maxPriorityFeePerGas": priority,
-            "maxFeePerGas": 2 * base_fee + priority,
-        }
-        signed = self._account.sign_transaction(transaction)
-        tx_hash = self.rpc.call("eth_sendRawTransaction", ["0x" + signed.raw_transaction.hex()])
-        deadline = time.monotonic() + RECEIPT_TIMEOUT
-        while time.monotonic() < deadline:
-            receipt: dict[str, Any] | None = self.rpc.call("eth_getTransactionReceipt", [tx_hash])
-            if receipt is not None:
-                if int(receipt["status"], 16) != 1:
-                    raise GuardianTxFailed(f"transaction {tx_hash} reverted")
-                return receipt
-            time.sleep(0.2)
-        raise GuardianTxFailed(f"transaction {tx_hash} not mined within {RECEIPT_TIMEOUT:.0f}s")
 
 
 def _calldata(signature: str, types: list[str], args: list[Any]) -> str:
@@ -119,7 +72,7 @@ class Watcher:
         self.artefact_dir = Path(settings.settlement_artefact_dir)
         self.max_bytes = max_bytes
         self.sender = (
-            _GuardianSender(self.rpc, settings.guardian_private_key, settings.chain_id)
+            Sender(self.rpc, settings.guardian_private_key, settings.chain_id)
             if settings.guardian_private_key
             else None
         )
@@ -266,7 +219,7 @@ class Watcher:
                 path = self._write_report(report)
                 log.error("root %d revoked: %s. Report %s", report.root_id, why, path)
                 return
-            except GuardianTxFailed as exc:
+            except ChainSendError as exc:
                 # it may have matured between the check and the transaction
                 log.error("revoking root %d failed: %s", report.root_id, exc)
                 report.details["revoke_error"] = str(exc)
@@ -282,7 +235,7 @@ class Watcher:
                 receipt = self.sender.send(self.payout, _calldata("pause()", [], []))
                 report.action = "paused"
                 report.details["pause_tx"] = receipt["transactionHash"]
-            except GuardianTxFailed as exc:
+            except ChainSendError as exc:
                 report.details["pause_error"] = str(exc)
         path = self._write_report(report)
         log.critical(
