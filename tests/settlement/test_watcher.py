@@ -1,0 +1,150 @@
+"""The watcher on a real deployment: an honest root stays; a tampered one (an honest total
+in a tree that pays the settler) is revoked before anyone can claim from it; a bad root found
+already matured pauses the payout with an alert; without a key it only reports; a restart
+re-checks only the pending root."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from web3.exceptions import ContractLogicError
+
+from api.core.settings import Settings
+from api.settlement.artefact import parse
+from api.settlement.watcher import Watcher
+from chain.contracts import load_deployment
+from tests.settlement.test_verify import (
+    USDC,
+    fund_campaigns,
+    settle,
+    settler_takes_all,
+    spend_epoch,
+)
+from tests.support.anvil import CHALLENGE_PERIOD
+from tests.support.chain import GUARDIAN, SETTLER, dev_account
+from tests.support.fixtures import (  # noqa: F401 (fixtures used by name)
+    anvil,
+    anvil_session,
+    chain,
+    deployment,
+    deployment_record,
+    deployments_dir,
+)
+
+
+@pytest.fixture
+def make_watcher(chain, deployments_dir, tmp_path):  # noqa: F811
+    """A factory of watchers on the session chain: with the guardian key unless
+    `read_only`, all sharing one report directory (so a second one is a restart)."""
+
+    def make(read_only: bool = False) -> Watcher:
+        settings = Settings(
+            RPC_URL=chain.rpc_url,
+            CHAIN_ID=chain.chain_id,
+            guardian_private_key="" if read_only else dev_account(GUARDIAN).key.hex(),
+            watcher_report_dir=str(tmp_path / "reports"),
+            settlement_artefact_dir=str(tmp_path),
+        )
+        watcher = Watcher(settings, deployment=load_deployment(1337, deployments_dir))
+        watchers.append(watcher)
+        return watcher
+
+    watchers: list[Watcher] = []
+    yield make
+    for watcher in watchers:
+        watcher.close()
+
+
+def spent(driver: Any) -> None:
+    campaigns = fund_campaigns(driver)
+    spend_epoch(driver, {campaigns[0]: 40 * USDC, campaigns[1]: 15 * USDC})
+
+
+def report_file(tmp_path: Path, root_id: int) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(
+        (tmp_path / "reports" / f"root-{root_id}.json").read_text()
+    )
+    return document
+
+
+def test_honest_root_stays_and_is_not_checked_twice(chain, make_watcher, tmp_path):  # noqa: F811
+    spent(chain)
+    settle(chain, tmp_path)
+    watcher = make_watcher()
+
+    (report,) = watcher.run_once()
+    assert (report.root_id, report.ok, report.action, report.status) == (1, True, None, "pending")
+    assert report_file(tmp_path, 1)["ok"] is True
+    assert watcher.run_once() == []
+    assert int(chain.call("PublisherPayout", "pending_root_id")) == 1
+
+    # a restart checks the root again while it is pending, not once it has matured
+    assert [r.root_id for r in make_watcher().run_once()] == [1]
+    chain.increase_time(CHALLENGE_PERIOD)
+    assert make_watcher().run_once() == []
+    assert int(chain.call("PublisherPayout", "current_root_id")) == 1
+
+
+def test_tampered_root_is_revoked_before_it_is_claimable(chain, make_watcher, tmp_path, caplog):  # noqa: F811
+    spent(chain)
+    honest = settle(chain, tmp_path)
+    chain.increase_time(CHALLENGE_PERIOD)
+    spend_epoch(chain, {int(honest["spends"][0]["campaign_id"]): 5 * USDC})
+    tampered = settle(chain, tmp_path, honest, tamper=settler_takes_all)
+    root_id = tampered["root_id"]
+    posted_total = tampered["totals"][chain.usdc]
+    assert int(chain.call("PublisherPayout", "root_total", root_id, chain.usdc)) == int(
+        posted_total
+    )
+
+    with caplog.at_level(logging.ERROR, logger="api.settlement.watcher"):
+        reports = make_watcher().run_once()
+    report = next(r for r in reports if r.root_id == root_id)
+    assert report.action == "revoked" and not report.ok
+    assert {"leaf_missing", "leaf_unallocated"} <= {f.code for f in report.findings}
+    assert chain.call("PublisherPayout", "revoked", root_id) is True
+    assert int(chain.call("PublisherPayout", "pending_root_id")) == 0
+    assert str(tmp_path / "reports" / f"root-{root_id}.json") in caplog.text
+    assert report_file(tmp_path, root_id)["action"] == "revoked"
+
+    chain.increase_time(CHALLENGE_PERIOD)
+    assert int(chain.call("PublisherPayout", "current_root_id")) == honest["root_id"]
+    settler_tree = chain.payout_tree(parse(tampered).payout_leaves())
+    with pytest.raises(ContractLogicError, match="invalid proof"):
+        chain.claim(settler_tree, SETTLER, "usdc")
+
+
+def test_bad_root_found_matured_pauses_the_payout(chain, make_watcher, tmp_path, caplog):  # noqa: F811
+    spent(chain)
+    settle(chain, tmp_path, tamper=settler_takes_all)
+    chain.increase_time(CHALLENGE_PERIOD)  # the watcher was down
+
+    with caplog.at_level(logging.CRITICAL, logger="api.settlement.watcher"):
+        (report,) = make_watcher().run_once()
+    assert (report.status, report.action) == ("current", "paused")
+    assert chain.call("PublisherPayout", "paused") is True
+    alert = next(r for r in caplog.records if r.levelno == logging.CRITICAL)
+    assert "ALERT" in alert.getMessage()
+    assert str(tmp_path / "reports" / "root-1.json") in alert.getMessage()
+    tree = chain.payout_tree(
+        parse(json.loads((tmp_path / "root-1.json").read_text())).payout_leaves()
+    )
+    with pytest.raises(ContractLogicError, match="paused"):
+        chain.claim(tree, SETTLER, "usdc")
+
+
+def test_read_only_watcher_only_reports(chain, make_watcher, tmp_path, caplog):  # noqa: F811
+    spent(chain)
+    settle(chain, tmp_path, tamper=settler_takes_all)
+
+    with caplog.at_level(logging.ERROR, logger="api.settlement.watcher"):
+        (report,) = make_watcher(read_only=True).run_once()
+    assert (report.ok, report.action, report.status) == (False, None, "pending")
+    assert "read-only" in caplog.text and "root-1.json" in caplog.text
+    assert int(chain.call("PublisherPayout", "pending_root_id")) == 1
+    assert chain.call("PublisherPayout", "revoked", 1) is False
+    assert report_file(tmp_path, 1)["findings"]
