@@ -278,6 +278,13 @@ class Settlement:
             start = max(1, clock.epoch_at(first_event.timestamp()))
         else:
             start = ripe + 1  # nothing tracked yet
+        if start > ripe and only is None:
+            _, ends_at = clock.bounds(start)
+            report.wait(
+                f"epoch {start} ends at {ends_at}; it is settled once the chain's time"
+                f" ({now}) is past its end plus the IVT hold ({self.settings.ivt_hold_seconds} s)"
+                f" and its end is final (finalized block {finalized} at {finalized_at})"
+            )
         for number in range(start, ripe + 1):
             if only is not None and number != only:
                 continue
@@ -971,7 +978,7 @@ class Settlement:
                     )
                     for a in allocations
                 ],
-                previous_leaves=previous_leaves,
+                previous_leaves=[Leaf(a, t, v) for (a, t), v in previous_leaves.items()],
                 tree=tree,
                 finalized_block=(finalized, block["hash"] if block else ""),
                 code_version=code_version(),

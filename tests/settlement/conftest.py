@@ -28,17 +28,22 @@ def settler_key() -> str:
 
 
 @pytest.fixture(scope="module")
-def settlement_settings(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def settlement_settings(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
     """The stack's settings with both settler keys (one dev key on a local chain), no IVT
-    hold (tests wait for the writer themselves) and artefacts in a temporary directory."""
-    return stack.settings.model_copy(
-        update={
-            "escrow_settler_private_key": settler_key(),
-            "payout_settler_private_key": settler_key(),
-            "ivt_hold_seconds": 0,
-            "settlement_artefact_dir": str(tmp_path_factory.mktemp("artefacts")),
-        }
-    )
+    hold (tests wait for the writer themselves) and artefacts in a temporary directory; the
+    stack's deployment for code that runs in the test's own process."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BUZZER_DEPLOYMENTS_DIR", str(stack.deployments_dir))
+        yield stack.settings.model_copy(
+            update={
+                "escrow_settler_private_key": settler_key(),
+                "payout_settler_private_key": settler_key(),
+                "ivt_hold_seconds": 0,
+                "settlement_artefact_dir": str(tmp_path_factory.mktemp("artefacts")),
+            }
+        )
 
 
 @contextmanager

@@ -41,6 +41,9 @@ CPM_BID = 3 * USDC  # per thousand impressions: 3,000 per impression
 CPC_BID = 300_000  # per click; the same eCPM as the CPM campaign at the 1% prior CTR
 
 
+FINALITY = 65
+
+
 def share(charged: int) -> tuple[int, int]:
     publisher = charged * 8_500 // 10_000
     return publisher, charged - publisher
@@ -55,10 +58,12 @@ def settle(stack: Stack, settings: Any, rounds: int = 8) -> list[str]:
     (in production both run continuously)."""
     done: list[str] = []
     for _ in range(rounds):
+        stack.chain.mine(FINALITY)  # anvil calls a block finalized 64 blocks later
         stack.index()
         report = Settlement(settings).run()
         done += report.done
         if not report.done:
+            done += [f"waiting: {line}" for line in report.waiting]
             return done
     pytest.fail(f"settlement kept finding work: {done}")
 
@@ -111,7 +116,7 @@ def test_two_epochs_pay_publishers_exactly_what_valid_traffic_earned(
     p2: Publisher = world["p2"]
     cpm: Campaign = world["cpm"]
     cpc: Campaign = world["cpc"]
-    usdc = stack.chain.usdc()
+    usdc = stack.chain.usdc
     treasury_before = stack.chain.usdc_balance(TREASURY)
 
     # --- epoch 1: 5 valid impressions (3 on P1, 2 on P2), a duplicate and a bot render;
