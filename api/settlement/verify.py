@@ -163,7 +163,7 @@ def check(
     _check_epochs(artefact, facts, previous_artefact, finding)
     _check_spends(artefact, facts, finding)
     _check_leaves(artefact, previous_leaves, finding)
-    _check_claimed(artefact, facts, previous_leaves, finding)
+    _check_claimed(artefact, facts, finding)
     return findings
 
 
@@ -375,9 +375,7 @@ def _check_leaves(artefact: Artefact, previous_leaves: Sequence[Any], finding: A
         )
 
 
-def _check_claimed(
-    artefact: Artefact, facts: ChainFacts, previous_leaves: Sequence[Any], finding: Any
-) -> None:
+def _check_claimed(artefact: Artefact, facts: ChainFacts, finding: Any) -> None:
     actual = {leaf.key: leaf.cumulative_amount for leaf in artefact.leaves}
     for (account, token), claimed in sorted(facts.claimed.items()):
         amount = actual.get((account, token), 0)
@@ -419,6 +417,7 @@ class ChainReader:
                 "RootPosted": "RootPosted(uint256,bytes32,uint256,address[],uint256[],string)",
                 "RootRevoked": "RootRevoked(uint256,bytes32,address)",
                 "Spent": "Spent(uint256,uint256,address,uint256,uint256,uint256,uint256)",
+                "Claimed": "Claimed(uint256,address,address,address,uint256,uint256)",
             }.items()
         }
 
@@ -525,7 +524,17 @@ class ChainReader:
         value: int = abi_decode(["uint256"], bytes.fromhex(result[2:]))[0]
         return value
 
+    def claimants(self, head: int) -> set[tuple[str, str]]:
+        """Every (account, token) that ever claimed: the only ones a root could lower below
+        what they were paid."""
+        return {
+            (to_checksum_address(e.args["account"]), to_checksum_address(e.args["token"]))
+            for e in self.decoder.decode_all(self._logs(self.payout, ["Claimed"], head))
+        }
+
     def facts(self, keys: Iterable[tuple[str, str]] = ()) -> ChainFacts:
+        """The chain at its head; `keys` are (account, token) pairs whose claims are read
+        besides everyone who ever claimed."""
         head = self.rpc.block("latest")
         if head is None:
             raise ArtefactError("the node returned no head block")
@@ -537,18 +546,13 @@ class ChainReader:
             escrow_contract=self.escrow,
             roots=self.roots(number),
             spends=self.spends(number),
-            claimed=self.claimed(keys, tag),
+            claimed=self.claimed(self.claimants(number) | set(keys), tag),
             current_root_id=self.view_uint("current_root_id", tag),
             pending_root_id=self.view_uint("pending_root_id", tag),
             paused=bool(self.view_uint("paused", tag)),
             head_block=number,
             head_timestamp=int(head["timestamp"], 16),
         )
-
-
-def leaf_keys(*artefacts: Artefact | None) -> set[tuple[str, str]]:
-    """Every (account, token) named by the artefacts' leaves: whose claims must be read."""
-    return {leaf.key for a in artefacts if a is not None for leaf in a.leaves}
 
 
 # ------------------------------------------------------------------------------ entry points
@@ -599,9 +603,8 @@ def verify_artefact(
         reader = ChainReader(rpc, deployment)
         roots = reader.roots(rpc.block_number())
         previous, problem = load_previous(artefact, roots, base_dir, max_bytes)
-        keys = leaf_keys(artefact, previous)
-        if account is not None:
-            keys |= {(to_checksum_address(account), token) for _, token in keys}
+        tokens = {leaf.token for leaf in artefact.leaves}
+        keys = {(to_checksum_address(account), token) for token in tokens} if account else set()
         facts = reader.facts(keys)
     finally:
         rpc.close()

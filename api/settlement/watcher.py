@@ -33,7 +33,6 @@ from api.settlement.verify import (
     Finding,
     Report,
     check,
-    leaf_keys,
     load_previous,
     root_status,
 )
@@ -167,7 +166,7 @@ class Watcher:
             self._act(report, facts.paused)
             return report
         previous, problem = load_previous(artefact, roots, self.artefact_dir, self.max_bytes)
-        facts = self.reader.facts(leaf_keys(artefact, previous))
+        facts = self.reader.facts()
         findings = check(artefact, facts, previous)
         if problem is not None:
             findings.insert(0, Finding("previous_artefact", problem))
