@@ -281,7 +281,12 @@ def _check_epochs(
     if not epochs:
         return
     last = max(epochs)
-    spent_epochs = {epoch for epoch, _ in facts.spends if after < epoch <= last}
+    # an epoch whose spends left nothing to publishers needs no root
+    spent_epochs = {
+        epoch
+        for (epoch, _), s in facts.spends.items()
+        if s.publisher_share and after < epoch <= last
+    }
     skipped = sorted(spent_epochs - set(epochs))
     if skipped:
         finding("epochs", f"epochs {skipped} have Spent events but are not covered")
@@ -305,6 +310,8 @@ def _check_spends(artefact: Artefact, facts: ChainFacts, finding: Note) -> None:
             )
     for key, spend in sorted(on_chain.items()):
         mine = listed.get(key)
+        if mine is None and spend.publisher_share == 0:
+            continue
         if mine is None:
             finding(
                 "spend_missing",

@@ -287,6 +287,17 @@ def test_uncovered_epoch_is_reported():
     assert "epochs" in codes(check(parse(document), facts, None))
 
 
+def test_spend_with_nothing_for_publishers_may_be_left_out():
+    (first, second), facts = two_roots()
+    spends = {
+        **facts.spends,
+        (2, 9): Spend(2, 9, TOKEN, 1, 0, 1),
+        (3, 9): Spend(3, 9, TOKEN, 1, 0, 1),
+    }
+    facts = ChainFacts(**{**facts.__dict__, "spends": spends})
+    assert check(parse(second), facts, parse(first)) == []
+
+
 def test_lowered_below_claimed_is_reported():
     (first, second), facts = two_roots()
     a = PUBLISHERS[0]
