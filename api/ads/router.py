@@ -121,7 +121,7 @@ class Serving:
         self.gate = RedisGate()
         self.limiter = LocalLimiter(lambda: settings.rate_limit_ad_per_minute)
         self.payments: x402.Payments | None = payments
-        self.clock = time.time  # when a request is decided: flight dates and the escrow epoch
+        self.clock = settings.now  # when a request is decided: flight dates and the escrow epoch
         self._asset: str | None = None
 
     @property
@@ -307,7 +307,7 @@ async def _fill(
     ttl = serving.settings.ad_token_ttl_seconds
     chosen: list[tuple[Candidate, Serve]] = []
     for candidate in ranked(snapshot.index, ad_request):
-        serve = Serve.new(ttl)  # its id is in the reservation and in the tokens
+        serve = Serve.new(ttl, ad_request.now)  # its id: in the reservation and the tokens
         if serving.gate.open():
             try:
                 taken = await serving.budgets.reserve_async(
@@ -337,7 +337,7 @@ def _ad(
     creative = candidate.creative_for(slot.width, slot.height)
     assert creative is not None  # the index only holds campaigns with a fitting creative
     serve_id = serve.serve_id
-    now = int(time.time())
+    now = int(serving.clock())
     base = serving.settings.public_base_url  # never the request's Host header
     claims = {
         "serve_id": serve_id,

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import time
 from functools import lru_cache
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LOCAL_CHAIN_IDS = frozenset({1337, 31337})  # anvil, ape's local chain
 
 
 class Settings(BaseSettings):
@@ -169,6 +172,23 @@ class Settings(BaseSettings):
     guardian_private_key: str = ""
     watcher_report_dir: str = ".run/watcher"
     watcher_interval_seconds: float = Field(default=15, gt=0)
+    # a local chain's clock can be moved forward (anvil's evm_increaseTime); the API's own
+    # clock follows it by this many seconds so a served or tracked event lands in the epoch
+    # the chain is in. Refused on any chain but a local one.
+    clock_offset_seconds: int = 0
+
+    @model_validator(mode="after")
+    def _offset_local_only(self) -> Settings:
+        if self.clock_offset_seconds and self.chain_id not in LOCAL_CHAIN_IDS:
+            raise ValueError(
+                "BUZZER_CLOCK_OFFSET_SECONDS is for a local chain only"
+                f" ({sorted(LOCAL_CHAIN_IDS)}); chain {self.chain_id} keeps real time"
+            )
+        return self
+
+    def now(self) -> float:
+        """The API's clock: real time, plus the local chain's offset."""
+        return time.time() + self.clock_offset_seconds
 
 
 @lru_cache(maxsize=1)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,7 +181,7 @@ class Intake:
             return None, FORGED
 
     async def record(self, kind: str, token: str, visit: Visit) -> Outcome:
-        now = time.time()
+        now = self.settings.now()
         event, verdict = self.read(kind, token, now)
         verdict = verdict or self.rules.verdict(visit.user_agent, visit.ip)
         fields = self._fields(kind, event, visit, now)

@@ -43,7 +43,9 @@ return price
 def release_expired(settings: Settings, now: float | None = None) -> None:
     redis = connect(settings.redis_url)
     try:
-        released, amount = release(redis, settings.tracking_shards, now)
+        released, amount = release(
+            redis, settings.tracking_shards, now if now is not None else settings.now()
+        )
     finally:
         redis.close()
     if released:

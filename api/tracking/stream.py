@@ -54,6 +54,10 @@ class Keys:
         """Spend reserved or billed in one escrow epoch (the max per epoch holds to it)."""
         return f"buzzer:{self._t}:epoch:{self.campaign_id}:{epoch}"
 
+    def settled(self, epoch: int) -> str:
+        """Set once settlement took the epoch's settled spend out of `billed`."""
+        return f"buzzer:{self._t}:settled:{self.campaign_id}:{epoch}"
+
     def views(self, day: str) -> str:
         """Hash visitor → serves today, for the frequency cap."""
         return f"buzzer:{self._t}:views:{self.campaign_id}:{day}"

@@ -128,6 +128,15 @@ def test_a_mined_revert_raises_the_reason_replayed_at_its_block(
     assert int(sender.receipt(tx.hash)["status"], 16) == 0  # type: ignore[index]
 
 
+def test_a_transaction_mined_out_of_gas_says_so(local: FreshAnvil, make_sender: MakeSender) -> None:
+    sender = make_sender(ADMIN)
+    tx = sender.prepare(*mint(local, USER, 1), gas=30_000)
+
+    sender.broadcast(tx)
+    with pytest.raises(TxReverted, match="out of gas"):
+        sender.wait(tx)
+
+
 def test_the_settler_passes_the_role_check_and_meets_the_next_one(
     local: FreshAnvil, make_sender: MakeSender
 ) -> None:

@@ -1,0 +1,1344 @@
+"""Settlement: ended epochs move money out of escrow, and roots of cumulative earnings are
+posted for publishers to claim.
+
+    report = settle(settings)                      # every step that can run now, then return
+    report = settle(settings, steps=SPEND_STEPS)   # the escrow settler's process only
+    report = settle(settings, steps=POST_STEPS)    # the payout settler's process only
+    status(settings)                               # what each epoch and root is waiting for
+
+Each ended epoch is a state machine persisted in `settlement_epochs` (see `models.py`):
+
+1. freeze: its billable events (verified, of the campaign's bid kind, older than the IVT hold),
+   grouped by campaign and payment wallet (the one registered at the epoch's end), read from
+   chain facts at or below the indexer's finalized block;
+2. charge: per campaign Σ serve-time bids, one integer division, capped by free balance and
+   the max in force in that epoch;
+3. spend: `spend_batch` with the escrow settler key, each batch signed and stored before it is
+   sent; once its `Spent` events are final, what was charged (after the escrow's clipping) is
+   recorded, the rest written off, and the billed spend leaves the serving budget;
+4. allocate: each campaign's publisher share to the wallets whose events it paid for, by
+   largest remainder.
+
+Then, when no root is pending: build cumulative leaves over every allocated epoch since the
+last root, the tree, proofs and the public artefact, and post the root with the payout settler
+key. A step done on-chain is recognised from the indexer's tables and never repeated; a run
+that stops anywhere resumes at the step that did not commit. A root that was revoked stops
+building and posting until an operator decides (`python -m api.settlement release-root`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from eth_utils import keccak, to_checksum_address
+from sqlalchemy import Connection, Engine, text
+
+from api.core.chain import call_data, deployment
+from api.core.db import make_engine
+from api.core.settings import Settings
+from api.settlement import money
+from api.tracking.stream import Keys
+from chain.rpc import Rpc
+from migrations import libpq_url
+
+log = logging.getLogger("api.settlement")
+
+FREEZE, CHARGE, SPEND, ALLOCATE, BUILD, POST = (
+    "freeze",
+    "charge",
+    "spend",
+    "allocate",
+    "build",
+    "post",
+)
+SPEND_STEPS = (FREEZE, CHARGE, SPEND, ALLOCATE)
+POST_STEPS = (BUILD, POST)
+ALL_STEPS = SPEND_STEPS + POST_STEPS
+
+# epoch states, in order; "empty": ended with nothing to charge
+FROZEN, CHARGED, SPENT, ALLOCATED, EMPTY = "frozen", "charged", "spent", "allocated", "empty"
+# root states
+BUILT, POSTED, OPERATOR_NEEDED, RELEASED = "built", "posted", "operator_needed", "released"
+
+MAX_BATCH = 256  # PaymentEscrow.MAX_BATCH
+MAX_BATCH_TOKENS = 8  # PaymentEscrow.MAX_BATCH_TOKENS
+RELEASED_MARK_TTL = 90 * 86_400
+
+# KEYS: the campaign's settled mark for the epoch, its billed. ARGV: the billed amount settled.
+# Takes settled spend out of `billed` once per (campaign, epoch), never below zero.
+RELEASE_BILLED = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return -1 end
+local billed = tonumber(redis.call('GET', KEYS[2]) or '0')
+local amount = math.min(tonumber(ARGV[1]), billed)
+if amount > 0 then redis.call('DECRBY', KEYS[2], amount) end
+return amount
+"""
+
+
+class SettlementError(Exception):
+    """Settlement cannot go on without a person: the message says what to look at."""
+
+
+@dataclass
+class Report:
+    """What one run did and what it is waiting for."""
+
+    done: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+    busy: bool = False
+
+    def add(self, message: str) -> None:
+        log.info("%s", message)
+        self.done.append(message)
+
+    def wait(self, message: str) -> None:
+        log.info("waiting: %s", message)
+        self.waiting.append(message)
+
+
+@dataclass(frozen=True)
+class EpochClock:
+    genesis: int
+    length: int
+
+    def bounds(self, epoch: int) -> tuple[int, int]:
+        """[start, end) of epoch e ≥ 1 in unix seconds."""
+        start = self.genesis + (epoch - 1) * self.length
+        return start, start + self.length
+
+    def epoch_at(self, timestamp: float) -> int:
+        if timestamp < self.genesis:
+            return 0
+        return int(timestamp - self.genesis) // self.length + 1
+
+    def last_ended(self, now: float) -> int:
+        """The newest epoch the escrow accepts a spend for at chain time `now`."""
+        return max(0, int(now - self.genesis) // self.length)
+
+
+Senders = Callable[[str], Any]  # "escrow" | "payout" → a chain.sender.Sender
+
+
+class Settlement:
+    """One run's view of the world: the database, the chain (through the RPC and the
+    indexer's tables), Redis and the two settler keys."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine | None = None,
+        rpc: Rpc | None = None,
+        redis: Any = None,
+        senders: Senders | None = None,
+        wait_seconds: float = 0.0,
+    ) -> None:
+        self.settings = settings
+        self.chain_id = settings.chain_id
+        self.engine = engine or make_engine(settings.database_url)
+        self.rpc = rpc or Rpc(settings.rpc_url)
+        self._redis = redis
+        self._senders = senders
+        self._sender_cache: dict[str, Any] = {}
+        self.wait_seconds = wait_seconds
+        self.deployment = deployment(self.chain_id)
+
+    # --- the world ----------------------------------------------------------------------
+
+    def redis(self) -> Any:
+        if self._redis is None:
+            from api.core.redis import connect
+
+            self._redis = connect(self.settings.redis_url)
+        return self._redis
+
+    def sender(self, which: str) -> Any:
+        if self._senders is not None:
+            return self._senders(which)
+        if which not in self._sender_cache:
+            from chain.sender import Sender
+
+            key = (
+                self.settings.escrow_settler_private_key
+                if which == "escrow"
+                else self.settings.payout_settler_private_key
+            )
+            if not key:
+                name = "ESCROW" if which == "escrow" else "PAYOUT"
+                raise SettlementError(
+                    f"no {which} settler key is configured (BUZZER_{name}_SETTLER_PRIVATE_KEY)"
+                )
+            self._sender_cache[which] = Sender(
+                self.rpc, key, self.chain_id, receipt_timeout=max(30.0, self.wait_seconds)
+            )
+        return self._sender_cache[which]
+
+    def clock(self, conn: Connection) -> EpochClock:
+        row = conn.execute(
+            text(
+                "SELECT args->>'genesis' AS genesis, args->>'epoch_length' AS length"
+                " FROM chain_config WHERE chain_id = :chain AND contract = 'CampaignRegistry'"
+                " AND event = 'EpochClockSet'"
+            ),
+            {"chain": self.chain_id},
+        ).first()
+        if row is None:
+            raise SettlementError("the epoch clock is not indexed yet: is the indexer running?")
+        return EpochClock(int(row.genesis), int(row.length))
+
+    def finalized(self, conn: Connection) -> tuple[int, int]:
+        """The indexer's finalized block and its timestamp: settlement reads nothing newer."""
+        row = conn.execute(
+            text(
+                "SELECT finalized_block, block_number, block_timestamp FROM indexer_checkpoints"
+                " WHERE chain_id = :chain"
+            ),
+            {"chain": self.chain_id},
+        ).first()
+        if row is None:
+            raise SettlementError("the indexer has not indexed this chain yet")
+        number = int(row.finalized_block)
+        if number == int(row.block_number):
+            return number, int(row.block_timestamp)
+        block = self.rpc.block(number)
+        if block is None:
+            raise SettlementError(f"the node has no block {number}")
+        return number, int(block["timestamp"], 16)
+
+    def chain_now(self) -> int:
+        block = self.rpc.block("latest")
+        if block is None:
+            raise SettlementError("the node has no latest block")
+        return int(block["timestamp"], 16)
+
+    def block_before(self, timestamp: int, high: int) -> int:
+        """The last block at or below `high` whose timestamp is before `timestamp`."""
+        low, best = 0, 0
+        while low <= high:
+            middle = (low + high) // 2
+            block = self.rpc.block(middle)
+            if block is not None and int(block["timestamp"], 16) < timestamp:
+                best, low = middle, middle + 1
+            else:
+                high = middle - 1
+        return best
+
+    # --- the run --------------------------------------------------------------------------
+
+    def run(self, steps: Sequence[str] = ALL_STEPS, epoch: int | None = None) -> Report:
+        report = Report()
+        lock = "spend" if set(steps) <= set(SPEND_STEPS) else "post"
+        names = ["settlement:spend"] if lock == "spend" else ["settlement:post"]
+        if set(steps) & set(SPEND_STEPS) and set(steps) & set(POST_STEPS):
+            names = ["settlement:spend", "settlement:post"]
+        with _advisory_locks(self.settings.database_url, names) as held:
+            if not held:
+                report.busy = True
+                report.wait("another settlement run holds the lock")
+                return report
+            if set(steps) & set(SPEND_STEPS):
+                self._epochs(steps, epoch, report)
+            if set(steps) & set(POST_STEPS):
+                self._roots(steps, report)
+        return report
+
+    # --- epochs ---------------------------------------------------------------------------
+
+    def _epochs(self, steps: Sequence[str], only: int | None, report: Report) -> None:
+        with self.engine.connect() as conn:
+            clock = self.clock(conn)
+            finalized, finalized_at = self.finalized(conn)
+            latest = conn.execute(
+                text("SELECT max(epoch) FROM settlement_epochs WHERE chain_id = :chain"),
+                {"chain": self.chain_id},
+            ).scalar()
+            first_event = None
+            if latest is None:
+                first_event = conn.execute(
+                    text(
+                        "SELECT min(occurred_at) FROM ad_events"
+                        " WHERE chain_id = :chain AND verified"
+                    ),
+                    {"chain": self.chain_id},
+                ).scalar()
+        now = self.chain_now()
+        # an epoch is frozen once it ended, its events are past the IVT hold and its end is
+        # final on-chain
+        ripe = clock.last_ended(min(now - self.settings.ivt_hold_seconds, finalized_at))
+        if latest is not None:
+            start = int(latest)
+        elif first_event is not None:
+            start = max(1, clock.epoch_at(first_event.timestamp()))
+        else:
+            start = ripe + 1  # nothing tracked yet
+        for number in range(start, ripe + 1):
+            if only is not None and number != only:
+                continue
+            if not self._epoch(number, clock, finalized, steps, report):
+                return
+        if only is not None and only > ripe:
+            report.wait(
+                f"epoch {only} is not ready: it must have ended {self.settings.ivt_hold_seconds}"
+                " s ago (the IVT hold) and its end must be final"
+            )
+
+    def _epoch_state(self, conn: Connection, number: int) -> str | None:
+        return conn.execute(
+            text("SELECT state FROM settlement_epochs WHERE chain_id = :chain AND epoch = :e"),
+            {"chain": self.chain_id, "e": number},
+        ).scalar()
+
+    def _epoch(
+        self, number: int, clock: EpochClock, finalized: int, steps: Sequence[str], report: Report
+    ) -> bool:
+        """Take epoch `number` as far as it goes now; False when a later epoch must wait."""
+        with self.engine.connect() as conn:
+            state = self._epoch_state(conn, number)
+        if state is None:
+            if FREEZE not in steps:
+                return False
+            state = self.freeze(number, clock, finalized, report)
+        if state == FROZEN and CHARGE in steps:
+            state = self.charge(number, report)
+        if state == CHARGED and SPEND in steps:
+            state = self.spend(number, report)
+        if state == SPENT and ALLOCATE in steps:
+            state = self.allocate(number, report)
+        return state in (ALLOCATED, EMPTY)
+
+    def freeze(self, number: int, clock: EpochClock, finalized: int, report: Report) -> str:
+        starts_at, ends_at = clock.bounds(number)
+        end_block = self.block_before(ends_at, finalized)
+        block = self.rpc.block(finalized)
+        block_hash = block["hash"] if block else ""
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                text(BILLABLE),
+                {
+                    "chain": self.chain_id,
+                    "start": starts_at,
+                    "end": ends_at,
+                    "end_block": end_block,
+                },
+            ).all()
+            charges: dict[int, dict[str, Any]] = {}
+            weights: dict[tuple[int, str], dict[str, Any]] = {}
+            unpaid = 0
+            for row in rows:
+                if row.account is None:  # not registered on-chain by the epoch's end
+                    unpaid += int(row.events)
+                    continue
+                c = charges.setdefault(
+                    int(row.campaign_id),
+                    {
+                        "token": row.token,
+                        "bid_model": row.bid_model,
+                        "events": 0,
+                        "bid_sum": 0,
+                        "billed": 0,
+                    },
+                )
+                c["events"] += int(row.events)
+                c["bid_sum"] += int(row.bid_sum)
+                c["billed"] += int(row.billed)
+                w = weights.setdefault(
+                    (int(row.campaign_id), row.account),
+                    {"token": row.token, "events": 0, "weight": 0},
+                )
+                w["events"] += int(row.events)
+                w["weight"] += int(row.bid_sum)
+            inputs = {
+                "charges": {str(k): {**v} for k, v in sorted(charges.items())},
+                "weights": {f"{k[0]}:{k[1]}": v for k, v in sorted(weights.items())},
+            }
+            state = FROZEN if charges else EMPTY
+            note = (
+                f"{unpaid} billable event(s) of publishers not registered by the end"
+                if unpaid
+                else ""
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO settlement_epochs (chain_id, epoch, state, starts_at, ends_at,"
+                    " block_number, block_hash, end_block, events, inputs_hash, note)"
+                    " VALUES (:chain, :e, :state, :start, :end, :block, :hash, :end_block,"
+                    " :events, :inputs, :note)"
+                ),
+                {
+                    "chain": self.chain_id,
+                    "e": number,
+                    "state": state,
+                    "start": starts_at,
+                    "end": ends_at,
+                    "block": finalized,
+                    "hash": block_hash,
+                    "end_block": end_block,
+                    "events": sum(c["events"] for c in charges.values()),
+                    "inputs": _hash_json(inputs),
+                    "note": note,
+                },
+            )
+            for campaign_id, c in charges.items():
+                conn.execute(
+                    text(
+                        "INSERT INTO settlement_charges (chain_id, epoch, campaign_id, token,"
+                        " bid_model, events, bid_sum, billed, amount, asked, released)"
+                        " VALUES (:chain, :e, :campaign, :token, :model, :events, :bid_sum,"
+                        " :billed, 0, 0, false)"
+                    ),
+                    {
+                        "chain": self.chain_id,
+                        "e": number,
+                        "campaign": campaign_id,
+                        "token": c["token"],
+                        "model": c["bid_model"],
+                        "events": c["events"],
+                        "bid_sum": c["bid_sum"],
+                        "billed": c["billed"],
+                    },
+                )
+            for (campaign_id, account), w in weights.items():
+                conn.execute(
+                    text(
+                        "INSERT INTO settlement_allocations (chain_id, epoch, campaign_id,"
+                        " account, token, events, weight) VALUES (:chain, :e, :campaign,"
+                        " :account, :token, :events, :weight)"
+                    ),
+                    {
+                        "chain": self.chain_id,
+                        "e": number,
+                        "campaign": campaign_id,
+                        "account": account,
+                        **w,
+                    },
+                )
+        report.add(
+            f"epoch {number}: frozen at block {finalized}, {len(charges)} campaign(s),"
+            f" {len(weights)} payee(s)" + (f"; {note}" if note else "")
+        )
+        return state
+
+    def charge(self, number: int, report: Report) -> str:
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT s.campaign_id, s.bid_model, s.bid_sum, coalesce(b.balance, 0) AS"
+                    " balance, CASE WHEN c.campaign_id IS NULL THEN 0"
+                    " WHEN :e >= c.max_spend_effective_epoch THEN c.max_spend_per_epoch"
+                    " ELSE c.previous_max_spend_per_epoch END AS max_spend"
+                    " FROM settlement_charges s"
+                    " LEFT JOIN campaigns_onchain c ON c.chain_id = s.chain_id"
+                    "  AND c.campaign_id = s.campaign_id"
+                    " LEFT JOIN escrow_balances b ON b.chain_id = s.chain_id"
+                    "  AND b.campaign_id = s.campaign_id"
+                    " WHERE s.chain_id = :chain AND s.epoch = :e FOR UPDATE OF s"
+                ),
+                {"chain": self.chain_id, "e": number},
+            ).all()
+            asked_total = 0
+            for row in rows:
+                amount = money.charge(row.bid_model, int(row.bid_sum))
+                asked = money.ask(amount, int(row.balance), int(row.max_spend))
+                asked_total += asked
+                conn.execute(
+                    text(
+                        "UPDATE settlement_charges SET amount = :amount, asked = :asked"
+                        " WHERE chain_id = :chain AND epoch = :e AND campaign_id = :campaign"
+                    ),
+                    {
+                        "amount": amount,
+                        "asked": asked,
+                        "chain": self.chain_id,
+                        "e": number,
+                        "campaign": row.campaign_id,
+                    },
+                )
+            self._set_state(conn, number, CHARGED)
+        report.add(f"epoch {number}: {len(rows)} charge(s), {asked_total} asked in all")
+        return CHARGED
+
+    def _set_state(
+        self, conn: Connection, number: int, state: str, note: str | None = None
+    ) -> None:
+        conn.execute(
+            text(
+                "UPDATE settlement_epochs SET state = :state, note = coalesce(:note, note),"
+                " updated_at = now() WHERE chain_id = :chain AND epoch = :e"
+            ),
+            {"state": state, "note": note, "chain": self.chain_id, "e": number},
+        )
+
+    def batches(self, conn: Connection, number: int) -> list[list[tuple[int, int, str]]]:
+        """The epoch's spend batches: (campaign, asked, token) by campaign id, at most
+        MAX_BATCH campaigns and MAX_BATCH_TOKENS tokens each. The same charges always give
+        the same batches, so a resumed run recognises its own."""
+        rows = conn.execute(
+            text(
+                "SELECT campaign_id, asked, token FROM settlement_charges"
+                " WHERE chain_id = :chain AND epoch = :e AND asked > 0 ORDER BY campaign_id"
+            ),
+            {"chain": self.chain_id, "e": number},
+        ).all()
+        batches: list[list[tuple[int, int, str]]] = []
+        current: list[tuple[int, int, str]] = []
+        tokens: set[str] = set()
+        for row in rows:
+            item = (int(row.campaign_id), int(row.asked), row.token)
+            if len(current) == MAX_BATCH or (
+                row.token not in tokens and len(tokens) == MAX_BATCH_TOKENS
+            ):
+                batches.append(current)
+                current, tokens = [], set()
+            current.append(item)
+            tokens.add(row.token)
+        if current:
+            batches.append(current)
+        return batches
+
+    def spend(self, number: int, report: Report) -> str:
+        escrow = self.deployment.address("PaymentEscrow")
+        with self.engine.connect() as conn:
+            batches = self.batches(conn, number)
+        for index, batch in enumerate(batches):
+            step = f"spend:{number}:{index}"
+            if self._spent_onchain(number, [c for c, _, _ in batch]):
+                continue
+            data = call_data(
+                "PaymentEscrow",
+                "spend_batch",
+                number,
+                [c for c, _, _ in batch],
+                [a for _, a, _ in batch],
+            )
+            outcome = self._transact(step, "escrow", escrow, data, report)
+            if outcome != "final":
+                return CHARGED
+            if not self._spent_onchain(number, [c for c, _, _ in batch]):
+                report.wait(f"{step}: mined; the indexer has not seen its Spent events yet")
+                return CHARGED
+        return self._record_spent(number, report)
+
+    def _spent_onchain(self, number: int, campaigns: list[int]) -> bool:
+        """Every campaign of the batch has a Spent or SpendSkipped event for the epoch at or
+        below the finalized block (so the batch is done and final)."""
+        with self.engine.connect() as conn:
+            finalized, _ = self.finalized(conn)
+            seen = conn.execute(
+                text(
+                    "SELECT count(DISTINCT campaign_id) FROM ("
+                    " SELECT campaign_id FROM epoch_spends WHERE chain_id = :chain"
+                    "  AND epoch = :e AND campaign_id = ANY(:ids) AND block_number <= :final"
+                    " UNION ALL SELECT campaign_id FROM epoch_spend_skips WHERE chain_id = :chain"
+                    "  AND epoch = :e AND campaign_id = ANY(:ids) AND block_number <= :final) s"
+                ),
+                {"chain": self.chain_id, "e": number, "ids": campaigns, "final": finalized},
+            ).scalar()
+        return int(seen or 0) == len(set(campaigns))
+
+    def _record_spent(self, number: int, report: Report) -> str:
+        """What the Spent events say was charged; the rest is written off; billed spend
+        leaves the serving budget (once per campaign and epoch)."""
+        with self.engine.begin() as conn:
+            params = {"chain": self.chain_id, "e": number}
+            conn.execute(
+                text(
+                    "UPDATE settlement_charges SET charged = 0, publisher_share = 0, fee = 0,"
+                    " written_off = amount WHERE chain_id = :chain AND epoch = :e"
+                ),
+                params,
+            )
+            conn.execute(
+                text(
+                    "UPDATE settlement_charges s SET charged = p.charged,"
+                    " publisher_share = p.publisher_share, fee = p.fee,"
+                    " written_off = s.amount - least(s.amount, p.charged)"
+                    " FROM epoch_spends p WHERE p.chain_id = s.chain_id AND p.epoch = s.epoch"
+                    " AND p.campaign_id = s.campaign_id AND s.chain_id = :chain AND s.epoch = :e"
+                ),
+                params,
+            )
+            self._set_state(conn, number, SPENT)
+            totals = conn.execute(
+                text(
+                    "SELECT count(*) FILTER (WHERE charged > 0) AS charged_campaigns,"
+                    " coalesce(sum(charged), 0) AS charged, coalesce(sum(written_off), 0) AS"
+                    " written_off FROM settlement_charges WHERE chain_id = :chain AND epoch = :e"
+                ),
+                {"chain": self.chain_id, "e": number},
+            ).one()
+        report.add(
+            f"epoch {number}: spent {totals.charged} from {totals.charged_campaigns}"
+            f" campaign(s), {totals.written_off} written off"
+        )
+        self.release_billed(number)
+        return SPENT
+
+    def release_billed(self, number: int) -> None:
+        """Settled spend is no longer billed-unsettled: take it out of each campaign's
+        `billed` in Redis, once (a mark per campaign and epoch), so the budget model's free
+        budget = escrow balance − billed − reserved stays true after the escrow moved it."""
+        if not self.settings.redis_url:
+            return
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT campaign_id, billed FROM settlement_charges WHERE chain_id = :chain"
+                    " AND epoch = :e AND NOT released"
+                ),
+                {"chain": self.chain_id, "e": number},
+            ).all()
+        if not rows:
+            return
+        redis = self.redis()
+        script = redis.register_script(RELEASE_BILLED)
+        for row in rows:
+            keys = Keys(int(row.campaign_id), self.settings.tracking_shards)
+            script(
+                keys=[keys.settled(number), keys.billed],
+                args=[int(row.billed), RELEASED_MARK_TTL],
+            )
+            with self.engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "UPDATE settlement_charges SET released = true WHERE chain_id = :chain"
+                        " AND epoch = :e AND campaign_id = :campaign"
+                    ),
+                    {"chain": self.chain_id, "e": number, "campaign": row.campaign_id},
+                )
+
+    def allocate(self, number: int, report: Report) -> str:
+        with self.engine.begin() as conn:
+            charges = conn.execute(
+                text(
+                    "SELECT campaign_id, publisher_share FROM settlement_charges"
+                    " WHERE chain_id = :chain AND epoch = :e FOR UPDATE"
+                ),
+                {"chain": self.chain_id, "e": number},
+            ).all()
+            payees = 0
+            for charge in charges:
+                weights = {
+                    row.account: int(row.weight)
+                    for row in conn.execute(
+                        text(
+                            "SELECT account, weight FROM settlement_allocations"
+                            " WHERE chain_id = :chain AND epoch = :e AND campaign_id = :c"
+                        ),
+                        {"chain": self.chain_id, "e": number, "c": charge.campaign_id},
+                    )
+                }
+                parts = money.allocate(int(charge.publisher_share or 0), weights)
+                payees += sum(1 for amount in parts.values() if amount)
+                for account, amount in parts.items():
+                    conn.execute(
+                        text(
+                            "UPDATE settlement_allocations SET amount = :amount"
+                            " WHERE chain_id = :chain AND epoch = :e AND campaign_id = :c"
+                            " AND account = :account"
+                        ),
+                        {
+                            "amount": amount,
+                            "chain": self.chain_id,
+                            "e": number,
+                            "c": charge.campaign_id,
+                            "account": account,
+                        },
+                    )
+            self._set_state(conn, number, ALLOCATED)
+        report.add(f"epoch {number}: allocated to {payees} payee(s)")
+        return ALLOCATED
+
+    # --- transactions ---------------------------------------------------------------------
+
+    def _transact(self, step: str, who: str, to: str, data: str, report: Report) -> str:
+        """Send the step's transaction once: the stored one if a run signed it before (sent
+        again, which is harmless if it was sent), else a new one stored before it is sent.
+        'final' once mined at or below the finalized block; 'pending' otherwise."""
+        from chain.sender import NonceTaken, SignedTx, TxNotMined, TxReverted
+
+        sender = self.sender(who)
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text("SELECT * FROM settlement_txs WHERE chain_id = :chain AND step = :step"),
+                {"chain": self.chain_id, "step": step},
+            ).first()
+        if row is not None and row.status == "reverted":
+            raise SettlementError(f"{step}: transaction {row.tx_hash} reverted: {row.error}")
+        if row is not None and row.status == "mined":
+            return self._await_final(step, int(row.block_number), report)
+        if row is None:
+            try:
+                tx = sender.prepare(to, data)
+            except TxReverted as exc:
+                raise SettlementError(f"{step}: would revert: {exc.reason}") from exc
+            self._save_tx(step, tx, insert=True)
+            _crash_point(f"{step}:signed")
+        else:
+            tx = SignedTx.from_json(row.signed)
+        try:
+            sender.broadcast(tx)
+            _crash_point(f"{step}:sent")
+            receipt = sender.send_prepared(tx, persist=lambda bumped: self._save_tx(step, bumped))
+        except TxReverted as exc:
+            self._tx_status(step, "reverted", error=str(exc.reason or "no reason given"))
+            raise SettlementError(f"{step}: {tx.hash} reverted: {exc.reason}") from exc
+        except TxNotMined:
+            report.wait(f"{step}: {tx.hash} sent, not mined yet")
+            return "pending"
+        except NonceTaken:
+            # another transaction took its nonce, so it can never be mined: forget it; the
+            # next run looks at the chain again and signs the same call afresh if needed
+            with self.engine.begin() as conn:
+                conn.execute(
+                    text("DELETE FROM settlement_txs WHERE chain_id = :chain AND step = :step"),
+                    {"chain": self.chain_id, "step": step},
+                )
+            report.wait(f"{step}: nonce {tx.nonce} was taken by another transaction")
+            return "pending"
+        block = int(str(receipt["blockNumber"]), 0)
+        self._tx_status(step, "mined", block=block, tx_hash=str(receipt["transactionHash"]))
+        report.add(f"{step}: mined in block {block} ({receipt['transactionHash']})")
+        return self._await_final(step, block, report)
+
+    def _save_tx(self, step: str, tx: Any, insert: bool = False) -> None:
+        with self.engine.begin() as conn:
+            params = {
+                "chain": self.chain_id,
+                "step": step,
+                "sender": tx.sender.lower(),
+                "hash": tx.hash,
+                "signed": tx.to_json(),
+            }
+            if insert:
+                conn.execute(
+                    text(
+                        "INSERT INTO settlement_txs (chain_id, step, sender, tx_hash, signed,"
+                        " status, error) VALUES (:chain, :step, :sender, :hash,"
+                        " CAST(:signed AS jsonb), 'signed', '')"
+                    ),
+                    params,
+                )
+            else:
+                conn.execute(
+                    text(
+                        "UPDATE settlement_txs SET tx_hash = :hash, signed = CAST(:signed AS"
+                        " jsonb), updated_at = now() WHERE chain_id = :chain AND step = :step"
+                    ),
+                    params,
+                )
+
+    def _tx_status(
+        self,
+        step: str,
+        status: str,
+        *,
+        error: str = "",
+        block: int | None = None,
+        tx_hash: str | None = None,
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE settlement_txs SET status = :status, error = :error,"
+                    " block_number = :block, tx_hash = coalesce(:hash, tx_hash),"
+                    " updated_at = now() WHERE chain_id = :chain AND step = :step"
+                ),
+                {
+                    "status": status,
+                    "error": error,
+                    "block": block,
+                    "hash": tx_hash,
+                    "chain": self.chain_id,
+                    "step": step,
+                },
+            )
+
+    def _await_final(self, step: str, block: int, report: Report) -> str:
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            with self.engine.connect() as conn:
+                finalized, _ = self.finalized(conn)
+            if finalized >= block:
+                return "final"
+            if time.monotonic() >= deadline:
+                report.wait(f"{step}: block {block} is not final yet (finalized {finalized})")
+                return "pending"
+            time.sleep(1.0)
+
+    # --- roots ----------------------------------------------------------------------------
+
+    def _roots(self, steps: Sequence[str], report: Report) -> None:
+        self._notice_revocations(report)
+        with self.engine.connect() as conn:
+            blocked = conn.execute(
+                text(
+                    "SELECT root_id, note FROM settlement_roots WHERE chain_id = :chain"
+                    " AND state = :state ORDER BY root_id LIMIT 1"
+                ),
+                {"chain": self.chain_id, "state": OPERATOR_NEEDED},
+            ).first()
+            unposted = (
+                conn.execute(
+                    text(
+                        "SELECT root_id FROM settlement_roots WHERE chain_id = :chain"
+                        " AND state = :state ORDER BY root_id"
+                    ),
+                    {"chain": self.chain_id, "state": BUILT},
+                )
+                .scalars()
+                .all()
+            )
+        if blocked is not None:
+            report.wait(
+                f"operator needed: root {blocked.root_id} was revoked ({blocked.note}); nothing"
+                " is built or posted until `python -m api.settlement release-root"
+                f" {blocked.root_id}` after the cause is found"
+            )
+            return
+        for root_id in unposted:
+            if POST not in steps or not self.post(int(root_id), report):
+                return
+        if BUILD not in steps:
+            return
+        root_id = self.build(report)
+        if root_id is not None and POST in steps:
+            self.post(root_id, report)
+
+    def _notice_revocations(self, report: Report) -> None:
+        with self.engine.begin() as conn:
+            revoked = (
+                conn.execute(
+                    text(
+                        "UPDATE settlement_roots s SET state = :needed, updated_at = now(),"
+                        " note = 'revoked on-chain in block ' || r.posted_block"
+                        " FROM payout_roots r WHERE r.chain_id = s.chain_id"
+                        " AND r.root_id = s.root_id AND r.revoked AND s.chain_id = :chain"
+                        " AND s.state IN (:built, :posted) RETURNING s.root_id"
+                    ),
+                    {
+                        "needed": OPERATOR_NEEDED,
+                        "chain": self.chain_id,
+                        "built": BUILT,
+                        "posted": POSTED,
+                    },
+                )
+                .scalars()
+                .all()
+            )
+        for root_id in revoked:
+            log.error("root %s was revoked on-chain: settlement waits for an operator", root_id)
+            report.add(f"root {root_id}: revoked on-chain; operator needed")
+
+    def build(self, report: Report) -> int | None:
+        """The next root over every allocated epoch not in a root yet, when none is pending."""
+        from api.settlement import artefact as artefacts
+        from api.settlement.merkle import Leaf, PayoutTree
+
+        with self.engine.begin() as conn:
+            pending = conn.execute(
+                text(
+                    "SELECT root_id FROM payout_root_status WHERE chain_id = :chain"
+                    " AND status = 'pending'"
+                ),
+                {"chain": self.chain_id},
+            ).scalar()
+            if pending is not None:
+                report.wait(f"root {pending} is pending: the next one waits for it to mature")
+                return None
+            epochs = [
+                int(e)
+                for e in conn.execute(
+                    text(
+                        "SELECT epoch FROM settlement_epochs WHERE chain_id = :chain"
+                        " AND state = :allocated AND root_id IS NULL ORDER BY epoch"
+                    ),
+                    {"chain": self.chain_id, "allocated": ALLOCATED},
+                ).scalars()
+            ]
+            if not epochs:
+                return None
+            allocations = conn.execute(
+                text(
+                    "SELECT epoch, campaign_id, account, token, amount FROM settlement_allocations"
+                    " WHERE chain_id = :chain AND epoch = ANY(:epochs) AND amount > 0"
+                    " ORDER BY epoch, campaign_id, account"
+                ),
+                {"chain": self.chain_id, "epochs": epochs},
+            ).all()
+            if not allocations:
+                conn.execute(
+                    text(
+                        "UPDATE settlement_epochs SET root_id = 0, note = 'nothing to allocate'"
+                        " WHERE chain_id = :chain AND epoch = ANY(:epochs)"
+                    ),
+                    {"chain": self.chain_id, "epochs": epochs},
+                )
+                report.add(f"epochs {epochs}: nothing allocated, no root needed")
+                return None
+            latest = conn.execute(
+                text("SELECT max(root_id) FROM payout_roots WHERE chain_id = :chain"),
+                {"chain": self.chain_id},
+            ).scalar()
+            root_id = int(latest or 0) + 1
+            previous = conn.execute(
+                text(
+                    "SELECT root_id, root FROM payout_roots WHERE chain_id = :chain"
+                    " AND NOT revoked ORDER BY root_id DESC LIMIT 1"
+                ),
+                {"chain": self.chain_id},
+            ).first()
+            previous_leaves: dict[tuple[str, str], int] = {}
+            previous_id = None
+            if previous is not None:
+                previous_id = int(previous.root_id)
+                previous_leaves = {
+                    (r.account, r.token): int(r.cumulative)
+                    for r in conn.execute(
+                        text(
+                            "SELECT account, token, cumulative FROM payout_proofs"
+                            " WHERE chain_id = :chain AND root_id = :root"
+                        ),
+                        {"chain": self.chain_id, "root": previous_id},
+                    )
+                }
+                if not previous_leaves:
+                    raise SettlementError(
+                        f"root {previous_id} is live on-chain but this network did not build it"
+                        " (no leaves stored): an operator must reconcile before the next root"
+                    )
+            claimed = {
+                (r.account, r.token): int(r.paid)
+                for r in conn.execute(
+                    text(
+                        "SELECT account, token, max(cumulative_amount) AS paid FROM payout_claims"
+                        " WHERE chain_id = :chain GROUP BY account, token"
+                    ),
+                    {"chain": self.chain_id},
+                )
+            }
+            finalized, _ = self.finalized(conn)
+            block = self.rpc.block(finalized)
+            leaves = money.cumulative(
+                previous_leaves,
+                (((a.account, a.token), int(a.amount)) for a in allocations),
+                claimed,
+            )
+            payout = self.deployment.address("PublisherPayout")
+            tree = PayoutTree(
+                self.chain_id,
+                payout,
+                [
+                    Leaf(account, token, amount)
+                    for (account, token), amount in sorted(leaves.items())
+                ],
+            )
+            spends = conn.execute(
+                text(
+                    "SELECT epoch, campaign_id, token, charged, publisher_share, fee"
+                    " FROM epoch_spends WHERE chain_id = :chain AND epoch = ANY(:epochs)"
+                    " ORDER BY epoch, campaign_id"
+                ),
+                {"chain": self.chain_id, "epochs": epochs},
+            ).all()
+            document = artefacts.build(
+                chain_id=self.chain_id,
+                payout_contract=payout,
+                escrow_contract=self.deployment.address("PaymentEscrow"),
+                root_id=root_id,
+                previous_root_id=previous_id,
+                epochs=epochs,
+                spends=[
+                    artefacts.Spend(
+                        int(s.epoch),
+                        int(s.campaign_id),
+                        s.token,
+                        int(s.charged),
+                        int(s.publisher_share),
+                        int(s.fee),
+                    )
+                    for s in spends
+                ],
+                allocations=[
+                    artefacts.Allocation(
+                        int(a.epoch), int(a.campaign_id), a.token, a.account, int(a.amount)
+                    )
+                    for a in allocations
+                ],
+                previous_leaves=previous_leaves,
+                tree=tree,
+                finalized_block=(finalized, block["hash"] if block else ""),
+                code_version=code_version(),
+            )
+            path = self.artefact_path(root_id)
+            _write_atomically(path, document)
+            uri = self.artefact_uri(root_id)
+            conn.execute(
+                text(
+                    "INSERT INTO settlement_roots (chain_id, root_id, state, root,"
+                    " previous_root_id, epochs, totals, leaves, artefact_path, artefact_uri,"
+                    " note) VALUES (:chain, :root_id, :state, :root, :previous, :epochs,"
+                    " CAST(:totals AS jsonb), :leaves, :path, :uri, '')"
+                ),
+                {
+                    "chain": self.chain_id,
+                    "root_id": root_id,
+                    "state": BUILT,
+                    "root": "0x" + tree.root.hex(),
+                    "previous": previous_id,
+                    "epochs": epochs,
+                    "totals": json.dumps({t.lower(): str(v) for t, v in tree.totals().items()}),
+                    "leaves": len(tree.leaves),
+                    "path": str(path),
+                    "uri": uri,
+                },
+            )
+            conn.execute(
+                text(
+                    "UPDATE settlement_epochs SET root_id = :root_id WHERE chain_id = :chain"
+                    " AND epoch = ANY(:epochs)"
+                ),
+                {"root_id": root_id, "chain": self.chain_id, "epochs": epochs},
+            )
+            _store_proofs(conn, self.chain_id, root_id, tree)
+        report.add(
+            f"root {root_id}: built over epochs {epochs}, {len(tree.leaves)} leaves, artefact {uri}"
+        )
+        return root_id
+
+    def artefact_path(self, root_id: int) -> Path:
+        return Path(self.settings.settlement_artefact_dir) / str(self.chain_id) / f"{root_id}.json"
+
+    def artefact_uri(self, root_id: int) -> str:
+        base = self.settings.settlement_artefact_base_url or self.settings.public_url(
+            "/api/v1/settlement/artefacts"
+        )
+        return f"{base.rstrip('/')}/{self.chain_id}/{root_id}.json"
+
+    def post(self, root_id: int, report: Report) -> bool:
+        """`post_root` for a built root; True once it is final on-chain."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT root, totals, artefact_uri FROM settlement_roots"
+                    " WHERE chain_id = :chain AND root_id = :root_id"
+                ),
+                {"chain": self.chain_id, "root_id": root_id},
+            ).one()
+            onchain = conn.execute(
+                text(
+                    "SELECT root FROM payout_roots WHERE chain_id = :chain AND root_id = :root_id"
+                ),
+                {"chain": self.chain_id, "root_id": root_id},
+            ).scalar()
+        if onchain is None:
+            tokens = sorted(row.totals)
+            data = call_data(
+                "PublisherPayout",
+                "post_root",
+                root_id,
+                bytes.fromhex(row.root.removeprefix("0x")),
+                [to_checksum_address(t) for t in tokens],
+                [int(row.totals[t]) for t in tokens],
+                row.artefact_uri,
+            )
+            outcome = self._transact(
+                f"post:{root_id}",
+                "payout",
+                self.deployment.address("PublisherPayout"),
+                data,
+                report,
+            )
+            if outcome != "final":
+                return False
+            with self.engine.connect() as conn:
+                onchain = conn.execute(
+                    text(
+                        "SELECT root FROM payout_roots WHERE chain_id = :chain"
+                        " AND root_id = :root_id"
+                    ),
+                    {"chain": self.chain_id, "root_id": root_id},
+                ).scalar()
+            if onchain is None:
+                report.wait(f"root {root_id}: posted; the indexer has not seen it yet")
+                return False
+        if onchain.lower() != row.root.lower():
+            with self.engine.begin() as conn:
+                conn.execute(
+                    text(
+                        "UPDATE settlement_roots SET state = :needed, note = :note"
+                        " WHERE chain_id = :chain AND root_id = :root_id"
+                    ),
+                    {
+                        "needed": OPERATOR_NEEDED,
+                        "chain": self.chain_id,
+                        "root_id": root_id,
+                        "note": f"root id {root_id} on-chain is {onchain}, not the one built",
+                    },
+                )
+            raise SettlementError(
+                f"root {root_id} on-chain is {onchain}, not {row.root}: another key posted it"
+            )
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE settlement_roots SET state = :posted, updated_at = now()"
+                    " WHERE chain_id = :chain AND root_id = :root_id AND state = :built"
+                ),
+                {"posted": POSTED, "built": BUILT, "chain": self.chain_id, "root_id": root_id},
+            )
+        report.add(f"root {root_id}: posted")
+        return True
+
+    def release_root(self, root_id: int) -> list[int]:
+        """An operator's decision on a revoked root: its epochs go into the next root (built
+        from the data as it is now). Returns those epochs."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT state FROM settlement_roots WHERE chain_id = :chain"
+                    " AND root_id = :root_id FOR UPDATE"
+                ),
+                {"chain": self.chain_id, "root_id": root_id},
+            ).first()
+            if row is None:
+                raise SettlementError(f"no root {root_id} was built here")
+            if row.state != OPERATOR_NEEDED:
+                raise SettlementError(
+                    f"root {root_id} is {row.state}: only a revoked root is released"
+                )
+            conn.execute(
+                text(
+                    "UPDATE settlement_roots SET state = :released, updated_at = now()"
+                    " WHERE chain_id = :chain AND root_id = :root_id"
+                ),
+                {"released": RELEASED, "chain": self.chain_id, "root_id": root_id},
+            )
+            return [
+                int(e)
+                for e in conn.execute(
+                    text(
+                        "UPDATE settlement_epochs SET root_id = NULL WHERE chain_id = :chain"
+                        " AND root_id = :root_id RETURNING epoch"
+                    ),
+                    {"chain": self.chain_id, "root_id": root_id},
+                ).scalars()
+            ]
+
+
+# Billable events of an epoch by campaign and publisher, with the publisher's payment wallet
+# at the epoch's last block (null when it was not registered by then): the impressions of CPM
+# campaigns and the clicks of CPC ones, verified, received within the epoch.
+BILLABLE = """
+WITH events AS (
+    SELECT campaign_id, publisher, min(token) AS token, min(bid_model) AS bid_model,
+           count(*) AS events, sum(bid) AS bid_sum, sum(price) AS billed
+    FROM ad_events
+    WHERE chain_id = :chain AND verified
+      AND occurred_at >= to_timestamp(:start) AND occurred_at < to_timestamp(:end)
+      AND ((bid_model = 'cpm' AND kind = 'impression') OR (bid_model = 'cpc' AND kind = 'click'))
+    GROUP BY campaign_id, publisher
+), wallets AS (
+    SELECT DISTINCT ON (subject) subject AS publisher,
+           coalesce(args->>'new_wallet', args->>'payment_wallet') AS account
+    FROM chain_events
+    WHERE chain_id = :chain AND canonical AND contract = 'PublisherRegistry'
+      AND event IN ('PublisherRegistered', 'PaymentWalletUpdated')
+      AND block_number <= :end_block
+      AND subject IN (SELECT publisher FROM events)
+    ORDER BY subject, block_number DESC, log_index DESC
+)
+SELECT e.campaign_id, lower(e.token) AS token, e.bid_model, e.events, e.bid_sum, e.billed,
+       lower(w.account) AS account
+FROM events e LEFT JOIN wallets w ON w.publisher = e.publisher
+ORDER BY e.campaign_id, w.account
+"""
+
+
+def _store_proofs(conn: Connection, chain_id: int, root_id: int, tree: Any) -> None:
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with (
+        raw.cursor() as cursor,
+        cursor.copy(
+            "COPY payout_proofs (chain_id, root_id, account, token, cumulative, proof) FROM STDIN"
+        ) as copy,
+    ):
+        for leaf, proof in _proofs(tree):
+            copy.write_row(
+                (
+                    chain_id,
+                    root_id,
+                    leaf.account.lower(),
+                    leaf.token.lower(),
+                    leaf.cumulative_amount,
+                    json.dumps(["0x" + node.hex() for node in proof]),
+                )
+            )
+
+
+def _proofs(tree: Any) -> Iterator[tuple[Any, list[bytes]]]:
+    if hasattr(tree, "iter_proofs"):
+        yield from tree.iter_proofs()
+        return
+    for leaf in tree.leaves:
+        yield leaf, tree.proof(leaf.account, leaf.token)
+
+
+def _write_atomically(path: Path, document: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".json.tmp")
+    with temporary.open("w") as handle:
+        json.dump(document, handle, separators=(",", ":"))
+        handle.flush()
+    temporary.replace(path)
+
+
+def _hash_json(value: Any) -> str:
+    return "0x" + keccak(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hex()
+
+
+def _hex(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):
+        return "0x" + bytes(value).hex()
+    return str(value)
+
+
+def code_version() -> str:
+    """The commit this code was built from (or the package version outside a checkout)."""
+    import subprocess
+
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parents[2],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("buzzer-network")
+        except PackageNotFoundError:
+            return "unknown"
+
+
+# --- crash injection (tests) -----------------------------------------------------------------
+# `BUZZER_SETTLEMENT_CRASH_AT=<step>:<point>` kills the process at that point, as a SIGKILL
+# would (no cleanup), so tests can resume from every step boundary and from between sending a
+# transaction and seeing its receipt.
+
+
+def _crash_point(name: str) -> None:
+    import os
+
+    if os.environ.get("BUZZER_SETTLEMENT_CRASH_AT") == name:
+        os._exit(137)
+
+
+@contextmanager
+def _advisory_locks(database_url: str, names: Sequence[str]) -> Iterator[bool]:
+    """Hold session-level advisory locks named `names` for the run; yields False (holding
+    none) when another run holds any of them."""
+    keys = [
+        int.from_bytes(hashlib.sha256(n.encode()).digest()[:8], "big", signed=True) for n in names
+    ]
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        taken: list[int] = []
+        try:
+            for key in keys:
+                if conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]:  # type: ignore[index]
+                    taken.append(key)
+                else:
+                    yield False
+                    return
+            yield True
+        finally:
+            for key in taken:
+                conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+def settle(
+    settings: Settings,
+    steps: Sequence[str] = ALL_STEPS,
+    epoch: int | None = None,
+    wait_seconds: float = 0.0,
+) -> Report:
+    settlement = Settlement(settings, wait_seconds=wait_seconds)
+    try:
+        return settlement.run(steps, epoch)
+    finally:
+        settlement.engine.dispose()
+
+
+def job(settings: Settings) -> None:
+    """The scheduler's settlement job: every step this process has keys for."""
+    steps: list[str] = []
+    if settings.escrow_settler_private_key:
+        steps += SPEND_STEPS
+    if settings.payout_settler_private_key:
+        steps += POST_STEPS
+    if not steps:
+        log.info("settlement: no settler key configured; nothing to do")
+        return
+    settle(settings, steps)
+
+
+def epoch_rows(conn: Connection, chain_id: int, limit: int = 50) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        text(
+            "SELECT e.*, coalesce(sum(c.charged), 0) AS charged,"
+            " coalesce(sum(c.publisher_share), 0) AS publisher_share,"
+            " coalesce(sum(c.fee), 0) AS fee, coalesce(sum(c.written_off), 0) AS written_off,"
+            " count(c.campaign_id) AS campaigns"
+            " FROM settlement_epochs e LEFT JOIN settlement_charges c"
+            " ON c.chain_id = e.chain_id AND c.epoch = e.epoch"
+            " WHERE e.chain_id = :chain GROUP BY e.chain_id, e.epoch"
+            " ORDER BY e.epoch DESC LIMIT :limit"
+        ),
+        {"chain": chain_id, "limit": limit},
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def status(settings: Settings) -> dict[str, Any]:
+    """What `python -m api.settlement status` prints: each epoch's and root's state."""
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            epochs = epoch_rows(conn, settings.chain_id)
+            roots = [
+                dict(r)
+                for r in conn.execute(
+                    text(
+                        "SELECT s.root_id, s.state, s.root, s.epochs, s.totals, s.leaves,"
+                        " s.artefact_uri, s.note, r.status AS onchain FROM settlement_roots s"
+                        " LEFT JOIN payout_root_status r ON r.chain_id = s.chain_id"
+                        " AND r.root_id = s.root_id WHERE s.chain_id = :chain"
+                        " ORDER BY s.root_id DESC LIMIT 20"
+                    ),
+                    {"chain": settings.chain_id},
+                ).mappings()
+            ]
+            txs = [
+                dict(r)
+                for r in conn.execute(
+                    text(
+                        "SELECT step, tx_hash, status, block_number, error FROM settlement_txs"
+                        " WHERE chain_id = :chain AND status <> 'mined' ORDER BY step"
+                    ),
+                    {"chain": settings.chain_id},
+                ).mappings()
+            ]
+    finally:
+        engine.dispose()
+    return {"epochs": epochs, "roots": roots, "open_transactions": txs}

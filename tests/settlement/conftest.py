@@ -1,0 +1,64 @@
+"""Settlement fixtures: the session stack (anvil, Postgres, Redis, API, writer), settlement
+settings holding the local chain's settler keys, and a way to serve and track ads on the
+chain's clock (the API's clock follows anvil's, which tests move forward by epochs)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.core.settings import Settings
+from tests.api.conftest import redis_url  # noqa: F401 (fixture used by name)
+from tests.support.chain import SETTLER, dev_account
+from tests.support.fixtures import (  # noqa: F401 (fixtures used by name)
+    anvil_session,
+    deployment_record,
+    deployments_dir,
+    pg_server,
+)
+from tests.support.stack import Stack, stack  # noqa: F401 (the session stack)
+
+
+def settler_key() -> str:
+    return "0x" + bytes(dev_account(SETTLER).key).hex()
+
+
+@pytest.fixture(scope="module")
+def settlement_settings(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The stack's settings with both settler keys (one dev key on a local chain), no IVT
+    hold (tests wait for the writer themselves) and artefacts in a temporary directory."""
+    return stack.settings.model_copy(
+        update={
+            "escrow_settler_private_key": settler_key(),
+            "payout_settler_private_key": settler_key(),
+            "ivt_hold_seconds": 0,
+            "settlement_artefact_dir": str(tmp_path_factory.mktemp("artefacts")),
+        }
+    )
+
+
+@contextmanager
+def api_on_chain_clock(stack: Stack) -> Iterator[str]:
+    """A second API whose clock is the chain's (anvil runs ahead of real time once tests
+    move it): what it serves and tracks lands in the chain's current epoch."""
+    import time
+
+    offset = max(0, stack.chain.timestamp() - int(time.time()))
+    with stack.another_api(BUZZER_CLOCK_OFFSET_SECONDS=str(offset)) as url:
+        yield url
+
+
+def settlement_env(stack: Stack, settings: Settings, **extra: Any) -> dict[str, str]:
+    """The environment of a `python -m api.settlement` process on the stack."""
+    return {
+        **stack.env,
+        "BUZZER_ESCROW_SETTLER_PRIVATE_KEY": settings.escrow_settler_private_key,
+        "BUZZER_PAYOUT_SETTLER_PRIVATE_KEY": settings.payout_settler_private_key,
+        "BUZZER_IVT_HOLD_SECONDS": str(settings.ivt_hold_seconds),
+        "BUZZER_SETTLEMENT_ARTEFACT_DIR": str(Path(settings.settlement_artefact_dir)),
+        **{k: str(v) for k, v in extra.items()},
+    }

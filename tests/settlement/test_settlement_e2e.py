@@ -1,0 +1,276 @@
+"""The money loop end to end on the session stack: advertisers fund campaigns on-chain, ads
+are served and seen and clicked (some of it invalid), an epoch ends, settlement spends from
+escrow, allocates, posts a root, and publishers claim through the API from their own wallets.
+Every balance on-chain and every row equals the expected value to the atomic unit; invalid
+events earn nothing; 85/15 holds; a second epoch pays only the difference; a campaign whose
+events exceed its balance is charged exactly its balance; a publisher who changes payment
+wallet between epochs keeps the old earnings on the old wallet."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from api.settlement.service import Settlement
+from api.tracking.stream import Keys
+from tests.settlement.conftest import api_on_chain_clock
+from tests.settlement.world import (
+    BOT,
+    BROWSER,
+    USDC,
+    Campaign,
+    Publisher,
+    click,
+    open_campaign,
+    open_publisher,
+    render,
+    rows,
+    send,
+    serve,
+    stored,
+)
+from tests.support.anvil import CHALLENGE_PERIOD
+from tests.support.chain import TREASURY, dev_account
+from tests.support.stack import Stack
+
+P1, P2, CPM_ADVERTISER, PAYEE_1, CPC_ADVERTISER, PAYEE_2B = 25, 26, 27, 28, 29, 24
+CPM_BID = 3 * USDC  # per thousand impressions: 3,000 per impression
+CPC_BID = 300_000  # per click; the same eCPM as the CPM campaign at the 1% prior CTR
+
+
+def share(charged: int) -> tuple[int, int]:
+    publisher = charged * 8_500 // 10_000
+    return publisher, charged - publisher
+
+
+def wallet(index: int) -> str:
+    return dev_account(index).address.lower()
+
+
+def settle(stack: Stack, settings: Any, rounds: int = 8) -> list[str]:
+    """Run settlement and the indexer in turns until settlement has nothing left to do now
+    (in production both run continuously)."""
+    done: list[str] = []
+    for _ in range(rounds):
+        stack.index()
+        report = Settlement(settings).run()
+        done += report.done
+        if not report.done:
+            return done
+    pytest.fail(f"settlement kept finding work: {done}")
+
+
+def start_epoch(stack: Stack) -> int:
+    """Move the chain to just after the start of the next epoch; return its number."""
+    current = stack.chain.current_epoch()
+    stack.chain.end_epoch(current)
+    stack.chain.increase_time(5)
+    return current + 1
+
+
+def end_epoch(stack: Stack, epoch: int) -> None:
+    stack.chain.end_epoch(epoch)
+    stack.chain.increase_time(1)
+
+
+def claim(api: httpx.Client, stack: Stack, publisher: Publisher) -> list[dict[str, Any]]:
+    txs = api.post("/api/v1/publishers/me/claim-txs", headers=publisher.headers)
+    assert txs.status_code == 200, txs.text
+    return [send(stack, _wallet_of(publisher), tx) for tx in txs.json()]
+
+
+def _wallet_of(publisher: Publisher) -> Any:
+    from tests.api.conftest import Wallet
+
+    return Wallet(dev_account(publisher.index))
+
+
+@pytest.fixture(scope="module")
+def world(stack: Stack) -> dict[str, Any]:
+    with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+        p1 = open_publisher(api, stack, P1, "settle-one", payee=PAYEE_1)
+        p2 = open_publisher(api, stack, P2, "settle-two", payee=P2)
+        cpm = open_campaign(
+            api, stack, CPM_ADVERTISER, bid_model="cpm", bid=CPM_BID, funds=10 * USDC
+        )
+        cpc = open_campaign(api, stack, CPC_ADVERTISER, bid_model="cpc", bid=CPC_BID, funds=USDC)
+    return {"p1": p1, "p2": p2, "cpm": cpm, "cpc": cpc}
+
+
+def visitor(n: int) -> str:
+    return f"{BROWSER} visitor/{n}"  # a different visitor each: the frequency cap is per visitor
+
+
+def test_two_epochs_pay_publishers_exactly_what_valid_traffic_earned(
+    stack: Stack, world: dict[str, Any], settlement_settings: Any
+) -> None:
+    p1: Publisher = world["p1"]
+    p2: Publisher = world["p2"]
+    cpm: Campaign = world["cpm"]
+    cpc: Campaign = world["cpc"]
+    usdc = stack.chain.usdc()
+    treasury_before = stack.chain.usdc_balance(TREASURY)
+
+    # --- epoch 1: 5 valid impressions (3 on P1, 2 on P2), a duplicate and a bot render;
+    # 2 valid clicks on P1 and one too fast on P2
+    e1 = start_epoch(stack)
+    with api_on_chain_clock(stack) as url, httpx.Client(base_url=url, timeout=30) as api:
+        seen = [
+            serve(api, p, cpm.campaign_id, visitor(i)) for i, p in enumerate([p1, p1, p1, p2, p2])
+        ]
+        for visit in seen:
+            render(api, visit)
+        render(api, seen[0])  # a duplicate
+        bot_visit = serve(api, p1, cpm.campaign_id, visitor(10))
+        bot_visit.user_agent = BOT
+        render(api, bot_visit)
+        clicked = [
+            serve(api, p, cpc.campaign_id, visitor(20 + i)) for i, p in enumerate([p1, p1, p2])
+        ]
+        for visit in clicked:
+            render(api, visit)
+        click(api, clicked[2])  # faster than a person
+        time.sleep(stack.settings.min_click_ms / 1000 + 0.1)
+        click(api, clicked[0])
+        click(api, clicked[1])
+    serve_ids = [v.ad["ad_id"] for v in [*seen, bot_visit, *clicked]]
+    stored(stack, serve_ids, 5 + 1 + 1 + 3 + 3)
+    verified = rows(
+        stack,
+        "SELECT count(*) FILTER (WHERE verified AND kind = 'impression' AND campaign_id = %s),"
+        " count(*) FILTER (WHERE verified AND kind = 'click' AND campaign_id = %s)"
+        " FROM ad_events WHERE serve_id = ANY(%s)",
+        cpm.campaign_id,
+        cpc.campaign_id,
+        serve_ids,
+    )[0]
+    assert verified == (5, 2)
+
+    end_epoch(stack, e1)
+    done = settle(stack, settlement_settings)
+    assert any(f"epoch {e1}: spent" in line for line in done), done
+
+    cpm_charged, cpc_charged = 5 * CPM_BID // 1000, 2 * CPC_BID
+    spends = dict(
+        rows(
+            stack,
+            "SELECT campaign_id, charged FROM epoch_spends"
+            " WHERE epoch = %s AND campaign_id = ANY(%s)",
+            e1,
+            [cpm.campaign_id, cpc.campaign_id],
+        )
+    )
+    assert spends == {cpm.campaign_id: cpm_charged, cpc.campaign_id: cpc_charged}
+    cpm_share, cpm_fee = share(cpm_charged)
+    cpc_share, cpc_fee = share(cpc_charged)
+    # P1 had 3 of the 5 impressions' bids, P2 2 of them; every valid click was P1's
+    assert cpm_share * 3 % 5 == 0
+    p1_cpm = cpm_share * 3 // 5
+    allocations = dict(
+        (account, int(amount))
+        for account, amount in rows(
+            stack,
+            "SELECT account, sum(amount) FROM settlement_allocations WHERE epoch = %s"
+            " GROUP BY account",
+            e1,
+        )
+    )
+    assert allocations[wallet(PAYEE_1)] + allocations[wallet(P2)] == cpm_share + cpc_share
+    assert allocations[wallet(PAYEE_1)] == p1_cpm + cpc_share
+    assert allocations[wallet(P2)] == cpm_share - p1_cpm
+    assert stack.chain.usdc_balance(TREASURY) - treasury_before == cpm_fee + cpc_fee
+
+    # the root is posted; claims wait for its challenge period
+    root_1 = rows(stack, "SELECT root_id, state FROM settlement_roots WHERE %s = ANY(epochs)", e1)
+    assert len(root_1) == 1 and root_1[0][1] == "posted"
+    with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+        earnings = api.get("/api/v1/publishers/me/earnings", headers=p1.headers).json()
+        (token,) = [t for t in earnings["tokens"] if t["token"] == usdc.lower()]
+        assert int(token["pending"]) == p1_cpm + cpc_share and int(token["claimable"]) == 0
+
+        stack.chain.increase_time(CHALLENGE_PERIOD + 1)
+        stack.index()
+        earnings = api.get("/api/v1/publishers/me/earnings", headers=p1.headers).json()
+        (token,) = [t for t in earnings["tokens"] if t["token"] == usdc.lower()]
+        assert int(token["claimable"]) == p1_cpm + cpc_share
+
+        before = stack.chain.usdc_balance(PAYEE_1)
+        claim(api, stack, p1)
+        assert stack.chain.usdc_balance(PAYEE_1) - before == p1_cpm + cpc_share
+
+    # --- epoch 2: P2 moves its payments to a new wallet; 2 valid impressions on P2; the CPC
+    # campaign gets 3 valid clicks but has 400,000 left: it is charged exactly that
+    e2 = start_epoch(stack)
+    stack.chain.update_payment_wallet(P2, PAYEE_2B)
+    stack.index()
+    with api_on_chain_clock(stack) as url, httpx.Client(base_url=url, timeout=30) as api:
+        seen = [serve(api, p2, cpm.campaign_id, visitor(30 + i)) for i in range(2)]
+        for visit in seen:
+            render(api, visit)
+        clicked = [serve(api, p1, cpc.campaign_id, visitor(40 + i)) for i in range(3)]
+        for visit in clicked:
+            render(api, visit)
+        time.sleep(stack.settings.min_click_ms / 1000 + 0.1)
+        for visit in clicked:
+            click(api, visit)
+    stored(stack, [v.ad["ad_id"] for v in [*seen, *clicked]], 2 + 3 + 3)
+    end_epoch(stack, e2)
+    settle(stack, settlement_settings)
+
+    cpc_left = USDC - cpc_charged
+    spends = dict(
+        rows(
+            stack,
+            "SELECT campaign_id, charged FROM epoch_spends"
+            " WHERE epoch = %s AND campaign_id = ANY(%s)",
+            e2,
+            [cpm.campaign_id, cpc.campaign_id],
+        )
+    )
+    assert spends == {cpm.campaign_id: 2 * CPM_BID // 1000, cpc.campaign_id: cpc_left}
+    written_off = rows(
+        stack,
+        "SELECT written_off FROM settlement_charges WHERE epoch = %s AND campaign_id = %s",
+        e2,
+        cpc.campaign_id,
+    )
+    assert written_off == [(3 * CPC_BID - cpc_left,)]
+    assert int(stack.chain.call("PaymentEscrow", "get_balance", cpc.campaign_id, usdc)) == 0
+    assert int(stack.chain.call("PaymentEscrow", "get_balance", cpm.campaign_id, usdc)) == (
+        10 * USDC - 7 * CPM_BID // 1000
+    )
+    # settled spend left the serving budget's billed counter
+    with stack.cache() as cache:
+        assert (
+            int(cache.get(Keys(cpm.campaign_id, stack.settings.tracking_shards).billed) or 0) == 0
+        )
+
+    stack.chain.increase_time(CHALLENGE_PERIOD + 1)
+    stack.index()
+    cpm2_share, _ = share(2 * CPM_BID // 1000)
+    cpc2_share, _ = share(cpc_left)
+    leaves = dict(
+        (account, int(cumulative))
+        for account, cumulative in rows(
+            stack,
+            "SELECT p.account, p.cumulative FROM payout_proofs p JOIN settlement_roots r"
+            " ON r.chain_id = p.chain_id AND r.root_id = p.root_id WHERE %s = ANY(r.epochs)",
+            e2,
+        )
+    )
+    # the old wallet keeps epoch 1's earnings, the new one gets epoch 2's
+    assert leaves[wallet(P2)] == cpm_share - p1_cpm
+    assert leaves[wallet(PAYEE_2B)] == cpm2_share
+    assert leaves[wallet(PAYEE_1)] == p1_cpm + cpc_share + cpc2_share
+    with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+        before = stack.chain.usdc_balance(PAYEE_1)
+        claim(api, stack, p1)
+        # the second claim pays only what epoch 2 added
+        assert stack.chain.usdc_balance(PAYEE_1) - before == cpc2_share
+        before = stack.chain.usdc_balance(PAYEE_2B), stack.chain.usdc_balance(P2)
+        claim(api, stack, p2)  # both of P2's leaves: the old wallet's and the new one's
+        assert stack.chain.usdc_balance(PAYEE_2B) - before[0] == cpm2_share
+        assert stack.chain.usdc_balance(P2) - before[1] == cpm_share - p1_cpm
