@@ -43,11 +43,11 @@ def make_watcher(chain, deployments_dir, tmp_path):  # noqa: F811
     """A factory of watchers on the session chain: with the guardian key unless
     `read_only`, all sharing one report directory (so a second one is a restart)."""
 
-    def make(read_only: bool = False, **overrides: Any) -> Watcher:
+    def make(read_only: bool = False, key_of: int = GUARDIAN, **overrides: Any) -> Watcher:
         settings = Settings(
             RPC_URL=chain.rpc_url,
             CHAIN_ID=chain.chain_id,
-            guardian_private_key="" if read_only else dev_account(GUARDIAN).key.hex(),
+            guardian_private_key="" if read_only else dev_account(key_of).key.hex(),
             watcher_report_dir=str(tmp_path / "reports"),
             settlement_artefact_dir=str(tmp_path),
             **overrides,
@@ -184,3 +184,21 @@ def test_watch_loop_revokes_a_root_posted_while_it_runs(chain, make_watcher, tmp
     assert not loop.is_alive()
     assert chain.call("PublisherPayout", "revoked", 1) is True
     assert report_file(tmp_path, 1)["action"] == "revoked"
+
+
+def test_a_key_without_the_guardian_role_still_raises_the_alert(
+    chain,  # noqa: F811
+    make_watcher,
+    tmp_path,
+    caplog,
+):
+    spent(chain)
+    settle(chain, tmp_path, tamper=settler_takes_all)
+
+    with caplog.at_level(logging.ERROR, logger="api.settlement.watcher"):
+        (report,) = make_watcher(key_of=7).run_once()
+    assert report.action is None
+    assert "caller is not guardian" in report.details["revoke_error"]
+    assert "caller is not guardian" in report.details["pause_error"]
+    alert = next(r for r in caplog.records if r.levelno == logging.CRITICAL)
+    assert "NOT paused" in alert.getMessage() and "root-1.json" in alert.getMessage()
