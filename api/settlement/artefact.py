@@ -276,6 +276,11 @@ def _bytes32(value: Any, where: str) -> str:
     return value.lower()
 
 
+def _block_hash(value: Any) -> str:
+    # a builder whose node could not name the block's hash leaves it empty
+    return "" if value in ("", None) else _bytes32(value, "finalized_block.hash")
+
+
 def _list(document: Mapping[str, Any], name: str) -> list[Any]:
     value = _field(document, name, "artefact")
     if not isinstance(value, list):
@@ -371,9 +376,7 @@ def parse(document: Mapping[str, Any]) -> Artefact:
         finalized_block_number=_integer(
             _field(block, "number", "finalized_block"), "finalized_block.number"
         ),
-        finalized_block_hash=_bytes32(
-            _field(block, "hash", "finalized_block"), "finalized_block.hash"
-        ),
+        finalized_block_hash=_block_hash(_field(block, "hash", "finalized_block")),
         code_version=str(code_version),
         tree=tree,
     )

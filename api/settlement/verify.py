@@ -20,14 +20,14 @@ import json
 import logging
 import sys
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
-from eth_utils import keccak, to_checksum_address
+from eth_utils import is_address, keccak, to_checksum_address
 
 from api.settlement.artefact import (
     DEFAULT_MAX_BYTES,
@@ -121,6 +121,8 @@ class Report:
 
 # ------------------------------------------------------------------------------ the check
 
+Note = Callable[[str, str], None]  # records one finding: code, message
+
 
 def expected_previous_root_id(root_id: int, roots: Mapping[int, PostedRoot]) -> int | None:
     """The newest unrevoked root posted before `root_id`: the one whose leaves it builds on."""
@@ -150,8 +152,10 @@ def check(
             f"artefact names escrow {artefact.escrow_contract}, not {facts.escrow_contract}",
         )
 
-    _check_tree(artefact, facts, finding)
+    _check_tree(artefact, finding)
     _check_posted(artefact, facts, finding)
+    _check_spends(artefact, facts, finding)
+    _check_claimed(artefact, facts, finding)
     previous_leaves = _check_previous(artefact, facts, previous_artefact, finding)
     if previous_leaves is None:
         return findings
@@ -161,13 +165,11 @@ def check(
             "inputs_hash is not the hash of the spends, allocations and previous leaves",
         )
     _check_epochs(artefact, facts, previous_artefact, finding)
-    _check_spends(artefact, facts, finding)
     _check_leaves(artefact, previous_leaves, finding)
-    _check_claimed(artefact, facts, previous_leaves, finding)
     return findings
 
 
-def _check_tree(artefact: Artefact, facts: ChainFacts, finding: Any) -> None:
+def _check_tree(artefact: Artefact, finding: Note) -> None:
     try:
         tree = PayoutTree(artefact.chain_id, artefact.payout_contract, artefact.payout_leaves())
     except MerkleError as exc:
@@ -200,7 +202,7 @@ def _check_tree(artefact: Artefact, facts: ChainFacts, finding: Any) -> None:
             finding("tree_dump", "the standard-v1 tree dump does not hold the artefact's leaves")
 
 
-def _check_posted(artefact: Artefact, facts: ChainFacts, finding: Any) -> None:
+def _check_posted(artefact: Artefact, facts: ChainFacts, finding: Note) -> None:
     posted = facts.roots.get(artefact.root_id)
     if posted is None:
         finding("not_posted", f"no root {artefact.root_id} was posted on chain")
@@ -221,7 +223,7 @@ def _check_posted(artefact: Artefact, facts: ChainFacts, finding: Any) -> None:
 
 
 def _check_previous(
-    artefact: Artefact, facts: ChainFacts, previous: Artefact | None, finding: Any
+    artefact: Artefact, facts: ChainFacts, previous: Artefact | None, finding: Note
 ) -> list[Any] | None:
     """The previous root's leaves (empty for the first root), or None when they are unknown."""
     expected = expected_previous_root_id(artefact.root_id, facts.roots)
@@ -265,7 +267,7 @@ def _check_previous(
 
 
 def _check_epochs(
-    artefact: Artefact, facts: ChainFacts, previous: Artefact | None, finding: Any
+    artefact: Artefact, facts: ChainFacts, previous: Artefact | None, finding: Note
 ) -> None:
     epochs = artefact.epochs
     if list(epochs) != sorted(set(epochs)):
@@ -279,13 +281,18 @@ def _check_epochs(
     if not epochs:
         return
     last = max(epochs)
-    spent_epochs = {epoch for epoch, _ in facts.spends if after < epoch <= last}
+    # an epoch whose spends left nothing to publishers needs no root
+    spent_epochs = {
+        epoch
+        for (epoch, _), s in facts.spends.items()
+        if s.publisher_share and after < epoch <= last
+    }
     skipped = sorted(spent_epochs - set(epochs))
     if skipped:
         finding("epochs", f"epochs {skipped} have Spent events but are not covered")
 
 
-def _check_spends(artefact: Artefact, facts: ChainFacts, finding: Any) -> None:
+def _check_spends(artefact: Artefact, facts: ChainFacts, finding: Note) -> None:
     covered = set(artefact.epochs)
     on_chain = {key: spend for key, spend in facts.spends.items() if key[0] in covered}
     listed: dict[tuple[int, int], Spend] = {}
@@ -303,6 +310,8 @@ def _check_spends(artefact: Artefact, facts: ChainFacts, finding: Any) -> None:
             )
     for key, spend in sorted(on_chain.items()):
         mine = listed.get(key)
+        if mine is None and spend.publisher_share == 0:
+            continue
         if mine is None:
             finding(
                 "spend_missing",
@@ -352,7 +361,7 @@ def _check_spends(artefact: Artefact, facts: ChainFacts, finding: Any) -> None:
             )
 
 
-def _check_leaves(artefact: Artefact, previous_leaves: Sequence[Any], finding: Any) -> None:
+def _check_leaves(artefact: Artefact, previous_leaves: Sequence[Any], finding: Note) -> None:
     expected = {
         (leaf.account, leaf.token): leaf.cumulative_amount
         for leaf in cumulative_leaves(previous_leaves, artefact.allocations)
@@ -375,9 +384,7 @@ def _check_leaves(artefact: Artefact, previous_leaves: Sequence[Any], finding: A
         )
 
 
-def _check_claimed(
-    artefact: Artefact, facts: ChainFacts, previous_leaves: Sequence[Any], finding: Any
-) -> None:
+def _check_claimed(artefact: Artefact, facts: ChainFacts, finding: Note) -> None:
     actual = {leaf.key: leaf.cumulative_amount for leaf in artefact.leaves}
     for (account, token), claimed in sorted(facts.claimed.items()):
         amount = actual.get((account, token), 0)
@@ -419,6 +426,7 @@ class ChainReader:
                 "RootPosted": "RootPosted(uint256,bytes32,uint256,address[],uint256[],string)",
                 "RootRevoked": "RootRevoked(uint256,bytes32,address)",
                 "Spent": "Spent(uint256,uint256,address,uint256,uint256,uint256,uint256)",
+                "Claimed": "Claimed(uint256,address,address,address,uint256,uint256)",
             }.items()
         }
 
@@ -525,7 +533,17 @@ class ChainReader:
         value: int = abi_decode(["uint256"], bytes.fromhex(result[2:]))[0]
         return value
 
+    def claimants(self, head: int) -> set[tuple[str, str]]:
+        """Every (account, token) that ever claimed: the only ones a root could lower below
+        what they were paid."""
+        return {
+            (to_checksum_address(e.args["account"]), to_checksum_address(e.args["token"]))
+            for e in self.decoder.decode_all(self._logs(self.payout, ["Claimed"], head))
+        }
+
     def facts(self, keys: Iterable[tuple[str, str]] = ()) -> ChainFacts:
+        """The chain at its head; `keys` are (account, token) pairs whose claims are read
+        besides everyone who ever claimed."""
         head = self.rpc.block("latest")
         if head is None:
             raise ArtefactError("the node returned no head block")
@@ -537,18 +555,13 @@ class ChainReader:
             escrow_contract=self.escrow,
             roots=self.roots(number),
             spends=self.spends(number),
-            claimed=self.claimed(keys, tag),
+            claimed=self.claimed(self.claimants(number) | set(keys), tag),
             current_root_id=self.view_uint("current_root_id", tag),
             pending_root_id=self.view_uint("pending_root_id", tag),
             paused=bool(self.view_uint("paused", tag)),
             head_block=number,
             head_timestamp=int(head["timestamp"], 16),
         )
-
-
-def leaf_keys(*artefacts: Artefact | None) -> set[tuple[str, str]]:
-    """Every (account, token) named by the artefacts' leaves: whose claims must be read."""
-    return {leaf.key for a in artefacts if a is not None for leaf in a.leaves}
 
 
 # ------------------------------------------------------------------------------ entry points
@@ -599,9 +612,8 @@ def verify_artefact(
         reader = ChainReader(rpc, deployment)
         roots = reader.roots(rpc.block_number())
         previous, problem = load_previous(artefact, roots, base_dir, max_bytes)
-        keys = leaf_keys(artefact, previous)
-        if account is not None:
-            keys |= {(to_checksum_address(account), token) for _, token in keys}
+        tokens = {leaf.token for leaf in artefact.leaves}
+        keys = {(to_checksum_address(account), token) for token in tokens} if account else set()
         facts = reader.facts(keys)
     finally:
         rpc.close()
@@ -690,6 +702,8 @@ def verify_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rpc-url", default=settings.rpc_url)
     parser.add_argument("--chain-id", type=int, default=settings.chain_id)
     args = parser.parse_args(argv)
+    if args.account is not None and not is_address(args.account):
+        parser.error(f"--account {args.account!r} is not an address")
     report = verify_artefact(args.rpc_url, args.chain_id, args.artefact, args.account)
     sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
     for item in report.findings:

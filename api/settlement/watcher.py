@@ -33,7 +33,6 @@ from api.settlement.verify import (
     Finding,
     Report,
     check,
-    leaf_keys,
     load_previous,
     root_status,
 )
@@ -167,7 +166,7 @@ class Watcher:
             self._act(report, facts.paused)
             return report
         previous, problem = load_previous(artefact, roots, self.artefact_dir, self.max_bytes)
-        facts = self.reader.facts(leaf_keys(artefact, previous))
+        facts = self.reader.facts()
         findings = check(artefact, facts, previous)
         if problem is not None:
             findings.insert(0, Finding("previous_artefact", problem))
@@ -221,9 +220,10 @@ class Watcher:
                 return
             except ChainSendError as exc:
                 # it may have matured between the check and the transaction
-                log.error("revoking root %d failed: %s", report.root_id, exc)
+                log.error("revoking root %d failed, pausing instead: %s", report.root_id, exc)
                 report.details["revoke_error"] = str(exc)
-                report.status = "matured"
+                if self.reader.view_uint("pending_root_id") != report.root_id:
+                    report.status = "matured"
         if report.status == "revoked":
             path = self._write_report(report)
             log.warning(
@@ -239,7 +239,7 @@ class Watcher:
                 report.details["pause_error"] = str(exc)
         path = self._write_report(report)
         log.critical(
-            "ALERT: root %d is bad and already %s; payout %s (%s). Report %s",
+            "ALERT: bad root %d (%s) not revoked; payout %s (%s). Report %s",
             report.root_id,
             report.status,
             "paused" if report.action == "paused" else ("was paused" if paused else "NOT paused"),

@@ -5,8 +5,11 @@ check and by `verify` against a real deployment on anvil."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
+import threading
 from collections.abc import Callable, Sequence
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -284,6 +287,17 @@ def test_uncovered_epoch_is_reported():
     assert "epochs" in codes(check(parse(document), facts, None))
 
 
+def test_spend_with_nothing_for_publishers_may_be_left_out():
+    (first, second), facts = two_roots()
+    spends = {
+        **facts.spends,
+        (2, 9): Spend(2, 9, TOKEN, 1, 0, 1),
+        (3, 9): Spend(3, 9, TOKEN, 1, 0, 1),
+    }
+    facts = ChainFacts(**{**facts.__dict__, "spends": spends})
+    assert check(parse(second), facts, parse(first)) == []
+
+
 def test_lowered_below_claimed_is_reported():
     (first, second), facts = two_roots()
     a = PUBLISHERS[0]
@@ -360,6 +374,24 @@ def test_load_refuses_an_oversized_artefact_and_reads_file_urls(tmp_path):
         load(path, max_bytes=100)
     with pytest.raises(ArtefactError, match="cannot read artefact"):
         load(tmp_path / "missing.json")
+
+
+def test_load_fetches_over_http_with_a_size_cap(tmp_path):
+    (first, _), _ = two_roots()
+    (tmp_path / "root-1.json").write_text(json.dumps(first))
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert parse(load(f"{base}/root-1.json")).root == first["root"]
+        with pytest.raises(ArtefactError, match="larger than 100 bytes"):
+            load(f"{base}/root-1.json", max_bytes=100)
+        with pytest.raises(ArtefactError, match="HTTP 404"):
+            load(f"{base}/root-9.json")
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # ---------------------------------------------------------------------------- against anvil

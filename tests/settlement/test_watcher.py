@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +43,14 @@ def make_watcher(chain, deployments_dir, tmp_path):  # noqa: F811
     """A factory of watchers on the session chain: with the guardian key unless
     `read_only`, all sharing one report directory (so a second one is a restart)."""
 
-    def make(read_only: bool = False) -> Watcher:
+    def make(read_only: bool = False, key_of: int = GUARDIAN, **overrides: Any) -> Watcher:
         settings = Settings(
             RPC_URL=chain.rpc_url,
             CHAIN_ID=chain.chain_id,
-            guardian_private_key="" if read_only else dev_account(GUARDIAN).key.hex(),
+            guardian_private_key="" if read_only else dev_account(key_of).key.hex(),
             watcher_report_dir=str(tmp_path / "reports"),
             settlement_artefact_dir=str(tmp_path),
+            **overrides,
         )
         watcher = Watcher(settings, deployment=load_deployment(1337, deployments_dir))
         watchers.append(watcher)
@@ -148,3 +151,54 @@ def test_read_only_watcher_only_reports(chain, make_watcher, tmp_path, caplog): 
     assert int(chain.call("PublisherPayout", "pending_root_id")) == 1
     assert chain.call("PublisherPayout", "revoked", 1) is False
     assert report_file(tmp_path, 1)["findings"]
+
+
+def test_unreachable_artefact_is_retried_then_revoked(chain, make_watcher, tmp_path):  # noqa: F811
+    spent(chain)
+    settle(chain, tmp_path)
+    (tmp_path / "root-1.json").unlink()  # posted, but nobody can check it
+    watcher = make_watcher()
+
+    assert watcher.run_once() == []
+    assert int(chain.call("PublisherPayout", "pending_root_id")) == 1
+    chain.increase_time(CHALLENGE_PERIOD - 300)
+    (report,) = watcher.run_once()
+    assert (report.action, report.findings[0].code) == ("revoked", "artefact")
+    assert chain.call("PublisherPayout", "revoked", 1) is True
+
+
+def test_watch_loop_revokes_a_root_posted_while_it_runs(chain, make_watcher, tmp_path):  # noqa: F811
+    watcher = make_watcher(watcher_interval_seconds=0.1)
+    stop = threading.Event()
+    loop = threading.Thread(target=watcher.run, args=(stop,))
+    loop.start()
+    try:
+        spent(chain)
+        settle(chain, tmp_path, tamper=settler_takes_all)
+        deadline = time.monotonic() + 15
+        while not chain.call("PublisherPayout", "revoked", 1) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        loop.join(timeout=10)
+    assert not loop.is_alive()
+    assert chain.call("PublisherPayout", "revoked", 1) is True
+    assert report_file(tmp_path, 1)["action"] == "revoked"
+
+
+def test_a_key_without_the_guardian_role_still_raises_the_alert(
+    chain,  # noqa: F811
+    make_watcher,
+    tmp_path,
+    caplog,
+):
+    spent(chain)
+    settle(chain, tmp_path, tamper=settler_takes_all)
+
+    with caplog.at_level(logging.ERROR, logger="api.settlement.watcher"):
+        (report,) = make_watcher(key_of=7).run_once()
+    assert report.action is None
+    assert "caller is not guardian" in report.details["revoke_error"]
+    assert "caller is not guardian" in report.details["pause_error"]
+    alert = next(r for r in caplog.records if r.levelno == logging.CRITICAL)
+    assert "NOT paused" in alert.getMessage() and "root-1.json" in alert.getMessage()
