@@ -33,6 +33,7 @@ from api.deps import SettingsDep
 from api.privacy.router import router as privacy_router
 from api.publishers.domains import SafeFetcher, dns_txt
 from api.publishers.router import router as publishers_router
+from api.settlement.router import router as settlement_router
 from api.tracking.router import router as tracking_router
 
 log = logging.getLogger("api")
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (*routers, creatives_files):
         app.include_router(router, responses=errors.ERROR_RESPONSES)
     app.include_router(analytics_router, responses=errors.ERROR_RESPONSES)
+    app.include_router(settlement_router, responses=errors.ERROR_RESPONSES)
     return app
 
 

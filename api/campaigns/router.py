@@ -22,6 +22,8 @@ from api.core.chain import TxData
 from api.core.db import SessionDep
 from api.core.errors import NotFound, PayloadTooLarge
 from api.deps import SettingsDep, WalletDep, WalletLimited
+from api.settlement.schemas import CampaignSpend
+from api.settlement.service import campaign_spend
 
 advertisers = APIRouter(
     prefix="/api/v1/advertisers", tags=["advertisers"], dependencies=[WalletLimited]
@@ -68,6 +70,18 @@ def read_campaign(
     campaign_id: str, wallet: WalletDep, session: SessionDep, settings: SettingsDep
 ) -> CampaignPublic:
     return service.read_campaign(session, settings, wallet, campaign_id)
+
+
+@campaigns.get("/{campaign_id}/spend", response_model=list[CampaignSpend])
+def read_spend(
+    campaign_id: str, wallet: WalletDep, session: SessionDep, settings: SettingsDep
+) -> list[CampaignSpend]:
+    """What settlement charged the campaign, epoch by epoch (newest first): what its verified
+    events came to, what was asked of the escrow and what it charged, the rest written off."""
+    draft = service.own_campaign(session, wallet, campaign_id)
+    if draft.onchain_id is None:
+        return []
+    return campaign_spend(session, settings.chain_id, draft.onchain_id)
 
 
 @campaigns.patch("/{campaign_id}", response_model=CampaignPublic)

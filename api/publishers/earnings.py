@@ -19,6 +19,13 @@ from api.core.errors import Conflict
 from api.core.settings import Settings
 from api.publishers.schemas import EarningsPublic, TokenEarnings
 from api.publishers.service import onchain_status, profile_of
+from api.settlement.schemas import (
+    ClaimProof,
+    ClaimRecord,
+    ClaimsPublic,
+    PendingLeaf,
+    X402Received,
+)
 
 
 def _accounts(session: Session, settings: Settings, wallet: str) -> list[str]:
@@ -111,3 +118,99 @@ def claim_txs(session: Session, settings: Settings, wallet: str) -> list[TxData]
     if not txs:
         raise Conflict("nothing to claim yet", code="nothing_to_claim")
     return txs
+
+
+def claims(session: Session, settings: Settings, wallet: str) -> ClaimsPublic:
+    """What the publisher can claim now (with the proof and the transaction), what waits in a
+    challenge period, and its payment history: claims paid and x402 payments received."""
+    profile_of(session, wallet)
+    accounts = _accounts(session, settings, wallet)
+    claimed = _claimed(session, settings.chain_id, accounts)
+    claimable = []
+    for leaf in _leaves(session, settings.chain_id, accounts, ["current"]):
+        paid = claimed.get((leaf.account, leaf.token), 0)
+        amount = max(int(leaf.cumulative) - paid, 0)
+        proof = [str(node) for node in leaf.proof]
+        claimable.append(
+            ClaimProof(
+                account=leaf.account,
+                token=leaf.token,
+                root_id=leaf.root_id,
+                cumulative=int(leaf.cumulative),
+                claimed=paid,
+                claimable=amount,
+                proof=proof,
+                transaction=transaction(
+                    settings.chain_id,
+                    "PublisherPayout",
+                    "claim",
+                    leaf.account,
+                    leaf.token,
+                    int(leaf.cumulative),
+                    [bytes.fromhex(node.removeprefix("0x")) for node in proof],
+                    description=f"Claim {amount} of {leaf.token} to {leaf.account}",
+                )
+                if amount
+                else None,
+            )
+        )
+    pending = [
+        PendingLeaf(
+            account=row.account,
+            token=row.token,
+            root_id=row.root_id,
+            cumulative=int(row.cumulative),
+            claimable_at=int(row.claimable_at),
+        )
+        for row in session.execute(
+            text(
+                "SELECT p.account, p.token, p.root_id, p.cumulative, r.claimable_at"
+                " FROM payout_proofs p JOIN payout_root_status r ON r.chain_id = p.chain_id"
+                " AND r.root_id = p.root_id WHERE p.chain_id = :chain"
+                " AND p.account = ANY(:accounts) AND r.status = 'pending'"
+                " ORDER BY p.root_id, p.account, p.token"
+            ),
+            {"chain": settings.chain_id, "accounts": accounts},
+        )
+    ]
+    history = [
+        ClaimRecord(
+            account=row.account,
+            token=row.token,
+            recipient=row.recipient,
+            amount=int(row.amount),
+            root_id=row.root_id,
+            block_number=row.block_number,
+            tx_hash=row.tx_hash,
+        )
+        for row in session.execute(
+            text(
+                "SELECT account, token, recipient, amount, root_id, block_number, tx_hash"
+                " FROM payout_claims WHERE chain_id = :chain AND account = ANY(:accounts)"
+                " ORDER BY block_number DESC, log_index DESC LIMIT 200"
+            ),
+            {"chain": settings.chain_id, "accounts": accounts},
+        )
+    ]
+    received = [
+        X402Received(
+            slot_id=row.slot_key,
+            payer=row.payer,
+            asset=row.asset,
+            amount=int(row.amount),
+            state=row.state,
+            tx_hash=row.tx_hash,
+            created_at=row.created_at.isoformat(),
+        )
+        for row in session.execute(
+            text(
+                "SELECT slot_key, payer, asset, amount, state, tx_hash, created_at"
+                " FROM x402_payments WHERE chain_id = :chain AND pay_to = ANY(:accounts)"
+                " ORDER BY created_at DESC LIMIT 200"
+            ),
+            {"chain": settings.chain_id, "accounts": accounts},
+        )
+    ]
+    return ClaimsPublic(
+        claimable=claimable, pending=pending, claims=history, x402_payments=received
+    )

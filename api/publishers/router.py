@@ -24,6 +24,7 @@ from api.publishers.schemas import (
     SlotUpdate,
     VerifyDomainIn,
 )
+from api.settlement.schemas import ClaimsPublic
 
 router = APIRouter(prefix="/api/v1/publishers", tags=["publishers"], dependencies=[WalletLimited])
 
@@ -130,6 +131,13 @@ def verify_domain(
 def read_earnings(wallet: WalletDep, session: SessionDep, settings: SettingsDep) -> EarningsPublic:
     """Earned, claimable, pending and claimed per token, from settled epochs."""
     return earnings.summary(session, settings, wallet)
+
+
+@router.get("/me/claims", response_model=ClaimsPublic)
+def read_claims(wallet: WalletDep, session: SessionDep, settings: SettingsDep) -> ClaimsPublic:
+    """Claimable now (proof and transaction per token), pending in a challenge period, and
+    the payment history: claims paid and x402 payments received."""
+    return earnings.claims(session, settings, wallet)
 
 
 @router.post("/me/claim-txs", response_model=list[TxData])

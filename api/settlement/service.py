@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from api.core.chain import call_data, deployment
 from api.core.db import make_engine
 from api.core.settings import Settings
 from api.settlement import money
+from api.settlement.schemas import CampaignSpend
 from api.tracking.stream import Keys
 from chain.rpc import Rpc
 from migrations import libpq_url
@@ -1300,21 +1302,37 @@ def job(settings: Settings) -> None:
     settle(settings, steps)
 
 
-def epoch_rows(conn: Connection, chain_id: int, limit: int = 50) -> list[dict[str, Any]]:
+def epoch_rows(
+    conn: Connection, chain_id: int, limit: int = 50, before: int | None = None
+) -> list[dict[str, Any]]:
     rows = conn.execute(
         text(
-            "SELECT e.*, coalesce(sum(c.charged), 0) AS charged,"
+            "SELECT e.epoch, e.state, e.starts_at, e.ends_at, e.events, e.root_id, e.note,"
+            " coalesce(sum(c.charged), 0) AS charged,"
             " coalesce(sum(c.publisher_share), 0) AS publisher_share,"
             " coalesce(sum(c.fee), 0) AS fee, coalesce(sum(c.written_off), 0) AS written_off,"
             " count(c.campaign_id) AS campaigns"
             " FROM settlement_epochs e LEFT JOIN settlement_charges c"
             " ON c.chain_id = e.chain_id AND c.epoch = e.epoch"
-            " WHERE e.chain_id = :chain GROUP BY e.chain_id, e.epoch"
-            " ORDER BY e.epoch DESC LIMIT :limit"
+            " WHERE e.chain_id = :chain AND (CAST(:before AS bigint) IS NULL OR e.epoch < :before)"
+            " GROUP BY e.chain_id, e.epoch ORDER BY e.epoch DESC LIMIT :limit"
         ),
-        {"chain": chain_id, "limit": limit},
+        {"chain": chain_id, "limit": limit, "before": before},
     ).mappings()
-    return [dict(r) for r in rows]
+    return [{k: int(v) if isinstance(v, Decimal) else v for k, v in r.items()} for r in rows]
+
+
+def campaign_spend(session: Any, chain_id: int, campaign_id: int) -> list[CampaignSpend]:
+    rows = session.execute(
+        text(
+            "SELECT c.*, e.state FROM settlement_charges c JOIN settlement_epochs e"
+            " ON e.chain_id = c.chain_id AND e.epoch = c.epoch"
+            " WHERE c.chain_id = :chain AND c.campaign_id = :campaign ORDER BY c.epoch DESC"
+            " LIMIT 500"
+        ),
+        {"chain": chain_id, "campaign": campaign_id},
+    ).mappings()
+    return [CampaignSpend(**{k: row[k] for k in CampaignSpend.model_fields}) for row in rows]
 
 
 def status(settings: Settings) -> dict[str, Any]:

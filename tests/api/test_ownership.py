@@ -25,6 +25,7 @@ MATRIX = [
     ("DELETE", "/api/v1/publishers/me/slots/{slot}", None),
     ("GET", "/api/v1/publishers/me/slots/{slot}/integration", None),
     ("GET", "/api/v1/campaigns/{campaign}", None),
+    ("GET", "/api/v1/campaigns/{campaign}/spend", None),
     ("GET", "/api/v1/analytics/campaigns/{campaign}", None),
     ("GET", "/api/v1/analytics/campaigns/{campaign}/ivt", None),
     ("PATCH", "/api/v1/campaigns/{campaign}", {"name": "Taken over"}),
@@ -41,7 +42,13 @@ MATRIX = [
 ]
 # content-addressed files served to every page; ad clicks (the signed token is the
 # authority)
-PUBLIC = {"/creatives/{cid}", "/track/click/{token}"}
+# settlement's outcome is public so anyone can check a root
+SETTLEMENT = {
+    "/api/v1/settlement/epochs",
+    "/api/v1/settlement/roots/{root_id}",
+    "/api/v1/settlement/artefacts/{chain_id}/{root_id}.json",
+}
+PUBLIC = {"/creatives/{cid}", "/track/click/{token}", *SETTLEMENT}
 
 
 def owned_by_a(api) -> tuple[dict[str, str], dict[str, str]]:
@@ -126,7 +133,7 @@ def test_wallet_b_cannot_read_or_change_wallet_a(api):
 def test_every_signed_in_route_refuses_a_missing_or_forged_session(api):
     """Route by route, from the OpenAPI paths: no token, or a token signed with another
     key, is a 401 in the one error shape, whatever the body."""
-    open_paths = {"/api/v1/auth/nonce", "/api/v1/auth/verify"}
+    open_paths = {"/api/v1/auth/nonce", "/api/v1/auth/verify", *SETTLEMENT}
     forged = {"Authorization": "Bearer " + "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIweDAwIn0.c2lnbmF0dXJl"}
     checked = 0
     for path, operations in api.app.openapi()["paths"].items():

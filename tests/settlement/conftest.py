@@ -31,9 +31,9 @@ def settler_key() -> str:
 def settlement_settings(
     stack: Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Settings]:
-    """The stack's settings with both settler keys (one dev key on a local chain), no IVT
-    hold (tests wait for the writer themselves) and artefacts in a temporary directory; the
-    stack's deployment for code that runs in the test's own process."""
+    """The stack's settings with both settler keys (one dev key on a local chain) and no IVT
+    hold (tests wait for the writer themselves); the stack's deployment for code that runs
+    in the test's own process. Artefacts go where the stack's API serves them from."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BUZZER_DEPLOYMENTS_DIR", str(stack.deployments_dir))
         yield stack.settings.model_copy(
@@ -41,7 +41,7 @@ def settlement_settings(
                 "escrow_settler_private_key": settler_key(),
                 "payout_settler_private_key": settler_key(),
                 "ivt_hold_seconds": 0,
-                "settlement_artefact_dir": str(tmp_path_factory.mktemp("artefacts")),
+                "watcher_report_dir": str(tmp_path_factory.mktemp("watcher")),
             }
         )
 

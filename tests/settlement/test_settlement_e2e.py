@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from api.settlement.service import Settlement
+from api.settlement.watcher import Watcher
 from api.tracking.stream import Keys
 from tests.settlement.conftest import api_on_chain_clock
 from tests.settlement.world import (
@@ -191,7 +192,27 @@ def test_two_epochs_pay_publishers_exactly_what_valid_traffic_earned(
     # the root is posted; claims wait for its challenge period
     root_1 = rows(stack, "SELECT root_id, state FROM settlement_roots WHERE %s = ANY(epochs)", e1)
     assert len(root_1) == 1 and root_1[0][1] == "posted"
+    # the watcher recomputes it from its public artefact and the chain, and agrees
+    reports = Watcher(settlement_settings).run_once()
+    assert [r.root_id for r in reports if not r.ok] == [] and root_1[0][0] in {
+        r.root_id for r in reports
+    }
     with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+        (epoch_row,) = [e for e in api.get("/api/v1/settlement/epochs").json() if e["epoch"] == e1]
+        assert (epoch_row["charged"], epoch_row["fee"], epoch_row["root_id"]) == (
+            cpm_charged + cpc_charged,
+            cpm_fee + cpc_fee,
+            root_1[0][0],
+        )
+        root = api.get(f"/api/v1/settlement/roots/{root_1[0][0]}").json()
+        assert root["onchain_status"] == "pending" and e1 in root["epochs"]
+        artefact = httpx.get(root["artefact_uri"]).json()
+        assert artefact["root"] == root["root"] and e1 in artefact["epochs"]
+        spend = api.get(f"{cpm.path}/spend", headers=cpm.headers).json()
+        assert [(s["epoch"], s["charged"]) for s in spend if s["epoch"] == e1] == [
+            (e1, cpm_charged)
+        ]
+
         earnings = api.get("/api/v1/publishers/me/earnings", headers=p1.headers).json()
         (token,) = [t for t in earnings["tokens"] if t["token"] == usdc.lower()]
         assert int(token["pending"]) == p1_cpm + cpc_share and int(token["claimable"]) == 0
@@ -202,9 +223,17 @@ def test_two_epochs_pay_publishers_exactly_what_valid_traffic_earned(
         (token,) = [t for t in earnings["tokens"] if t["token"] == usdc.lower()]
         assert int(token["claimable"]) == p1_cpm + cpc_share
 
+        (ready,) = api.get("/api/v1/publishers/me/claims", headers=p1.headers).json()["claimable"]
+        assert (ready["account"], ready["claimable"]) == (wallet(PAYEE_1), p1_cpm + cpc_share)
         before = stack.chain.usdc_balance(PAYEE_1)
         claim(api, stack, p1)
         assert stack.chain.usdc_balance(PAYEE_1) - before == p1_cpm + cpc_share
+        stack.index()
+        history = api.get("/api/v1/publishers/me/claims", headers=p1.headers).json()
+        assert [(c["account"], c["amount"]) for c in history["claims"]] == [
+            (wallet(PAYEE_1), p1_cpm + cpc_share)
+        ]
+        assert history["claimable"][0]["claimable"] == 0
 
     # --- epoch 2: P2 moves its payments to a new wallet; 2 valid impressions on P2; the CPC
     # campaign gets 3 valid clicks but has 400,000 left: it is charged exactly that

@@ -253,6 +253,7 @@ def start_stack(
         "BUZZER_SIWE_DOMAIN": f"127.0.0.1:{port}",
         "BUZZER_SIWE_URI": api_url,
         "BUZZER_STORAGE_DIR": str(directory / "creatives"),
+        "BUZZER_SETTLEMENT_ARTEFACT_DIR": str(directory / "artefacts"),
         "BUZZER_ORACLE_PRIVATE_KEY": ORACLE_KEY,
         "BUZZER_FACILITATOR_PRIVATE_KEY": FACILITATOR_KEY,
         # every test's client is 127.0.0.1: limits are for `another_api` to set
@@ -271,6 +272,7 @@ def start_stack(
         siwe_uri=api_url,
         public_base_url=api_url,
         storage_dir=env["BUZZER_STORAGE_DIR"],
+        settlement_artefact_dir=env["BUZZER_SETTLEMENT_ARTEFACT_DIR"],
         oracle_private_key=ORACLE_KEY,
         facilitator_private_key=FACILITATOR_KEY,
         rate_limit_ip_per_minute=1_000_000,
