@@ -37,7 +37,7 @@ run: install
 test: install
 	ruff check . && ruff format --check . && mypy
 	ape test tests/contracts -p no:cacheprovider
-	pytest tests/scripts tests/support tests/indexer tests/api tests/ads tests/tracking tests/analytics -p no:cacheprovider
+	pytest tests/scripts tests/support tests/chain tests/indexer tests/api tests/ads tests/tracking tests/analytics tests/settlement -p no:cacheprovider
 
 lint: install
 	ruff check . && ruff format --check . && mypy

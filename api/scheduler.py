@@ -1,5 +1,5 @@
 """The scheduler: the one process that runs the periodic jobs (quality scores, partitions,
-expired reservations, redemption pruning, analytics rollups).
+expired reservations, redemption pruning, analytics rollups, settlement).
 
     python -m api.scheduler                      # every job on its interval, until SIGTERM/SIGINT
     python -m api.scheduler --once quality_score # one job now, then exit
@@ -70,6 +70,14 @@ JOBS = [
     Job("release_expired", 15, "api.tracking.jobs:release_expired"),
     Job("prune_redemptions", 3600, "api.tracking.jobs:prune_redemptions"),
     Job("analytics_rollup", 60, "api.analytics.jobs:rollup"),
+    # every step this process holds a settler key for (none: it does nothing)
+    Job(
+        "settlement",
+        300,
+        "api.settlement.service:job",
+        interval_setting="settlement_interval_seconds",
+        first_after_seconds=30,
+    ),
 ]
 
 

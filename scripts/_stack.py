@@ -163,6 +163,9 @@ def indexer(rpc_url: str, database_url: str, redis_url: str) -> Iterator[subproc
 
 
 LOCAL_ORACLE_KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"  # anvil #2
+# both settler roles (anvil #1) and the watcher's GUARDIAN (anvil #3) on the local chain
+LOCAL_SETTLER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+LOCAL_GUARDIAN_KEY = "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6"
 # pays the gas of x402 settlements on the local chain (anvil #9)
 LOCAL_FACILITATOR_KEY = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6"
 API_PORT = 8000
@@ -190,6 +193,9 @@ def services_env(rpc_url: str, database_url: str, redis_url: str, chain_id: int)
     if chain_id == LOCAL_CHAIN_ID:
         env.setdefault("BUZZER_ORACLE_PRIVATE_KEY", LOCAL_ORACLE_KEY)
         env.setdefault("BUZZER_FACILITATOR_PRIVATE_KEY", LOCAL_FACILITATOR_KEY)
+        env.setdefault("BUZZER_ESCROW_SETTLER_PRIVATE_KEY", LOCAL_SETTLER_KEY)
+        env.setdefault("BUZZER_PAYOUT_SETTLER_PRIVATE_KEY", LOCAL_SETTLER_KEY)
+        env.setdefault("BUZZER_GUARDIAN_PRIVATE_KEY", LOCAL_GUARDIAN_KEY)
     return env
 
 
@@ -452,6 +458,7 @@ def serve(
         else:
             logger.info("api.tracking.writer is not installed: no tracking writer")
         children["the scheduler"] = stack.enter_context(child(["api.scheduler"], env))
+        children["the watcher"] = stack.enter_context(child(["api.settlement", "watch"], env))
         children["the indexer"] = stack.enter_context(indexer(rpc_url, database_url, redis_url))
         children["the API"] = stack.enter_context(api_server(env))
         logger.info("indexer following %s into %s", rpc_url, database_url)

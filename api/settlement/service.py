@@ -314,12 +314,18 @@ class Settlement:
             if FREEZE not in steps:
                 return False
             state = self.freeze(number, clock, finalized, report)
+            _crash_point("freeze:done")
         if state == FROZEN and CHARGE in steps:
             state = self.charge(number, report)
+            _crash_point("charge:done")
         if state == CHARGED and SPEND in steps:
             state = self.spend(number, report)
+            _crash_point("spend:done")
+        if state in (SPENT, ALLOCATED) and SPEND in steps:
+            self.release_billed(number)  # again after a crash between spend and release
         if state == SPENT and ALLOCATE in steps:
             state = self.allocate(number, report)
+            _crash_point("allocate:done")
         return state in (ALLOCATED, EMPTY)
 
     def freeze(self, number: int, clock: EpochClock, finalized: int, report: Report) -> str:
@@ -518,6 +524,7 @@ class Settlement:
         for index, batch in enumerate(batches):
             step = f"spend:{number}:{index}"
             if self._spent_onchain(number, [c for c, _, _ in batch]):
+                self._reconcile_tx(step)
                 continue
             data = call_data(
                 "PaymentEscrow",
@@ -688,12 +695,12 @@ class Settlement:
             except TxReverted as exc:
                 raise SettlementError(f"{step}: would revert: {exc.reason}") from exc
             self._save_tx(step, tx, insert=True)
-            _crash_point(f"{step}:signed")
+            _crash_point(f"{step.split(':')[0]}:signed")
         else:
             tx = SignedTx.from_json(row.signed)
         try:
             sender.broadcast(tx)
-            _crash_point(f"{step}:sent")
+            _crash_point(f"{step.split(':')[0]}:sent")
             receipt = sender.send_prepared(tx, persist=lambda bumped: self._save_tx(step, bumped))
         except TxReverted as exc:
             self._tx_status(step, "reverted", error=str(exc.reason or "no reason given"))
@@ -715,6 +722,30 @@ class Settlement:
         self._tx_status(step, "mined", block=block, tx_hash=str(receipt["transactionHash"]))
         report.add(f"{step}: mined in block {block} ({receipt['transactionHash']})")
         return self._await_final(step, block, report)
+
+    def _reconcile_tx(self, step: str) -> None:
+        """The step is done on-chain: a stored transaction still marked signed (its run died
+        before the receipt) gets the receipt of whichever of its versions was mined."""
+        from chain.sender import SignedTx
+
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT signed FROM settlement_txs WHERE chain_id = :chain AND step = :step"
+                    " AND status = 'signed'"
+                ),
+                {"chain": self.chain_id, "step": step},
+            ).first()
+        if row is None:
+            return
+        for tx_hash in SignedTx.from_json(row.signed).hashes:
+            receipt = self.rpc.call("eth_getTransactionReceipt", [tx_hash])
+            if receipt:
+                block = int(str(receipt["blockNumber"]), 0)
+                self._tx_status(step, "mined", block=block, tx_hash=tx_hash)
+                return
+        # done on-chain by a transaction that is not ours: another holder of the key
+        self._tx_status(step, "replaced", error="the step was done by another transaction")
 
     def _save_tx(self, step: str, tx: Any, insert: bool = False) -> None:
         with self.engine.begin() as conn:
@@ -817,6 +848,7 @@ class Settlement:
         if BUILD not in steps:
             return
         root_id = self.build(report)
+        _crash_point("build:done")
         if root_id is not None and POST in steps:
             self.post(root_id, report)
 
@@ -1077,6 +1109,7 @@ class Settlement:
             if onchain is None:
                 report.wait(f"root {root_id}: posted; the indexer has not seen it yet")
                 return False
+        self._reconcile_tx(f"post:{root_id}")
         if onchain.lower() != row.root.lower():
             with self.engine.begin() as conn:
                 conn.execute(
@@ -1242,9 +1275,21 @@ def code_version() -> str:
 
 
 # --- crash injection (tests) -----------------------------------------------------------------
-# `BUZZER_SETTLEMENT_CRASH_AT=<step>:<point>` kills the process at that point, as a SIGKILL
-# would (no cleanup), so tests can resume from every step boundary and from between sending a
-# transaction and seeing its receipt.
+# `BUZZER_SETTLEMENT_CRASH_AT=<step>:<point>` kills the process there as a SIGKILL would (no
+# cleanup), so tests resume from every step boundary (`freeze:done` … `build:done`) and from
+# between storing a transaction and sending it (`spend:signed`, `post:signed`) or sending it
+# and seeing its receipt (`spend:sent`, `post:sent`).
+CRASH_POINTS = (
+    "freeze:done",
+    "charge:done",
+    "spend:signed",
+    "spend:sent",
+    "spend:done",
+    "allocate:done",
+    "build:done",
+    "post:signed",
+    "post:sent",
+)
 
 
 def _crash_point(name: str) -> None:

@@ -9,10 +9,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from api.core.settings import Settings
 from tests.api.conftest import redis_url  # noqa: F401 (fixture used by name)
+from tests.settlement.world import (
+    CPC_ADVERTISER,
+    CPC_BID,
+    CPM_ADVERTISER,
+    CPM_BID,
+    P1,
+    P2,
+    PAYEE_1,
+    USDC,
+    open_campaign,
+    open_publisher,
+)
 from tests.support.chain import SETTLER, dev_account
 from tests.support.fixtures import (  # noqa: F401 (fixtures used by name)
     anvil_session,
@@ -67,3 +80,17 @@ def settlement_env(stack: Stack, settings: Settings, **extra: Any) -> dict[str, 
         "BUZZER_SETTLEMENT_ARTEFACT_DIR": str(Path(settings.settlement_artefact_dir)),
         **{k: str(v) for k, v in extra.items()},
     }
+
+
+@pytest.fixture(scope="session")
+def world(stack: Stack) -> dict[str, Any]:
+    """Two publishers (P1 paid to another wallet, P2 to itself), a CPM campaign with 10 USDC
+    and a CPC campaign with 1 USDC, shared by the settlement tests in file order."""
+    with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+        p1 = open_publisher(api, stack, P1, "settle-one", payee=PAYEE_1)
+        p2 = open_publisher(api, stack, P2, "settle-two", payee=P2)
+        cpm = open_campaign(
+            api, stack, CPM_ADVERTISER, bid_model="cpm", bid=CPM_BID, funds=10 * USDC
+        )
+        cpc = open_campaign(api, stack, CPC_ADVERTISER, bid_model="cpc", bid=CPC_BID, funds=USDC)
+    return {"p1": p1, "p2": p2, "cpm": cpm, "cpc": cpc}

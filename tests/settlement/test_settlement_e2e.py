@@ -12,102 +12,36 @@ import time
 from typing import Any
 
 import httpx
-import pytest
 
-from api.settlement.service import Settlement
 from api.settlement.watcher import Watcher
 from api.tracking.stream import Keys
 from tests.settlement.conftest import api_on_chain_clock
 from tests.settlement.world import (
     BOT,
-    BROWSER,
+    CPC_BID,
+    CPM_BID,
+    P2,
+    PAYEE_1,
+    PAYEE_2B,
     USDC,
     Campaign,
     Publisher,
+    claim,
     click,
-    open_campaign,
-    open_publisher,
+    end_epoch,
     render,
     rows,
-    send,
     serve,
+    settle,
+    share,
+    start_epoch,
     stored,
+    visitor,
+    wallet,
 )
 from tests.support.anvil import CHALLENGE_PERIOD
-from tests.support.chain import TREASURY, dev_account
+from tests.support.chain import TREASURY
 from tests.support.stack import Stack
-
-P1, P2, CPM_ADVERTISER, PAYEE_1, CPC_ADVERTISER, PAYEE_2B = 25, 26, 27, 28, 29, 24
-CPM_BID = 3 * USDC  # per thousand impressions: 3,000 per impression
-CPC_BID = 300_000  # per click; the same eCPM as the CPM campaign at the 1% prior CTR
-
-
-FINALITY = 65
-
-
-def share(charged: int) -> tuple[int, int]:
-    publisher = charged * 8_500 // 10_000
-    return publisher, charged - publisher
-
-
-def wallet(index: int) -> str:
-    return dev_account(index).address.lower()
-
-
-def settle(stack: Stack, settings: Any, rounds: int = 8) -> list[str]:
-    """Run settlement and the indexer in turns until settlement has nothing left to do now
-    (in production both run continuously)."""
-    done: list[str] = []
-    for _ in range(rounds):
-        stack.chain.mine(FINALITY)  # anvil calls a block finalized 64 blocks later
-        stack.index()
-        report = Settlement(settings).run()
-        done += report.done
-        if not report.done:
-            done += [f"waiting: {line}" for line in report.waiting]
-            return done
-    pytest.fail(f"settlement kept finding work: {done}")
-
-
-def start_epoch(stack: Stack) -> int:
-    """Move the chain to just after the start of the next epoch; return its number."""
-    current = stack.chain.current_epoch()
-    stack.chain.end_epoch(current)
-    stack.chain.increase_time(5)
-    return current + 1
-
-
-def end_epoch(stack: Stack, epoch: int) -> None:
-    stack.chain.end_epoch(epoch)
-    stack.chain.increase_time(1)
-
-
-def claim(api: httpx.Client, stack: Stack, publisher: Publisher) -> list[dict[str, Any]]:
-    txs = api.post("/api/v1/publishers/me/claim-txs", headers=publisher.headers)
-    assert txs.status_code == 200, txs.text
-    return [send(stack, _wallet_of(publisher), tx) for tx in txs.json()]
-
-
-def _wallet_of(publisher: Publisher) -> Any:
-    from tests.api.conftest import Wallet
-
-    return Wallet(dev_account(publisher.index))
-
-
-@pytest.fixture(scope="module")
-def world(stack: Stack) -> dict[str, Any]:
-    with httpx.Client(base_url=stack.api_url, timeout=30) as api:
-        p1 = open_publisher(api, stack, P1, "settle-one", payee=PAYEE_1)
-        p2 = open_publisher(api, stack, P2, "settle-two", payee=P2)
-        cpm = open_campaign(
-            api, stack, CPM_ADVERTISER, bid_model="cpm", bid=CPM_BID, funds=10 * USDC
-        )
-        cpc = open_campaign(api, stack, CPC_ADVERTISER, bid_model="cpc", bid=CPC_BID, funds=USDC)
-    return {"p1": p1, "p2": p2, "cpm": cpm, "cpc": cpc}
-
-
-def visitor(n: int) -> str:
-    return f"{BROWSER} visitor/{n}"  # a different visitor each: the frequency cap is per visitor
 
 
 def test_two_epochs_pay_publishers_exactly_what_valid_traffic_earned(

@@ -12,6 +12,7 @@ import httpx
 import psycopg
 import pytest
 
+from api.settlement.service import Settlement
 from migrations import libpq_url
 from tests.api.conftest import Wallet
 from tests.api.test_creatives import png
@@ -20,6 +21,9 @@ from tests.support.stack import Stack
 from tests.support.test_stack import sign_in
 
 USDC = 10**6
+P1, P2, CPM_ADVERTISER, PAYEE_1, CPC_ADVERTISER, PAYEE_2B = 25, 26, 27, 28, 29, 24
+CPM_BID = 3 * USDC  # per thousand impressions: 3,000 per impression
+CPC_BID = 300_000  # per click; the same eCPM as the CPM campaign at the 1% prior CTR
 BROWSER = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)"
     " Chrome/131.0.0.0 Safari/537.36"
@@ -191,3 +195,57 @@ def stored(stack: Stack, serve_ids: list[str], count: int) -> None:
             >= count
         ),
     )
+
+
+FINALITY = 65
+
+
+def share(charged: int) -> tuple[int, int]:
+    publisher = charged * 8_500 // 10_000
+    return publisher, charged - publisher
+
+
+def wallet(index: int) -> str:
+    return dev_account(index).address.lower()
+
+
+def settle(stack: Stack, settings: Any, rounds: int = 8) -> list[str]:
+    """Run settlement and the indexer in turns until settlement has nothing left to do now
+    (in production both run continuously)."""
+    done: list[str] = []
+    for _ in range(rounds):
+        stack.chain.mine(FINALITY)  # anvil calls a block finalized 64 blocks later
+        stack.index()
+        report = Settlement(settings).run()
+        done += report.done
+        if not report.done:
+            done += [f"waiting: {line}" for line in report.waiting]
+            return done
+    pytest.fail(f"settlement kept finding work: {done}")
+
+
+def start_epoch(stack: Stack) -> int:
+    """Move the chain to just after the start of the next epoch; return its number."""
+    current = stack.chain.current_epoch()
+    stack.chain.end_epoch(current)
+    stack.chain.increase_time(5)
+    return current + 1
+
+
+def end_epoch(stack: Stack, epoch: int) -> None:
+    stack.chain.end_epoch(epoch)
+    stack.chain.increase_time(1)
+
+
+def claim(api: httpx.Client, stack: Stack, publisher: Publisher) -> list[dict[str, Any]]:
+    txs = api.post("/api/v1/publishers/me/claim-txs", headers=publisher.headers)
+    assert txs.status_code == 200, txs.text
+    return [send(stack, _wallet_of(publisher), tx) for tx in txs.json()]
+
+
+def _wallet_of(publisher: Publisher) -> Wallet:
+    return Wallet(dev_account(publisher.index))
+
+
+def visitor(n: int) -> str:
+    return f"{BROWSER} visitor/{n}"  # a different visitor each: the frequency cap is per visitor
