@@ -31,7 +31,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -400,40 +400,27 @@ class Settlement:
                     "note": note,
                 },
             )
-            for campaign_id, c in charges.items():
-                conn.execute(
-                    text(
-                        "INSERT INTO settlement_charges (chain_id, epoch, campaign_id, token,"
-                        " bid_model, events, bid_sum, billed, amount, asked, released)"
-                        " VALUES (:chain, :e, :campaign, :token, :model, :events, :bid_sum,"
-                        " :billed, 0, 0, false)"
-                    ),
-                    {
-                        "chain": self.chain_id,
-                        "e": number,
-                        "campaign": campaign_id,
-                        "token": c["token"],
-                        "model": c["bid_model"],
-                        "events": c["events"],
-                        "bid_sum": c["bid_sum"],
-                        "billed": c["billed"],
-                    },
-                )
-            for (campaign_id, account), w in weights.items():
-                conn.execute(
-                    text(
-                        "INSERT INTO settlement_allocations (chain_id, epoch, campaign_id,"
-                        " account, token, events, weight) VALUES (:chain, :e, :campaign,"
-                        " :account, :token, :events, :weight)"
-                    ),
-                    {
-                        "chain": self.chain_id,
-                        "e": number,
-                        "campaign": campaign_id,
-                        "account": account,
-                        **w,
-                    },
-                )
+            _copy(
+                conn,
+                "settlement_charges",
+                ("chain_id", "epoch", "campaign_id", "token", "bid_model", "events", "bid_sum",
+                 "billed", "amount", "asked", "released"),
+                (
+                    (self.chain_id, number, campaign_id, c["token"], c["bid_model"], c["events"],
+                     c["bid_sum"], c["billed"], 0, 0, False)
+                    for campaign_id, c in charges.items()
+                ),
+            )  # fmt: skip
+            _copy(
+                conn,
+                "settlement_allocations",
+                ("chain_id", "epoch", "campaign_id", "account", "token", "events", "weight"),
+                (
+                    (self.chain_id, number, campaign_id, account, w["token"], w["events"],
+                     w["weight"])
+                    for (campaign_id, account), w in weights.items()
+                ),
+            )  # fmt: skip
         report.add(
             f"epoch {number}: frozen at block {finalized}, {len(charges)} campaign(s),"
             f" {len(weights)} payee(s)" + (f"; {note}" if note else "")
@@ -631,43 +618,48 @@ class Settlement:
 
     def allocate(self, number: int, report: Report) -> str:
         with self.engine.begin() as conn:
-            charges = conn.execute(
+            params = {"chain": self.chain_id, "e": number}
+            shares = {
+                int(row.campaign_id): int(row.publisher_share or 0)
+                for row in conn.execute(
+                    text(
+                        "SELECT campaign_id, publisher_share FROM settlement_charges"
+                        " WHERE chain_id = :chain AND epoch = :e FOR UPDATE"
+                    ),
+                    params,
+                )
+            }
+            weights: dict[int, dict[str, int]] = {}
+            for row in conn.execute(
                 text(
-                    "SELECT campaign_id, publisher_share FROM settlement_charges"
-                    " WHERE chain_id = :chain AND epoch = :e FOR UPDATE"
+                    "SELECT campaign_id, account, weight FROM settlement_allocations"
+                    " WHERE chain_id = :chain AND epoch = :e"
                 ),
-                {"chain": self.chain_id, "e": number},
-            ).all()
-            payees = 0
-            for charge in charges:
-                weights = {
-                    row.account: int(row.weight)
-                    for row in conn.execute(
-                        text(
-                            "SELECT account, weight FROM settlement_allocations"
-                            " WHERE chain_id = :chain AND epoch = :e AND campaign_id = :c"
-                        ),
-                        {"chain": self.chain_id, "e": number, "c": charge.campaign_id},
-                    )
-                }
-                parts = money.allocate(int(charge.publisher_share or 0), weights)
-                payees += sum(1 for amount in parts.values() if amount)
-                for account, amount in parts.items():
-                    conn.execute(
-                        text(
-                            "UPDATE settlement_allocations SET amount = :amount"
-                            " WHERE chain_id = :chain AND epoch = :e AND campaign_id = :c"
-                            " AND account = :account"
-                        ),
-                        {
-                            "amount": amount,
-                            "chain": self.chain_id,
-                            "e": number,
-                            "c": charge.campaign_id,
-                            "account": account,
-                        },
-                    )
+                params,
+            ):
+                weights.setdefault(int(row.campaign_id), {})[row.account] = int(row.weight)
+            amounts = [
+                (campaign_id, account, amount)
+                for campaign_id, share in shares.items()
+                for account, amount in money.allocate(share, weights.get(campaign_id, {})).items()
+            ]
+            conn.execute(
+                text(
+                    "CREATE TEMPORARY TABLE settlement_amounts (campaign_id bigint, account text,"
+                    " amount numeric(78, 0)) ON COMMIT DROP"
+                )
+            )
+            _copy(conn, "settlement_amounts", ("campaign_id", "account", "amount"), amounts)
+            conn.execute(
+                text(
+                    "UPDATE settlement_allocations a SET amount = t.amount"
+                    " FROM settlement_amounts t WHERE a.chain_id = :chain AND a.epoch = :e"
+                    " AND a.campaign_id = t.campaign_id AND a.account = t.account"
+                ),
+                params,
+            )
             self._set_state(conn, number, ALLOCATED)
+        payees = len({account for _, account, amount in amounts if amount})
         report.add(f"epoch {number}: allocated to {payees} payee(s)")
         return ALLOCATED
 
@@ -1203,26 +1195,37 @@ ORDER BY e.campaign_id, w.account
 """
 
 
-def _store_proofs(conn: Connection, chain_id: int, root_id: int, tree: Any) -> None:
+def _copy(
+    conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    """COPY `rows` into `table` inside the connection's transaction."""
     raw = conn.connection.driver_connection
     assert raw is not None
     with (
         raw.cursor() as cursor,
-        cursor.copy(
-            "COPY payout_proofs (chain_id, root_id, account, token, cumulative, proof) FROM STDIN"
-        ) as copy,
+        cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
     ):
-        for leaf, proof in _proofs(tree):
-            copy.write_row(
-                (
-                    chain_id,
-                    root_id,
-                    leaf.account.lower(),
-                    leaf.token.lower(),
-                    leaf.cumulative_amount,
-                    json.dumps(["0x" + node.hex() for node in proof]),
-                )
+        for row in rows:
+            copy.write_row(row)
+
+
+def _store_proofs(conn: Connection, chain_id: int, root_id: int, tree: Any) -> None:
+    _copy(
+        conn,
+        "payout_proofs",
+        ("chain_id", "root_id", "account", "token", "cumulative", "proof"),
+        (
+            (
+                chain_id,
+                root_id,
+                leaf.account.lower(),
+                leaf.token.lower(),
+                leaf.cumulative_amount,
+                json.dumps(["0x" + node.hex() for node in proof]),
             )
+            for leaf, proof in _proofs(tree)
+        ),
+    )
 
 
 def _proofs(tree: Any) -> Iterator[tuple[Any, list[bytes]]]:
