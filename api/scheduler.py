@@ -78,6 +78,7 @@ JOBS = [
         interval_setting="settlement_interval_seconds",
         first_after_seconds=30,
     ),
+    Job("reconcile", 3600, "api.settlement.service:reconcile_job", first_after_seconds=120),
 ]
 
 

@@ -3,6 +3,7 @@
     python -m api.settlement run [--epoch N] [--step spend|post] [--wait SECONDS]
     python -m api.settlement status [--json]
     python -m api.settlement release-root ROOT_ID      # after a revoked root was looked into
+    python -m api.settlement reconcile                 # root totals and payout balance, to the unit
     python -m api.settlement verify --artefact FILE|URL [--account 0x…]
     python -m api.settlement watch [--once]
 
@@ -27,6 +28,7 @@ from api.settlement.service import (
     SPEND_STEPS,
     Settlement,
     SettlementError,
+    reconcile,
     settle,
     status,
 )
@@ -43,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true")
     release = commands.add_parser("release-root", help="let a revoked root's epochs be rebuilt")
     release.add_argument("root_id", type=int)
+    commands.add_parser("reconcile", help="check the books: root totals and payout balance")
     commands.add_parser("verify", add_help=False, help="check an artefact against the chain")
     commands.add_parser("watch", add_help=False, help="check every posted root; revoke bad ones")
     return parser
@@ -77,6 +80,16 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "status":
             return _print_status(status(settings), args.json)
+        if args.command == "reconcile":
+            books = reconcile(settings)
+            for book in books:
+                print(
+                    f"{book.token}: root {book.root_id} pays {book.root_total}, settled shares"
+                    f" {book.settled_share} ({book.root_difference:+d}); payout holds"
+                    f" {book.payout_balance}, funded − claimed {book.funded - book.claimed}"
+                    f" ({book.balance_difference:+d})"
+                )
+            return 0 if all(book.ok for book in books) else 1
         if args.command == "release-root":
             settlement = Settlement(settings)
             epochs = settlement.release_root(args.root_id)

@@ -1370,6 +1370,138 @@ def epoch_rows(
     return [{k: int(v) if isinstance(v, Decimal) else v for k, v in r.items()} for r in rows]
 
 
+@dataclass(frozen=True)
+class TokenReconciliation:
+    """One token's books: what the newest posted root pays in all (`root_total`) against the
+    publisher shares of the epochs it covers (`settled_share`); and the payout's balance
+    on-chain against everything funded less everything claimed."""
+
+    token: str
+    root_id: int | None
+    root_total: int
+    settled_share: int
+    payout_balance: int
+    funded: int
+    claimed: int
+
+    @property
+    def root_difference(self) -> int:
+        return self.root_total - self.settled_share
+
+    @property
+    def balance_difference(self) -> int:
+        return self.payout_balance - (self.funded - self.claimed)
+
+    @property
+    def ok(self) -> bool:
+        return self.root_difference == 0 and self.balance_difference == 0
+
+
+def reconcile(settings: Settings, engine: Engine | None = None) -> list[TokenReconciliation]:
+    """The books per token, from the indexer's tables and the chain: the newest posted root's
+    totals equal Σ (charged − fee) of the epochs settled into it and the ones before; the
+    payout holds exactly Σ funded − Σ claimed. Any difference, to the atomic unit, is an
+    error to look into."""
+    own_engine = engine is None
+    engine = engine or make_engine(settings.database_url)
+    rpc = Rpc(settings.rpc_url)
+    payout = deployment(settings.chain_id).address("PublisherPayout")
+    try:
+        with engine.connect() as conn:
+            params = {"chain": settings.chain_id}
+            root = conn.execute(
+                text(
+                    "SELECT s.root_id, s.totals FROM settlement_roots s JOIN payout_roots r"
+                    " ON r.chain_id = s.chain_id AND r.root_id = s.root_id AND NOT r.revoked"
+                    " WHERE s.chain_id = :chain AND s.state = :posted"
+                    " ORDER BY s.root_id DESC LIMIT 1"
+                ),
+                {**params, "posted": POSTED},
+            ).first()
+            shares: dict[str, int] = {}
+            if root is not None:
+                for row in conn.execute(
+                    text(
+                        "SELECT p.token, sum(p.publisher_share) AS share FROM epoch_spends p"
+                        " JOIN settlement_epochs e ON e.chain_id = p.chain_id"
+                        " AND e.epoch = p.epoch WHERE p.chain_id = :chain"
+                        " AND e.root_id BETWEEN 1 AND :root GROUP BY p.token"
+                    ),
+                    {**params, "root": root.root_id},
+                ):
+                    shares[row.token.lower()] = int(row.share)
+            funded = {
+                row.token.lower(): int(row.total_funded)
+                for row in conn.execute(
+                    text("SELECT token, total_funded FROM payout_funding WHERE chain_id = :chain"),
+                    params,
+                )
+            }
+            claimed = {
+                row.token.lower(): int(row.paid)
+                for row in conn.execute(
+                    text(
+                        "SELECT token, sum(amount) AS paid FROM payout_claims"
+                        " WHERE chain_id = :chain GROUP BY token"
+                    ),
+                    params,
+                )
+            }
+        totals = {t.lower(): int(v) for t, v in (root.totals if root else {}).items()}
+        books = []
+        for token in sorted(set(totals) | set(shares) | set(funded)):
+            balance = _balance_of(rpc, token, payout)
+            books.append(
+                TokenReconciliation(
+                    token=token,
+                    root_id=int(root.root_id) if root else None,
+                    root_total=totals.get(token, 0),
+                    settled_share=shares.get(token, 0),
+                    payout_balance=balance,
+                    funded=funded.get(token, 0),
+                    claimed=claimed.get(token, 0),
+                )
+            )
+        return books
+    finally:
+        rpc.close()
+        if own_engine:
+            engine.dispose()
+
+
+ETH = "0x" + "00" * 20  # the payout's token address for ether
+
+
+def _balance_of(rpc: Rpc, token: str, holder: str) -> int:
+    if token == ETH:
+        return int(rpc.call("eth_getBalance", [holder, "latest"]), 16)
+    data = "0x70a08231" + holder[2:].lower().rjust(64, "0")  # balanceOf(address)
+    reply = rpc.call("eth_call", [{"to": token, "data": data}, "latest"])
+    if reply in (None, "0x"):
+        raise SettlementError(f"token {token} answers no balanceOf: is it a token contract?")
+    return int(reply, 16)
+
+
+def reconcile_job(settings: Settings) -> None:
+    """The scheduler's reconciliation: logs the books, and an error for any difference."""
+    for book in reconcile(settings):
+        if book.ok:
+            log.info("books of %s balance (root %s)", book.token, book.root_id)
+        else:
+            log.error(
+                "books of %s do not balance: root %s pays %d, settled shares %d (%+d);"
+                " payout holds %d, funded − claimed %d (%+d)",
+                book.token,
+                book.root_id,
+                book.root_total,
+                book.settled_share,
+                book.root_difference,
+                book.payout_balance,
+                book.funded - book.claimed,
+                book.balance_difference,
+            )
+
+
 def campaign_spend(session: Any, chain_id: int, campaign_id: int) -> list[CampaignSpend]:
     rows = session.execute(
         text(

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from api.settlement.service import reconcile
 from api.settlement.watcher import Watcher
 from api.tracking.stream import Keys
 from tests.settlement.conftest import api_on_chain_clock
@@ -242,3 +243,10 @@ def test_two_epochs_pay_publishers_exactly_what_valid_traffic_earned(
         claim(api, stack, p2)  # both of P2's leaves: the old wallet's and the new one's
         assert stack.chain.usdc_balance(PAYEE_2B) - before[0] == cpm2_share
         assert stack.chain.usdc_balance(P2) - before[1] == cpm_share - p1_cpm
+
+    # the books balance to the unit: the newest root pays exactly the settled publisher
+    # shares, and the payout holds exactly what was funded less what was claimed
+    stack.index()
+    (book,) = [b for b in reconcile(settlement_settings) if b.token == usdc.lower()]
+    assert (book.root_difference, book.balance_difference) == (0, 0)
+    assert book.claimed > 0 and book.root_total == book.settled_share > 0
