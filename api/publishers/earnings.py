@@ -24,6 +24,7 @@ from api.settlement.schemas import (
     ClaimRecord,
     ClaimsPublic,
     PendingLeaf,
+    PushRecord,
     X402Received,
 )
 
@@ -211,6 +212,17 @@ def claims(session: Session, settings: Settings, wallet: str) -> ClaimsPublic:
             {"chain": settings.chain_id, "accounts": accounts},
         )
     ]
+    pushes = [
+        PushRecord(**row)
+        for row in session.execute(
+            text(
+                "SELECT root_id, account, token, amount, status, reason, attempts, tx_hash"
+                " FROM settlement_pushes WHERE chain_id = :chain AND account = ANY(:accounts)"
+                " ORDER BY root_id DESC, account, token LIMIT 200"
+            ),
+            {"chain": settings.chain_id, "accounts": accounts},
+        ).mappings()
+    ]
     return ClaimsPublic(
-        claimable=claimable, pending=pending, claims=history, x402_payments=received
+        claimable=claimable, pending=pending, claims=history, x402_payments=received, pushes=pushes
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Numeric, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from api.core.fields import utcnow
@@ -20,6 +20,12 @@ class PublisherProfile(SQLModel, table=True):
     email: str | None = None
     website_url: str
     category: str | None = None
+    # settlement pays this publisher's leaves with `claim_many` once a root is current and
+    # what it can claim reaches the threshold (atomic units of the token)
+    push_payouts: bool = Field(default=False, sa_column_kwargs={"server_default": "false"})
+    push_threshold: int = Field(
+        default=0, sa_column=Column(Numeric(78, 0), nullable=False, server_default="0")
+    )
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -31,6 +31,12 @@ class PublisherUpdate(Body):
     website_url: WebsiteUrl | None = None
     email: EmailStr | None = None
     category: str | None = CATEGORY
+    push_payouts: bool | None = Field(
+        default=None, description="pay my earnings to me once a root is current (no claim)"
+    )
+    push_threshold: int | None = Field(
+        default=None, ge=0, lt=2**256, description="the least a push pays, in atomic units"
+    )
 
     @field_validator("category")
     @classmethod
@@ -58,6 +64,8 @@ class PublisherPublic(BaseModel):
     website_url: str
     email: str | None
     category: str | None
+    push_payouts: bool
+    push_threshold: int
     onchain: OnChainStatus
 
 

@@ -67,6 +67,8 @@ def public(session: Session, chain_id: int, profile: PublisherProfile) -> Publis
         website_url=profile.website_url,
         email=profile.email,
         category=profile.category,
+        push_payouts=profile.push_payouts,
+        push_threshold=int(profile.push_threshold),
         onchain=onchain_status(session, chain_id, profile.wallet),
     )
 
@@ -109,6 +111,10 @@ def update(session: Session, chain_id: int, wallet: str, body: PublisherUpdate) 
         profile.email = str(body.email) if body.email else None
     if "category" in changes:
         profile.category = body.category
+    if changes.get("push_payouts") is not None:
+        profile.push_payouts = bool(body.push_payouts)
+    if changes.get("push_threshold") is not None:
+        profile.push_threshold = int(body.push_threshold or 0)
     main = main_site(session, profile)
     main.category = profile.category
     if main.url != profile.website_url:

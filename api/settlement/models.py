@@ -107,7 +107,9 @@ class SettlementTx(SQLModel, table=True):
     sender: str
     tx_hash: str
     signed: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
-    status: str = Field(description="signed, mined, reverted or replaced")
+    status: str = Field(
+        description="signed, mined (recorded: a push's outcome is stored), reverted or replaced"
+    )
     block_number: int | None = Field(default=None, sa_type=BigInteger)
     error: str = ""
     updated_at: datetime | None = _updated_at()
@@ -129,6 +131,24 @@ class SettlementRoot(SQLModel, table=True):
     artefact_path: str
     artefact_uri: str
     note: str = ""
+    updated_at: datetime | None = _updated_at()
+
+
+class SettlementPush(SQLModel, table=True):
+    """A leaf pushed with `claim_many` for a publisher who opted in: `paid`, or `skipped` with
+    the contract's reason (tried again on the next run, up to a few attempts per root)."""
+
+    __tablename__ = "settlement_pushes"
+
+    chain_id: int = Field(primary_key=True)
+    root_id: int = Field(sa_type=BigInteger, primary_key=True)
+    account: str = Field(primary_key=True)
+    token: str = Field(primary_key=True)
+    amount: int = _uint256()
+    status: str = Field(description="paid or skipped")
+    reason: str = ""
+    attempts: int = 1
+    tx_hash: str = ""
     updated_at: datetime | None = _updated_at()
 
 

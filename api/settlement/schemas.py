@@ -75,11 +75,23 @@ class X402Received(BaseModel):
     created_at: str
 
 
+class PushRecord(BaseModel):
+    root_id: int
+    account: str
+    token: str
+    amount: int
+    status: str = Field(description="paid, or skipped (tried again on the next run)")
+    reason: str
+    attempts: int
+    tx_hash: str
+
+
 class ClaimsPublic(BaseModel):
     claimable: list[ClaimProof]
     pending: list[PendingLeaf] = Field(description="leaves in a root still in its challenge period")
     claims: list[ClaimRecord] = Field(description="claims paid on-chain, newest first")
     x402_payments: list[X402Received] = Field(description="x402 payments to the publisher")
+    pushes: list[PushRecord] = Field(description="payouts pushed to the publisher (opted in)")
 
 
 class CampaignSpend(BaseModel):

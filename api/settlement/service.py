@@ -53,16 +53,10 @@ from migrations import libpq_url
 
 log = logging.getLogger("api.settlement")
 
-FREEZE, CHARGE, SPEND, ALLOCATE, BUILD, POST = (
-    "freeze",
-    "charge",
-    "spend",
-    "allocate",
-    "build",
-    "post",
-)
+FREEZE, CHARGE, SPEND, ALLOCATE = "freeze", "charge", "spend", "allocate"
+BUILD, POST, PUSH = "build", "post", "push"
 SPEND_STEPS = (FREEZE, CHARGE, SPEND, ALLOCATE)
-POST_STEPS = (BUILD, POST)
+POST_STEPS = (BUILD, POST, PUSH)
 ALL_STEPS = SPEND_STEPS + POST_STEPS
 
 # epoch states, in order; "empty": ended with nothing to charge
@@ -72,6 +66,9 @@ BUILT, POSTED, OPERATOR_NEEDED, RELEASED = "built", "posted", "operator_needed",
 
 MAX_BATCH = 256  # PaymentEscrow.MAX_BATCH
 MAX_BATCH_TOKENS = 8  # PaymentEscrow.MAX_BATCH_TOKENS
+MAX_CLAIMS = 128  # PublisherPayout.MAX_CLAIMS
+PUSH_ATTEMPTS = 3  # tries per leaf and root before a push waits for the next root
+PUSHES_PER_RUN = 8
 RELEASED_MARK_TTL = 90 * 86_400
 
 # KEYS: the campaign's settled mark for the epoch, its billed. ARGV: the billed amount settled.
@@ -843,6 +840,8 @@ class Settlement:
         _crash_point("build:done")
         if root_id is not None and POST in steps:
             self.post(root_id, report)
+        if PUSH in steps:
+            self.push(report)
 
     def _notice_revocations(self, report: Report) -> None:
         with self.engine.begin() as conn:
@@ -1045,6 +1044,117 @@ class Settlement:
         )
         return root_id
 
+    def push(self, report: Report) -> None:
+        """Pay publishers who opted in to push payouts with `claim_many` under the current
+        root: each leaf whose claimable amount reaches the publisher's threshold. A skipped
+        item (a payee that cannot receive) is recorded with the contract's reason and tried
+        again on the next run, up to PUSH_ATTEMPTS times per root."""
+        payout = self.deployment.address("PublisherPayout")
+        with self.engine.connect() as conn:
+            root_id = conn.execute(
+                text(
+                    "SELECT root_id FROM payout_root_status WHERE chain_id = :chain"
+                    " AND status = 'current'"
+                ),
+                {"chain": self.chain_id},
+            ).scalar()
+            if root_id is None:
+                return
+            open_steps = conn.execute(
+                text(
+                    "SELECT step, signed->>'data' AS data FROM settlement_txs"
+                    " WHERE chain_id = :chain AND step LIKE :prefix"
+                    " AND status IN ('signed', 'mined') ORDER BY step"
+                ),
+                {"chain": self.chain_id, "prefix": f"push:{root_id}:%"},
+            ).all()
+        # a push sent before (this run or one that died) is seen through first
+        for open_step in open_steps:
+            if self._transact(open_step.step, "payout", payout, open_step.data, report) != "final":
+                return
+            self._record_push(open_step.step, int(root_id), report)
+        for _ in range(PUSHES_PER_RUN):
+            with self.engine.connect() as conn:
+                due = conn.execute(
+                    text(PUSHES_DUE),
+                    {"chain": self.chain_id, "root": root_id, "attempts": PUSH_ATTEMPTS,
+                     "limit": MAX_CLAIMS},
+                ).all()  # fmt: skip
+                sent = conn.execute(
+                    text(
+                        "SELECT count(*) FROM settlement_txs WHERE chain_id = :chain"
+                        " AND step LIKE :prefix"
+                    ),
+                    {"chain": self.chain_id, "prefix": f"push:{root_id}:%"},
+                ).scalar()
+            if not due:
+                return
+            step = f"push:{root_id}:{int(sent or 0) + 1}"
+            requests = [
+                (
+                    to_checksum_address(row.account),
+                    to_checksum_address(row.token),
+                    int(row.cumulative),
+                    [bytes.fromhex(node.removeprefix("0x")) for node in row.proof],
+                )
+                for row in due
+            ]
+            data = call_data("PublisherPayout", "claim_many", requests)
+            if self._transact(step, "payout", payout, data, report) != "final":
+                return
+            self._record_push(step, int(root_id), report)
+
+    def _record_push(self, step: str, root_id: int, report: Report) -> None:
+        """Each item of a mined `claim_many`, from its Claimed and ClaimSkipped events."""
+        from chain.contracts import load_abi
+        from chain.decode import Decoder
+
+        with self.engine.connect() as conn:
+            tx_hash = conn.execute(
+                text("SELECT tx_hash FROM settlement_txs WHERE chain_id = :chain AND step = :s"),
+                {"chain": self.chain_id, "s": step},
+            ).scalar()
+        receipt = self.rpc.call("eth_getTransactionReceipt", [tx_hash])
+        payout = self.deployment.address("PublisherPayout")
+        decoder = Decoder(
+            {payout: "PublisherPayout"}, {"PublisherPayout": load_abi("PublisherPayout")}
+        )
+        outcomes: dict[tuple[str, str], tuple[str, str, int]] = {}
+        for log_entry in receipt["logs"] if receipt else []:
+            if str(log_entry["address"]).lower() != payout.lower():
+                continue
+            event = decoder.decode(log_entry)
+            key = (str(event.args["account"]).lower(), str(event.args["token"]).lower())
+            if event.name == "Claimed":
+                outcomes[key] = ("paid", "", int(event.args["amount"]))
+            elif event.name == "ClaimSkipped":
+                outcomes[key] = ("skipped", str(event.args["reason"]), 0)
+        with self.engine.begin() as conn:
+            for (account, token), (status, reason, amount) in outcomes.items():
+                conn.execute(
+                    text(
+                        "INSERT INTO settlement_pushes (chain_id, root_id, account, token,"
+                        " amount, status, reason, attempts, tx_hash) VALUES (:chain, :root,"
+                        " :account, :token, :amount, :status, :reason, 1, :hash)"
+                        " ON CONFLICT (chain_id, root_id, account, token) DO UPDATE SET"
+                        " amount = excluded.amount, status = excluded.status,"
+                        " reason = excluded.reason, tx_hash = excluded.tx_hash,"
+                        " attempts = settlement_pushes.attempts + 1, updated_at = now()"
+                    ),
+                    {"chain": self.chain_id, "root": root_id, "account": account,
+                     "token": token, "amount": amount, "status": status, "reason": reason,
+                     "hash": tx_hash},
+                )  # fmt: skip
+            conn.execute(
+                text(
+                    "UPDATE settlement_txs SET status = 'recorded', updated_at = now()"
+                    " WHERE chain_id = :chain AND step = :step"
+                ),
+                {"chain": self.chain_id, "step": step},
+            )
+        paid = sum(1 for o in outcomes.values() if o[0] == "paid")
+        report.add(f"{step}: pushed {paid} payout(s), {len(outcomes) - paid} skipped")
+
     def artefact_path(self, root_id: int) -> Path:
         return Path(self.settings.settlement_artefact_dir) / str(self.chain_id) / f"{root_id}.json"
 
@@ -1192,6 +1302,37 @@ SELECT e.campaign_id, lower(e.token) AS token, e.bid_model, e.events, e.bid_sum,
        lower(w.account) AS account
 FROM events e LEFT JOIN wallets w ON w.publisher = e.publisher
 ORDER BY e.campaign_id, w.account
+"""
+
+
+# Leaves of the current root owed to publishers who opted in to push payouts: at least their
+# threshold (and one unit) above what was claimed, not pushed yet, or skipped fewer times than
+# the limit. A publisher's leaves are its own wallet's and its payment wallet's.
+PUSHES_DUE = """
+WITH payees AS (
+    SELECT DISTINCT ON (account) account, push_threshold FROM (
+        SELECT lower(p.wallet) AS account, p.push_threshold FROM publisher_profiles p
+        WHERE p.push_payouts
+        UNION ALL
+        SELECT lower(o.payment_wallet), p.push_threshold FROM publisher_profiles p
+        JOIN publishers_onchain o ON o.chain_id = :chain AND o.wallet = lower(p.wallet)
+        WHERE p.push_payouts
+    ) a ORDER BY account, push_threshold
+), paid AS (
+    SELECT account, token, max(cumulative_amount) AS claimed FROM payout_claims
+    WHERE chain_id = :chain GROUP BY account, token
+)
+SELECT l.account, l.token, l.cumulative, l.proof
+FROM payout_proofs l
+JOIN payees w ON w.account = l.account
+LEFT JOIN paid c ON c.account = l.account AND c.token = l.token
+LEFT JOIN settlement_pushes s ON s.chain_id = l.chain_id AND s.root_id = l.root_id
+     AND s.account = l.account AND s.token = l.token
+WHERE l.chain_id = :chain AND l.root_id = :root
+  AND l.cumulative - coalesce(c.claimed, 0) >= greatest(w.push_threshold, 1)
+  AND (s.status IS NULL OR (s.status = 'skipped' AND s.attempts < :attempts))
+ORDER BY l.account, l.token
+LIMIT :limit
 """
 
 
@@ -1539,7 +1680,8 @@ def status(settings: Settings) -> dict[str, Any]:
                 for r in conn.execute(
                     text(
                         "SELECT step, tx_hash, status, block_number, error FROM settlement_txs"
-                        " WHERE chain_id = :chain AND status <> 'mined' ORDER BY step"
+                        " WHERE chain_id = :chain AND status NOT IN ('mined', 'recorded')"
+                        " ORDER BY step"
                     ),
                     {"chain": settings.chain_id},
                 ).mappings()

@@ -1,5 +1,6 @@
 """Settlement: each epoch's state and inputs, per-campaign charges, per-wallet allocations,
-the transactions settlement signed (kept before they are sent) and the roots it built.
+the transactions settlement signed (kept before they are sent), the roots it built, the
+pushes it made with `claim_many`, and each publisher's push-payout choice.
 
 Revision ID: 0016
 Revises: 0015
@@ -110,7 +111,34 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "settlement_pushes",
+        sa.Column("chain_id", sa.Integer(), nullable=False),
+        sa.Column("root_id", sa.BigInteger(), nullable=False),
+        sa.Column("account", STRING(), nullable=False),
+        sa.Column("token", STRING(), nullable=False),
+        sa.Column("amount", UINT256, nullable=False),
+        sa.Column("status", STRING(), nullable=False),
+        sa.Column("reason", STRING(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("tx_hash", STRING(), nullable=False),
+        _updated_at(),
+        sa.PrimaryKeyConstraint("chain_id", "root_id", "account", "token"),
+    )
+    op.add_column(
+        "publisher_profiles",
+        sa.Column("push_payouts", sa.Boolean(), server_default="false", nullable=False),
+    )
+    op.add_column(
+        "publisher_profiles",
+        sa.Column("push_threshold", UINT256, server_default="0", nullable=False),
+    )
+
+
 def downgrade() -> None:
+    op.drop_column("publisher_profiles", "push_threshold")
+    op.drop_column("publisher_profiles", "push_payouts")
+    op.drop_table("settlement_pushes")
     op.drop_table("settlement_roots")
     op.drop_table("settlement_txs")
     op.drop_index("ix_settlement_allocations_account", table_name="settlement_allocations")
