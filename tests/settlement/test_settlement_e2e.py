@@ -153,7 +153,7 @@ def test_two_epochs_pay_publishers_exactly_what_valid_traffic_earned(
         assert int(token["pending"]) == p1_cpm + cpc_share and int(token["claimable"]) == 0
 
         stack.chain.increase_time(CHALLENGE_PERIOD + 1)
-        stack.index()
+        stack.index_here()
         earnings = api.get("/api/v1/publishers/me/earnings", headers=p1.headers).json()
         (token,) = [t for t in earnings["tokens"] if t["token"] == usdc.lower()]
         assert int(token["claimable"]) == p1_cpm + cpc_share
@@ -163,7 +163,7 @@ def test_two_epochs_pay_publishers_exactly_what_valid_traffic_earned(
         before = stack.chain.usdc_balance(PAYEE_1)
         claim(api, stack, p1)
         assert stack.chain.usdc_balance(PAYEE_1) - before == p1_cpm + cpc_share
-        stack.index()
+        stack.index_here()
         history = api.get("/api/v1/publishers/me/claims", headers=p1.headers).json()
         assert [(c["account"], c["amount"]) for c in history["claims"]] == [
             (wallet(PAYEE_1), p1_cpm + cpc_share)
@@ -174,7 +174,7 @@ def test_two_epochs_pay_publishers_exactly_what_valid_traffic_earned(
     # campaign gets 3 valid clicks but has 400,000 left: it is charged exactly that
     e2 = start_epoch(stack)
     stack.chain.update_payment_wallet(P2, PAYEE_2B)
-    stack.index()
+    stack.index_here()
     with api_on_chain_clock(stack) as url, httpx.Client(base_url=url, timeout=30) as api:
         seen = [serve(api, p2, cpm.campaign_id, visitor(30 + i)) for i in range(2)]
         for visit in seen:
@@ -218,7 +218,7 @@ def test_two_epochs_pay_publishers_exactly_what_valid_traffic_earned(
         )
 
     stack.chain.increase_time(CHALLENGE_PERIOD + 1)
-    stack.index()
+    stack.index_here()
     cpm2_share, _ = share(2 * CPM_BID // 1000)
     cpc2_share, _ = share(cpc_left)
     leaves = dict(
@@ -246,7 +246,7 @@ def test_two_epochs_pay_publishers_exactly_what_valid_traffic_earned(
 
     # the books balance to the unit: the newest root pays exactly the settled publisher
     # shares, and the payout holds exactly what was funded less what was claimed
-    stack.index()
+    stack.index_here()
     (book,) = [b for b in reconcile(settlement_settings) if b.token == usdc.lower()]
     assert (book.root_difference, book.balance_difference) == (0, 0)
     assert book.claimed > 0 and book.root_total == book.settled_share > 0

@@ -68,7 +68,7 @@ def test_an_opted_in_publisher_is_paid_without_claiming(
     pushed = rows(stack, "SELECT account, amount, status FROM settlement_pushes")
     assert pushed == [(wallet(PAYEE_2B), p2_share, "paid")]
     with httpx.Client(base_url=stack.api_url, timeout=30) as api:
-        stack.index()
+        stack.index_here()
         claims = api.get("/api/v1/publishers/me/claims", headers=p2.headers).json()
         assert [(p["account"], p["amount"], p["status"]) for p in claims["pushes"]] == [
             (wallet(PAYEE_2B), p2_share, "paid")

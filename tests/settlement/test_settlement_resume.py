@@ -92,7 +92,7 @@ def test_killed_at_every_step_and_resumed_settles_once(
     crashed = []
     for point in CRASH_POINTS:
         stack.chain.mine(FINALITY)
-        stack.index()
+        stack.index_here()
         result = run_process(stack, settlement_settings, point)
         assert result.returncode in (0, KILLED), result.stderr[-2000:]
         if result.returncode == KILLED:
@@ -126,7 +126,7 @@ def test_killed_at_every_step_and_resumed_settles_once(
 
     # and the claim pays exactly what was earned since the last claim
     stack.chain.increase_time(CHALLENGE_PERIOD + 1)
-    stack.index()
+    stack.index_here()
     with httpx.Client(base_url=stack.api_url, timeout=30) as api:
         before = stack.chain.usdc_balance(PAYEE_1)
         claim(api, stack, p1)
@@ -142,7 +142,7 @@ def test_ten_runs_at_once_settle_an_epoch_once(
     impressions(stack, p2, cpm, 2, first=200)
     end_epoch(stack, epoch)
     stack.chain.mine(FINALITY)
-    stack.index()
+    stack.index_here()
 
     reports = []
     errors: list[BaseException] = []

@@ -136,13 +136,17 @@ def open_campaign(
     )
     assert upload.status_code == 201, upload.text
     send(stack, wallet, api.post(f"{path}/registration-tx", headers=headers).json())
-    stack.index()
+    stack.index_here()
+    # the API links the draft to its on-chain id when it reloads the catalog
+    until(
+        "the API sees the registration", lambda: api.get(path, headers=headers).json()["onchain_id"]
+    )
     stack.chain.mint_usdc(advertiser, funds)
     funding = api.post(f"{path}/funding-txs", json={"amount": funds}, headers=headers)
     assert funding.status_code == 200, funding.text
     for tx in funding.json():
         send(stack, wallet, tx)
-    stack.index()
+    stack.index_here()
     onchain = api.get(path, headers=headers).json()["onchain_id"]
     return Campaign(advertiser, int(onchain), path, headers, bid_model, bid)
 
@@ -215,7 +219,7 @@ def settle(stack: Stack, settings: Any, rounds: int = 8) -> list[str]:
     done: list[str] = []
     for _ in range(rounds):
         stack.chain.mine(FINALITY)  # anvil calls a block finalized 64 blocks later
-        stack.index()
+        stack.index_here()
         report = Settlement(settings).run()
         done += report.done
         if not report.done:
