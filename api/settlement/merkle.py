@@ -134,13 +134,18 @@ class PayoutTree:
         tree: list[bytes] = [b""] * (count - 1)
         tree.extend(map(hashes.__getitem__, reversed(order)))
         del hashes
-        for level in range((count - 1).bit_length() - 1, -1, -1):
-            low, high = 2**level - 1, min(2 ** (level + 1) - 1, count - 1)
+        # Nodes from `first` on have two leaves below, the right one the smaller: no compare
+        first = (count - 1) // 2
+        right = tree[2 * first + 2 :: 2]
+        left = tree[2 * first + 1 : -1 : 2]
+        tree[first : count - 1] = keccak_many(map(bytes.__add__, right, left))
+        for level in range(first.bit_length() - 1, -1, -1):
+            low, high = 2**level - 1, min(2 ** (level + 1) - 1, first)
             left = tree[2 * low + 1 : 2 * high + 1 : 2]
             right = tree[2 * low + 2 : 2 * high + 2 : 2]
             tree[low:high] = map(hash_pair, left, right)
         self._tree = tree
-        self._order = array("q", order)  # value index by position among the sorted leaves
+        self._order = order  # value index by position among the sorted leaves
 
     @property
     def _tree_index(self) -> array[int]:
@@ -223,10 +228,13 @@ class PayoutTree:
                 cached_node[depth] = node
             return cached[depth]
 
+        parent, above = -1, list[bytes]()
         for position, value in enumerate(order):
             node = size - 1 - position
-            sibling = node + 1 if node % 2 else node - 1
-            yield leaves[value], [tree[sibling], *proof_of((node - 1) // 2)]
+            if (node - 1) // 2 != parent:  # leaves come in sibling pairs
+                parent = (node - 1) // 2
+                above = proof_of(parent)
+            yield leaves[value], [tree[node + 1 if node % 2 else node - 1], *above]
 
     def dump(self) -> dict[str, Any]:
         """OpenZeppelin's `standard-v1` dump: what `StandardMerkleTree.load` reads."""
