@@ -228,13 +228,16 @@ class PayoutTree:
                 cached_node[depth] = node
             return cached[depth]
 
-        parent, above = -1, list[bytes]()
-        for position, value in enumerate(order):
+        # positions 2k and 2k+1 are siblings (right, then left) under one parent
+        count = len(order)
+        for position in range(0, count - 1, 2):
             node = size - 1 - position
-            if (node - 1) // 2 != parent:  # leaves come in sibling pairs
-                parent = (node - 1) // 2
-                above = proof_of(parent)
-            yield leaves[value], [tree[node + 1 if node % 2 else node - 1], *above]
+            above = proof_of((node - 1) // 2)
+            yield leaves[order[position]], [tree[node - 1], *above]
+            yield leaves[order[position + 1]], [tree[node], *above]
+        if count % 2:  # the last leaf's sibling is an inner node
+            node = count - 1
+            yield leaves[order[-1]], [tree[node - 1], *proof_of((node - 1) // 2)]
 
     def dump(self) -> dict[str, Any]:
         """OpenZeppelin's `standard-v1` dump: what `StandardMerkleTree.load` reads."""
