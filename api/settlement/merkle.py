@@ -1,7 +1,7 @@
 """Cumulative-earnings Merkle tree, byte-for-byte what PublisherPayout verifies.
 
     tree = PayoutTree(chain_id, payout_contract, [Leaf(account, token, cumulative_amount), ...])
-    post_root(root_id, tree.root, *zip(*tree.totals().items()))
+    tree.root, tree.totals()                   # what post_root is told
     for leaf, proof in tree.iter_proofs():     # every claim, streamed: COPY them into Postgres
         ...
     artefact["tree"] = tree.dump()             # OpenZeppelin `standard-v1`
@@ -87,8 +87,9 @@ class PayoutTree:
     def __init__(self, chain_id: int, payout_contract: str, leaves: Iterable[Leaf]) -> None:
         if isinstance(chain_id, bool) or not isinstance(chain_id, int) or chain_id <= 0:
             raise MerkleError(f"chain id {chain_id!r} must be a positive integer")
+        head = _uint256(chain_id, "chain id") + _address_word(payout_contract, "payout contract")
         self.chain_id = chain_id
-        self.payout_contract = to_checksum_address(_address_word(payout_contract, "payout")[12:])
+        self.payout_contract = to_checksum_address(head[44:])
         given = tuple(leaves)
         if not given:
             raise MerkleError("a payout tree needs at least one leaf")
@@ -120,7 +121,6 @@ class PayoutTree:
         self._index: dict[bytes, int] | None = None
         self._tree_index_of: array[int] | None = None
 
-        head = chain_id.to_bytes(32) + _PAD + bytes.fromhex(self.payout_contract[2:])
         encoded = map(
             b"".join,
             zip(repeat(head), keys, map(int.to_bytes, amounts, repeat(32)), strict=False),
@@ -308,7 +308,7 @@ class PayoutTree:
         tree dump when present), refusing one whose root or tree does not match."""
         kind = artefact.get("format")
         if kind not in (ARTEFACT_FORMAT, ARTEFACT_FORMAT_V2):
-            raise MerkleError(f"not a {ARTEFACT_FORMAT} artefact: {kind!r}")
+            raise MerkleError(f"not a {ARTEFACT_FORMAT} or {ARTEFACT_FORMAT_V2} artefact: {kind!r}")
         rows = "claims" if kind == ARTEFACT_FORMAT else "leaves"
         try:
             leaves = [
@@ -432,7 +432,7 @@ def _addresses(values: list[Any], what: str) -> tuple[list[str], bytes, bool]:
         except ValueError:
             words = b""
         if len(words) == 32 * count:
-            checksummed = joined != joined.lower() and _check_checksums(values, what)
+            checksummed = not joined.islower() and _check_checksums(values, what)
             return values, words, checksummed
     words = b"".join(_address_word(value, what) for value in values)
     lowercase = ["0x" + words[i + 12 : i + 32].hex() for i in range(0, len(words), 32)]

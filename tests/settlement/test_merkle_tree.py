@@ -278,6 +278,9 @@ def test_addresses_are_checked_and_checksummed_at_the_edges():
     with pytest.raises(MerkleError, match="has no leaf"):
         tree.proof(token, token)
 
+    bare = PayoutTree(CHAIN_ID, PAYOUT, [Leaf(raw.hex(), token.upper().replace("0X", "0x"), 5)])
+    assert bare.root == tree.root and bare.leaves == tree.leaves  # no 0x, or upper case: the same
+
     wrong_case = cased[:2] + cased[2:].swapcase()
     with pytest.raises(MerkleError, match="checksum is wrong"):
         PayoutTree(CHAIN_ID, PAYOUT, [Leaf(wrong_case, token, 1), Leaf(token, token, 1)])
@@ -287,6 +290,8 @@ def test_addresses_are_checked_and_checksummed_at_the_edges():
         PayoutTree(CHAIN_ID, PAYOUT, [Leaf(lower, token, 1), Leaf(lower[:-1] + "g", token, 1)])
     with pytest.raises(MerkleError, match="not an address"):
         PayoutTree(CHAIN_ID, PAYOUT, [Leaf(lower, 7, 1)])  # type: ignore[arg-type]
+    with pytest.raises(MerkleError, match="chain id"):
+        PayoutTree(2**256, PAYOUT, [Leaf(lower, token, 1)])
 
 
 def test_totals_add_up_per_token_whatever_the_case():
