@@ -1,33 +1,53 @@
 """Cumulative-earnings Merkle tree, byte-for-byte what PublisherPayout verifies.
 
+    tree = PayoutTree(chain_id, payout_contract, [Leaf(account, token, cumulative_amount), ...])
+    tree.root, tree.totals()                   # what post_root is told
+    for leaf, proof in tree.iter_proofs():     # every claim, streamed: COPY them into Postgres
+        ...
+    artefact["tree"] = tree.dump()             # OpenZeppelin `standard-v1`
+    PayoutTree.from_dump(artefact["tree"])     # rebuilds it and refuses one that does not add up
+
 The leaf is OpenZeppelin's StandardMerkleTree leaf over
 `(uint256 chain_id, address payout_contract, address account, address token,
 uint256 cumulative_amount)`: `keccak256(keccak256(abi.encode(...)))`. Pairs are hashed
 sorted, leaves are sorted by hash and laid out as OpenZeppelin does, so a tree built here
-has the same root and proofs as `StandardMerkleTree.of(values, types)` and the `tree`
-part of the artefact loads with `StandardMerkleTree.load`.
+has the same root and proofs as `StandardMerkleTree.of(values, types)` and its dump loads
+with `StandardMerkleTree.load`.
+
+A million leaves take seconds, not minutes: the ABI words are packed by hand (all five
+types are static, so `abi.encode` is their concatenation) and every per-leaf step runs in
+C through `map`. Addresses are checksummed only at the edges (`leaves`, `dump`) and then
+once per distinct address.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+import re
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import repeat
+from operator import attrgetter
+from typing import Any, NamedTuple
 
-from eth_abi import encode
-from eth_utils import is_address, keccak, to_checksum_address
+from cchecksum import to_checksum_address, to_checksum_address_many
+from sha3 import keccak_256
 
 LEAF_TYPES = ("uint256", "address", "address", "address", "uint256")
 ARTEFACT_FORMAT = "buzzer-payout-v1"
+ARTEFACT_FORMAT_V2 = "buzzer-payout-v2"
+DUMP_FORMAT = "standard-v1"
 MAX_UINT256 = 2**256 - 1
+
+_ADDRESS = re.compile(r"(?:0[xX])?([0-9a-fA-F]{40})")
+_PAD = bytes(12)
+_digest = keccak_256.digest
 
 
 class MerkleError(ValueError):
     """The leaves or the artefact cannot make a valid payout tree."""
 
 
-@dataclass(frozen=True)
-class Leaf:
+class Leaf(NamedTuple):
     """One account's cumulative earnings in one token, in atomic units."""
 
     account: str
@@ -35,22 +55,22 @@ class Leaf:
     cumulative_amount: int
 
 
-def _address(value: str, what: str) -> str:
-    if not isinstance(value, str) or not is_address(value):
-        raise MerkleError(f"{what} {value!r} is not an address")
-    return to_checksum_address(value)
+def keccak(data: bytes) -> bytes:
+    return _digest(keccak_256(data))  # type: ignore[no-any-return]
+
+
+def keccak_many(items: Iterable[bytes]) -> Iterator[bytes]:
+    """keccak256 of each item, the loop in C: what the tree spends its time on."""
+    return map(_digest, map(keccak_256, items))
 
 
 def hash_pair(a: bytes, b: bytes) -> bytes:
-    return keccak(a + b) if a < b else keccak(b + a)
+    return _digest(keccak_256(a + b) if a < b else keccak_256(b + a))  # type: ignore[no-any-return]
 
 
 def leaf_hash(chain_id: int, payout_contract: str, leaf: Leaf) -> bytes:
-    encoded = encode(
-        list(LEAF_TYPES),
-        [chain_id, payout_contract, leaf.account, leaf.token, leaf.cumulative_amount],
-    )
-    return keccak(keccak(encoded))
+    head = _uint256(chain_id, "chain id") + _address_word(payout_contract, "payout contract")
+    return keccak(keccak(head + _leaf_words(leaf)))
 
 
 def verify(proof: Sequence[bytes], root: bytes, leaf: bytes) -> bool:
@@ -65,79 +85,200 @@ class PayoutTree:
     """A Merkle tree over cumulative earnings for one payout contract on one chain."""
 
     def __init__(self, chain_id: int, payout_contract: str, leaves: Iterable[Leaf]) -> None:
-        if not isinstance(chain_id, int) or chain_id <= 0:
+        if isinstance(chain_id, bool) or not isinstance(chain_id, int) or chain_id <= 0:
             raise MerkleError(f"chain id {chain_id!r} must be a positive integer")
+        head = _uint256(chain_id, "chain id") + _address_word(payout_contract, "payout contract")
         self.chain_id = chain_id
-        self.payout_contract = _address(payout_contract, "payout contract")
-        checked: list[Leaf] = []
-        seen: set[tuple[str, str]] = set()
-        for leaf in leaves:
-            account = _address(leaf.account, "account")
-            token = _address(leaf.token, "token")
-            amount = leaf.cumulative_amount
-            if isinstance(amount, bool) or not isinstance(amount, int):
-                raise MerkleError(f"amount for {account} must be an integer, got {amount!r}")
-            if not 0 <= amount <= MAX_UINT256:
-                raise MerkleError(f"amount {amount} for {account} is outside uint256")
-            key = (account, token)
-            if key in seen:
-                raise MerkleError(f"{account} appears twice for token {token}")
-            seen.add(key)
-            checked.append(Leaf(account, token, amount))
-        if not checked:
+        self.payout_contract = to_checksum_address(head[44:])
+        given = tuple(leaves)
+        if not given:
             raise MerkleError("a payout tree needs at least one leaf")
-        self.leaves: tuple[Leaf, ...] = tuple(checked)
-        self._leaf_by_key = {(leaf.account, leaf.token): leaf for leaf in checked}
+        accounts, account_words, checksummed = _addresses(
+            list(map(attrgetter("account"), given)), "account"
+        )
+        tokens = list(map(attrgetter("token"), given))
+        token_word = _token_words(tokens)
+        amounts = _amounts(given)
+        count = len(given)
+        # (account, token) as 64 ABI bytes: unique per leaf, and the middle of its encoding
+        keys = list(
+            map(
+                bytes.__add__,
+                map(account_words.__getitem__, _slices(count, 32)),
+                map(token_word.__getitem__, tokens),
+            )
+        )
+        if len(set(keys)) != count:
+            raise _duplicate(keys)
+        self._given = given
+        self._accounts = accounts
+        self._accounts_checksummed = checksummed
+        self._account_words = account_words
+        self._tokens = tokens
+        self._amounts = amounts
+        self._token_word = token_word
+        self._leaves: tuple[Leaf, ...] | None = None
+        self._index: dict[bytes, int] | None = None
+        self._tree_index_of: array[int] | None = None
 
-        hashes = [leaf_hash(chain_id, self.payout_contract, leaf) for leaf in checked]
-        order = sorted(range(len(checked)), key=lambda i: hashes[i])
-        size = 2 * len(checked) - 1
-        tree: list[bytes] = [b""] * size
-        self._tree_index: dict[tuple[str, str], int] = {}
-        self._value_tree_index: list[int] = [0] * len(checked)
-        for position, value_index in enumerate(order):
-            tree_index = size - 1 - position
-            tree[tree_index] = hashes[value_index]
-            leaf = checked[value_index]
-            self._tree_index[(leaf.account, leaf.token)] = tree_index
-            self._value_tree_index[value_index] = tree_index
-        for i in range(size - 1 - len(checked), -1, -1):
-            tree[i] = hash_pair(tree[2 * i + 1], tree[2 * i + 2])
+        encoded = map(
+            b"".join,
+            zip(repeat(head), keys, map(int.to_bytes, amounts, repeat(32)), strict=False),
+        )
+        hashes = list(keccak_many(keccak_many(encoded)))
+        del keys, encoded
+
+        # OpenZeppelin's layout: leaves sorted by hash fill the tail of the array backwards,
+        # inner node i hashes nodes 2i+1 and 2i+2, and each level is contiguous
+        order = sorted(range(count), key=hashes.__getitem__)
+        tree: list[bytes] = [b""] * (count - 1)
+        tree.extend(map(hashes.__getitem__, reversed(order)))
+        del hashes
+        # Nodes from `first` on have two leaves below, the right one the smaller: no compare
+        first = (count - 1) // 2
+        right = tree[2 * first + 2 :: 2]
+        left = tree[2 * first + 1 : -1 : 2]
+        tree[first : count - 1] = keccak_many(map(bytes.__add__, right, left))
+        for level in range(first.bit_length() - 1, -1, -1):
+            low, high = 2**level - 1, min(2 ** (level + 1) - 1, first)
+            left = tree[2 * low + 1 : 2 * high + 1 : 2]
+            right = tree[2 * low + 2 : 2 * high + 2 : 2]
+            tree[low:high] = map(hash_pair, left, right)
         self._tree = tree
+        self._order = order  # value index by position among the sorted leaves
+
+    @property
+    def _tree_index(self) -> array[int]:
+        """Tree index by value index (the inverse of `_order`), made when first needed."""
+        if self._tree_index_of is None:
+            size = len(self._tree)
+            tree_index = array("q", bytes(8 * len(self._order)))
+            for position, value in enumerate(self._order):
+                tree_index[value] = size - 1 - position
+            self._tree_index_of = tree_index
+        return self._tree_index_of
 
     @property
     def root(self) -> bytes:
         return self._tree[0]
 
+    @property
+    def leaves(self) -> tuple[Leaf, ...]:
+        """The leaves in the order given, addresses checksummed."""
+        if self._leaves is None:
+            accounts = self._accounts
+            if not self._accounts_checksummed:
+                accounts = list(map(_checksummed(accounts).__getitem__, accounts))
+            token = self._checksummed_tokens()
+            tokens = list(map(token.__getitem__, self._tokens))
+            if (
+                accounts == list(map(attrgetter("account"), self._given))
+                and tokens == list(map(attrgetter("token"), self._given))
+                and set(map(type, self._given)) == {Leaf}
+            ):
+                self._leaves = self._given
+            else:
+                self._leaves = tuple(map(Leaf, accounts, tokens, self._amounts))
+        return self._leaves
+
     def totals(self) -> dict[str, int]:
         """Σ cumulative amounts per token: what `post_root` is told."""
+        checksummed = self._checksummed_tokens()
         totals: dict[str, int] = {}
-        for leaf in self.leaves:
-            totals[leaf.token] = totals.get(leaf.token, 0) + leaf.cumulative_amount
+        tokens = map(checksummed.__getitem__, self._tokens)
+        for token, amount in zip(tokens, self._amounts, strict=True):
+            totals[token] = totals.get(token, 0) + amount
         return totals
 
     def leaf_for(self, account: str, token: str) -> Leaf:
-        key = (_address(account, "account"), _address(token, "token"))
-        try:
-            return self._leaf_by_key[key]
-        except KeyError:
-            raise MerkleError(f"{key[0]} has no leaf for token {key[1]}") from None
+        value = self._value(account, token)
+        if self._leaves is not None:
+            return self._leaves[value]
+        return Leaf(
+            to_checksum_address(self._accounts[value]),
+            self._checksummed_tokens()[self._tokens[value]],
+            self._amounts[value],
+        )
 
     def proof(self, account: str, token: str) -> list[bytes]:
-        index = self._index(account, token)
-        proof: list[bytes] = []
-        while index > 0:
-            sibling = index + 1 if index % 2 else index - 1
-            proof.append(self._tree[sibling])
-            index = (index - 1) // 2
-        return proof
+        return self._proof_at(self._tree_index[self._value(account, token)])
 
-    def _index(self, account: str, token: str) -> int:
-        key = (_address(account, "account"), _address(token, "token"))
+    def iter_proofs(self) -> Iterator[tuple[Leaf, list[bytes]]]:
+        """Every leaf with its proof, in tree order (by leaf hash), one at a time.
+
+        The leaves are the ones given, not checksummed again: rows read from Postgres come
+        back lowercase, ready to be stored beside their proofs. Neighbouring leaves share
+        most of their path, so each level's part of the proof is built once and reused."""
+        tree, leaves, order = self._tree, self._given, self._order
+        size = len(tree)
+        if size == 1:
+            yield leaves[0], []
+            return
+        # per depth: the inner node whose proof is cached, and that proof
+        cached_node = [-1] * size.bit_length()
+        cached: list[list[bytes]] = [[] for _ in cached_node]
+
+        def proof_of(node: int) -> list[bytes]:
+            if node == 0:
+                return []
+            depth = (node + 1).bit_length() - 1
+            if cached_node[depth] != node:
+                sibling = node + 1 if node % 2 else node - 1
+                cached[depth] = [tree[sibling], *proof_of((node - 1) // 2)]
+                cached_node[depth] = node
+            return cached[depth]
+
+        # positions 2k and 2k+1 are siblings (right, then left) under one parent
+        count = len(order)
+        for position in range(0, count - 1, 2):
+            node = size - 1 - position
+            above = proof_of((node - 1) // 2)
+            yield leaves[order[position]], [tree[node - 1], *above]
+            yield leaves[order[position + 1]], [tree[node], *above]
+        if count % 2:  # the last leaf's sibling is an inner node
+            node = count - 1
+            yield leaves[order[-1]], [tree[node - 1], *proof_of((node - 1) // 2)]
+
+    def dump(self) -> dict[str, Any]:
+        """OpenZeppelin's `standard-v1` dump: what `StandardMerkleTree.load` reads."""
+        chain_id = str(self.chain_id)
+        return {
+            "format": DUMP_FORMAT,
+            "leafEncoding": list(LEAF_TYPES),
+            "tree": list(self._hex_nodes()),
+            "values": [
+                {
+                    "value": [
+                        chain_id,
+                        self.payout_contract,
+                        leaf.account,
+                        leaf.token,
+                        str(leaf.cumulative_amount),
+                    ],
+                    "treeIndex": tree_index,
+                }
+                for leaf, tree_index in zip(self.leaves, self._tree_index, strict=True)
+            ],
+        }
+
+    @classmethod
+    def from_dump(cls, dump: dict[str, Any]) -> PayoutTree:
+        """Rebuild a tree from its `standard-v1` dump, refusing one whose nodes or indices are
+        not what its values make."""
         try:
-            return self._tree_index[key]
-        except KeyError:
-            raise MerkleError(f"{key[0]} has no leaf for token {key[1]}") from None
+            values = [entry["value"] for entry in dump["values"]]
+            if not values:
+                raise MerkleError("a payout tree needs at least one leaf")
+            chain_id, payout = values[0][0], values[0][1]
+            if any(v[0] != chain_id or v[1] != payout or len(v) != 5 for v in values):
+                raise MerkleError("dump values are for more than one chain or payout contract")
+            amounts = _decimals([v[4] for v in values])
+            leaves = list(map(Leaf, [v[2] for v in values], [v[3] for v in values], amounts))
+            tree = cls(_decimal(chain_id), payout, leaves)
+        except (KeyError, TypeError, IndexError) as exc:
+            raise MerkleError(f"malformed dump: {exc!r}") from None
+        tree._check_dump(dump)
+        return tree
 
     def to_artefact(self, epoch: int, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
         """The JSON published for an epoch: root, totals, every claim with its proof, and
@@ -154,47 +295,241 @@ class PayoutTree:
                     "account": leaf.account,
                     "token": leaf.token,
                     "cumulative_amount": str(leaf.cumulative_amount),
-                    "proof": ["0x" + node.hex() for node in self.proof(leaf.account, leaf.token)],
+                    "proof": ["0x" + node.hex() for node in self._proof_at(tree_index)],
                 }
-                for leaf in self.leaves
+                for leaf, tree_index in zip(self.leaves, self._tree_index, strict=True)
             ],
-            "tree": {
-                "format": "standard-v1",
-                "leafEncoding": list(LEAF_TYPES),
-                "tree": ["0x" + node.hex() for node in self._tree],
-                "values": [
-                    {
-                        "value": [
-                            str(self.chain_id),
-                            self.payout_contract,
-                            leaf.account,
-                            leaf.token,
-                            str(leaf.cumulative_amount),
-                        ],
-                        "treeIndex": tree_index,
-                    }
-                    for leaf, tree_index in zip(self.leaves, self._value_tree_index, strict=True)
-                ],
-            },
+            "tree": self.dump(),
             "metadata": metadata or {},
         }
 
     @classmethod
     def from_artefact(cls, artefact: dict[str, Any]) -> PayoutTree:
-        """Rebuild a tree from its artefact, refusing one whose root does not match."""
-        if artefact.get("format") != ARTEFACT_FORMAT:
-            raise MerkleError(f"not a {ARTEFACT_FORMAT} artefact: {artefact.get('format')!r}")
+        """Rebuild a tree from a v1 artefact (its claims) or a v2 one (its leaves, and its
+        tree dump when present), refusing one whose root or tree does not match."""
+        kind = artefact.get("format")
+        if kind not in (ARTEFACT_FORMAT, ARTEFACT_FORMAT_V2):
+            raise MerkleError(f"not a {ARTEFACT_FORMAT} or {ARTEFACT_FORMAT_V2} artefact: {kind!r}")
+        rows = "claims" if kind == ARTEFACT_FORMAT else "leaves"
         try:
             leaves = [
-                Leaf(c["account"], c["token"], int(c["cumulative_amount"]))
-                for c in artefact["claims"]
+                Leaf(row["account"], row["token"], _decimal(row["cumulative_amount"]))
+                for row in artefact[rows]
             ]
-            tree = cls(int(artefact["chain_id"]), artefact["payout_contract"], leaves)
+            tree = cls(_decimal(artefact["chain_id"]), artefact["payout_contract"], leaves)
             expected = str(artefact["root"])
-        except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, MerkleError):
-                raise
+        except (KeyError, TypeError) as exc:
             raise MerkleError(f"malformed artefact: {exc!r}") from None
         if "0x" + tree.root.hex() != expected.lower():
-            raise MerkleError(f"artefact root {expected} does not match its claims")
+            raise MerkleError(f"artefact root {expected} does not match its {rows}")
+        if kind == ARTEFACT_FORMAT_V2 and artefact.get("tree") is not None:
+            tree._check_dump(artefact["tree"])
+            tree._check_values(artefact["tree"]["values"])
         return tree
+
+    def _check_dump(self, dump: dict[str, Any]) -> None:
+        """Refuse a dump that is not exactly this tree's, compared as it streams."""
+        if not isinstance(dump, dict) or dump.get("format") != DUMP_FORMAT:
+            raise MerkleError(f"not a {DUMP_FORMAT} tree dump")
+        if dump.get("leafEncoding") != list(LEAF_TYPES):
+            raise MerkleError(f"tree dump encodes {dump.get('leafEncoding')!r}, not {LEAF_TYPES}")
+        nodes = dump.get("tree")
+        if not isinstance(nodes, list) or len(nodes) != len(self._tree):
+            raise MerkleError("tree dump does not have the nodes its values make")
+        if any(theirs != ours for theirs, ours in zip(nodes, self._hex_nodes(), strict=True)):
+            raise MerkleError("tree dump's nodes do not match its values")
+        entries = dump.get("values")
+        if not isinstance(entries, list) or len(entries) != len(self._tree_index):
+            raise MerkleError("tree dump does not have one value per leaf")
+        try:
+            indices = [entry["treeIndex"] for entry in entries]
+        except (KeyError, TypeError):
+            raise MerkleError("tree dump has a value without its treeIndex") from None
+        if indices != self._tree_index.tolist():
+            raise MerkleError("tree dump places a value at the wrong index")
+
+    def _check_values(self, entries: list[Any]) -> None:
+        """Refuse dump values that are not this tree's leaves, in order (addresses in any case)."""
+        chain_id, payout = str(self.chain_id), self.payout_contract.lower()
+        leaves = zip(self._accounts, self._tokens, self._amounts, strict=True)
+        for entry, (account, token, amount) in zip(entries, leaves, strict=True):
+            value = entry.get("value")
+            if not (
+                isinstance(value, list)
+                and len(value) == 5
+                and all(isinstance(part, str) for part in value)
+                and value[0] == chain_id
+                and value[1].lower() == payout
+                and value[2].lower() == account.lower()
+                and value[3].lower() == token.lower()
+                and value[4] == str(amount)
+            ):
+                raise MerkleError(f"tree dump value {value!r} is not the leaf at its place")
+
+    def _hex_nodes(self) -> Iterator[str]:
+        return map("0x".__add__, map(bytes.hex, self._tree))
+
+    def _proof_at(self, index: int) -> list[bytes]:
+        proof: list[bytes] = []
+        while index > 0:
+            sibling = index + 1 if index % 2 else index - 1
+            proof.append(self._tree[sibling])
+            index = (index - 1) // 2
+        return proof
+
+    def _value(self, account: str, token: str) -> int:
+        key = _address_word(account, "account") + _address_word(token, "token")
+        if self._index is None:
+            count = len(self._amounts)
+            words = map(self._account_words.__getitem__, _slices(count, 32))
+            tokens = map(self._token_word.__getitem__, self._tokens)
+            self._index = dict(zip(map(bytes.__add__, words, tokens), range(count), strict=True))
+        try:
+            return self._index[key]
+        except KeyError:
+            raise MerkleError(
+                f"{to_checksum_address(key[12:32])} has no leaf for token "
+                f"{to_checksum_address(key[44:])}"
+            ) from None
+
+    def _checksummed_tokens(self) -> dict[str, str]:
+        return {token: to_checksum_address(word[12:]) for token, word in self._token_word.items()}
+
+
+def _address_word(value: object, what: str) -> bytes:
+    """The 32-byte ABI word of one address, refusing a non-address and a bad checksum."""
+    match = _ADDRESS.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise MerkleError(f"{what} {value!r} is not an address")
+    body = match.group(1)
+    word = _PAD + bytes.fromhex(body)
+    if (
+        body != body.lower()
+        and body != body.upper()
+        and to_checksum_address(word[12:]) != ("0x" + body)
+    ):
+        raise MerkleError(f"{what} {value!r} is not an address (its checksum is wrong)")
+    return word
+
+
+def _addresses(values: list[Any], what: str) -> tuple[list[str], bytes, bool]:
+    """The addresses as `0x` strings, their ABI words back to back, and whether the strings
+    are checksummed already.
+
+    The usual input, `0x` and 40 hex digits each, is checked for the whole list at once;
+    anything else goes one by one (and so does the error)."""
+    count = len(values)
+    try:
+        joined = "".join(values)
+    except TypeError:
+        joined = ""
+    if (
+        len(joined) == 42 * count
+        and set(map(len, values)) == {42}
+        and joined[1::42] == "x" * count
+        and joined.count("x") == count
+        and joined[0::42] == "0" * count
+    ):
+        # 'x' is only in the prefixes, so the replace pads exactly the prefixes
+        try:
+            words = bytes.fromhex(joined.replace("0x", "00" * 12))
+        except ValueError:
+            words = b""
+        if len(words) == 32 * count:
+            checksummed = not joined.islower() and _check_checksums(values, what)
+            return values, words, checksummed
+    words = b"".join(_address_word(value, what) for value in values)
+    lowercase = ["0x" + words[i + 12 : i + 32].hex() for i in range(0, len(words), 32)]
+    return lowercase, words, False
+
+
+def _slices(count: int, width: int) -> Iterator[slice]:
+    return map(slice, range(0, count * width, width), range(width, (count + 1) * width, width))
+
+
+def _check_checksums(values: list[str], what: str) -> bool:
+    """Refuse mixed-case addresses whose case is not their checksum (all-lower and all-upper
+    ones carry none); whether all of them are checksummed."""
+    distinct = list(dict.fromkeys(values))
+    checksummed = to_checksum_address_many(distinct)
+    if checksummed == distinct:
+        return True
+    for value, expected in zip(distinct, checksummed, strict=True):
+        body = value[2:]
+        if value != expected and body != body.lower() and body != body.upper():
+            raise MerkleError(f"{what} {value!r} is not an address (its checksum is wrong)")
+    return False
+
+
+def _token_words(tokens: list[Any]) -> dict[str, bytes]:
+    try:
+        distinct = dict.fromkeys(tokens)
+    except TypeError:
+        distinct = dict.fromkeys(t for t in tokens if not isinstance(t, str))
+    return {token: _address_word(token, "token") for token in distinct}
+
+
+def _amounts(leaves: tuple[Leaf, ...]) -> list[int]:
+    amounts = list(map(attrgetter("cumulative_amount"), leaves))
+    if set(map(type, amounts)) != {int}:
+        for leaf, amount in zip(leaves, amounts, strict=True):
+            if isinstance(amount, bool) or not isinstance(amount, int):
+                raise MerkleError(f"amount for {leaf.account} must be an integer, got {amount!r}")
+    if min(amounts) < 0 or max(amounts) > MAX_UINT256:
+        leaf = next(
+            leaf for leaf, a in zip(leaves, amounts, strict=True) if not 0 <= a <= MAX_UINT256
+        )
+        raise MerkleError(f"amount {leaf.cumulative_amount} for {leaf.account} is outside uint256")
+    return amounts
+
+
+def _duplicate(keys: list[bytes]) -> MerkleError:
+    seen: set[bytes] = set()
+    for key in keys:
+        if key in seen:
+            account = to_checksum_address(key[12:32])
+            return MerkleError(f"{account} appears twice for token {to_checksum_address(key[44:])}")
+        seen.add(key)
+    raise AssertionError("no duplicate among the keys")
+
+
+def _checksummed(addresses: list[str]) -> dict[str, str]:
+    """Each distinct address with its checksum, computed once."""
+    distinct = list(dict.fromkeys(addresses))
+    return dict(zip(distinct, to_checksum_address_many(distinct), strict=True))
+
+
+def _uint256(value: int, what: str) -> bytes:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_UINT256:
+        raise MerkleError(f"{what} {value!r} is not a uint256")
+    return value.to_bytes(32)
+
+
+def _leaf_words(leaf: Leaf) -> bytes:
+    return (
+        _address_word(leaf.account, "account")
+        + _address_word(leaf.token, "token")
+        + _uint256(leaf.cumulative_amount, f"amount for {leaf.account}")
+    )
+
+
+def _decimals(values: list[Any]) -> list[int]:
+    """`_decimal` of each, the usual all-digit strings converted at C speed."""
+    if set(map(type, values)) == {str}:
+        digits = "".join(values)
+        if digits.isascii() and digits.isdigit():
+            try:
+                return list(map(int, values))
+            except ValueError:  # an empty string
+                pass
+    return [_decimal(value) for value in values]
+
+
+def _decimal(value: Any) -> int:
+    """An integer from JSON: an int or a decimal string, nothing else (no floats, no hex)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise MerkleError(f"{value!r} is not an integer")
+    try:
+        return int(value, 10) if isinstance(value, str) else value
+    except ValueError:
+        raise MerkleError(f"{value!r} is not a decimal integer") from None
