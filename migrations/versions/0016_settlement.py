@@ -110,7 +110,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("chain_id", "root_id"),
     )
 
-
     op.create_table(
         "settlement_pushes",
         sa.Column("chain_id", sa.Integer(), nullable=False),
