@@ -26,6 +26,8 @@ def test_profile_create_read_update(api, wallet):
         "website_url": "https://news.example/",
         "email": "ops@news.example",
         "category": None,
+        "push_payouts": False,  # earnings wait to be claimed unless the publisher opts in
+        "push_threshold": 0,
         "onchain": {
             "registered": False,
             "pub_id": None,
