@@ -18,12 +18,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
-from eth_utils import is_address, keccak, to_checksum_address
+from cchecksum import to_checksum_address as _checksum
+from eth_utils import is_address, keccak
 
 from api.settlement.merkle import LEAF_TYPES, Leaf, PayoutTree
 
@@ -119,6 +121,12 @@ def cumulative_leaves(
     return [Leaf(account, token, amount) for (account, token), amount in amounts.items()]
 
 
+@lru_cache(maxsize=1 << 20)
+def to_checksum_address(address: str) -> str:
+    """EIP-55, once per distinct address (an artefact names each payee several times)."""
+    return str(_checksum(address))
+
+
 def _spend_json(spend: Spend) -> dict[str, Any]:
     return {
         "epoch": spend.epoch,
@@ -157,22 +165,43 @@ def inputs_hash(
     no whitespace, lowercase addresses, rows in a fixed order, so any builder gets the same
     hash from the same inputs."""
 
-    def lowered(row: dict[str, Any]) -> dict[str, Any]:
-        return {
-            k: v.lower() if isinstance(v, str) and v.startswith("0x") else v for k, v in row.items()
-        }
-
-    document = {
+    document: dict[str, list[dict[str, Any]]] = {
         "spends": sorted(
-            (lowered(_spend_json(s)) for s in spends),
+            (
+                {
+                    "epoch": s.epoch,
+                    "campaign_id": str(s.campaign_id),
+                    "token": s.token.lower(),
+                    "charged": str(s.charged),
+                    "publisher_share": str(s.publisher_share),
+                    "fee": str(s.fee),
+                }
+                for s in spends
+            ),
             key=lambda r: (r["epoch"], int(r["campaign_id"])),
         ),
         "allocations": sorted(
-            (lowered(_allocation_json(a)) for a in allocations),
+            (
+                {
+                    "epoch": a.epoch,
+                    "campaign_id": str(a.campaign_id),
+                    "token": a.token.lower(),
+                    "account": a.account.lower(),
+                    "amount": str(a.amount),
+                }
+                for a in allocations
+            ),
             key=lambda r: (r["epoch"], int(r["campaign_id"]), r["token"], r["account"]),
         ),
         "previous_leaves": sorted(
-            (lowered(_leaf_json(leaf)) for leaf in previous_leaves),
+            (
+                {
+                    "account": leaf.account.lower(),
+                    "token": leaf.token.lower(),
+                    "cumulative_amount": str(leaf.cumulative_amount),
+                }
+                for leaf in previous_leaves
+            ),
             key=lambda r: (r["account"], r["token"]),
         ),
     }
