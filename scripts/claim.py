@@ -1,11 +1,12 @@
 """`ape run claim`: claim a publisher's cumulative earnings from PublisherPayout with the
-proofs of a payout artefact (the JSON of `PayoutTree.to_artefact`).
+proofs of a payout artefact (settlement's `buzzer-payout-v2`, or `PayoutTree.to_artefact`'s
+v1), read from a file or the URL the root was posted with.
 
 Claims verify only against the payout's current root (the newest matured, unrevoked one), so
 only the artefact of that root can pay: an older one was superseded by the root that
 followed it, even where its own numbers look right.
 
-    claim_from_artefact(sender, read_json(path, "artefact"))            # pays the sender
+    claim_from_artefact(sender, read_artefact(path_or_url))             # pays the sender
     claim_from_artefact(sender, artefact, recipient="0x…")              # claim_to: pays another
 
 From `ape console`: `from scripts.claim import claim_from_artefact`.
@@ -14,7 +15,6 @@ From `ape console`: `from scripts.claim import claim_from_artefact`.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import click
@@ -22,6 +22,7 @@ from ape import chain
 from ape.api import AccountAPI
 from ape.cli import ConnectedProviderCommand, account_option
 
+from api.settlement.artefact import ArtefactError, load
 from api.settlement.merkle import MerkleError, PayoutTree
 from scripts._common import (
     AddressParam,
@@ -30,7 +31,6 @@ from scripts._common import (
     current_deployment,
     deployed,
     event_args,
-    read_json,
     select_account,
     send,
 )
@@ -159,9 +159,8 @@ def _require_current(payout: Any, tree: PayoutTree, root_id: int | None) -> int:
 @account_option(prompt=False)
 @click.option(
     "--artefact",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     required=True,
-    help="The payout artefact JSON of the payout's current root",
+    help="The payout artefact of the payout's current root: a file or its http(s) URL",
 )
 @click.option(
     "--for",
@@ -184,11 +183,20 @@ def _require_current(payout: Any, tree: PayoutTree, root_id: int | None) -> int:
 )
 def cli(
     account: AccountAPI | None,
-    artefact: Path,
+    artefact: str,
     claim_for: str | None,
     recipient: str | None,
     tokens: tuple[str, ...],
 ) -> None:
     """Claim earnings with an artefact's proofs (local default sender: test account 7)."""
     sender = select_account(account, LOCAL_PUBLISHER)
-    claim_from_artefact(sender, read_json(artefact, "artefact"), claim_for, tokens, recipient)
+    claim_from_artefact(sender, read_artefact(artefact), claim_for, tokens, recipient)
+
+
+def read_artefact(source: str) -> dict[str, Any]:
+    """An artefact from a file, a file:// URL or an http(s) URL (as the root's
+    `artefact_uri` names it)."""
+    try:
+        return load(source)
+    except ArtefactError as exc:
+        raise ScriptError(str(exc)) from None
