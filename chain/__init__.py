@@ -1,2 +1,3 @@
-"""Buzzer's one chain layer: deployments and ABIs, the JSON-RPC client and the log decoder
-(a transaction sender will join them); everything else reaches the chain through here."""
+"""Buzzer's one chain layer: deployments and ABIs, the JSON-RPC client, the log decoder and
+the transaction sender every backend key uses; everything else reaches the chain through
+here."""

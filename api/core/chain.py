@@ -56,33 +56,24 @@ def transaction(
 
 
 def send_as(rpc_url: str, private_key: str, tx: TxData, timeout: float = 30.0) -> str:
-    """Sign and send `tx` with a backend key (the ORACLE), wait for success; the tx hash."""
-    from eth_account import Account
-    from web3 import Web3
+    """Sign and send `tx` with a backend key (the ORACLE) through `chain.sender`, wait for
+    success; the tx hash. A revert, in estimation or mined, is a `ChainError` with its reason."""
+    from chain.rpc import Rpc, RpcUnavailable
+    from chain.sender import ChainSendError, Sender, TxReverted
 
     if not private_key:
         raise ChainError("no ORACLE key is configured (BUZZER_ORACLE_PRIVATE_KEY)")
-    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
-    account = Account.from_key(private_key)
-    params = {
-        "from": account.address,
-        "to": Web3.to_checksum_address(tx.to),
-        "data": tx.data,
-        "value": int(tx.value, 16),
-        "chainId": tx.chainId,
-        "nonce": w3.eth.get_transaction_count(account.address, "pending"),
-    }
-    params["gas"] = w3.eth.estimate_gas(params)  # type: ignore[arg-type]
-    fees = w3.eth.fee_history(1, "latest")
-    base = int(fees["baseFeePerGas"][-1])
-    params["maxFeePerGas"] = 2 * base + 10**9
-    params["maxPriorityFeePerGas"] = 10**9
-    signed = account.sign_transaction(params)
-    tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
-    receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout)
-    if receipt["status"] != 1:
-        raise ChainError(f"{tx.description} reverted: {tx_hash.hex()}")
-    return "0x" + bytes(tx_hash).hex().removeprefix("0x")
+    rpc = Rpc(rpc_url, timeout=timeout)
+    try:
+        sender = Sender(rpc, private_key, tx.chainId, receipt_timeout=timeout)
+        receipt = sender.send(tx.to, tx.data, int(tx.value, 16))
+    except TxReverted as exc:
+        raise ChainError(f"{tx.description} reverted: {exc.reason or 'no reason given'}") from exc
+    except (ChainSendError, RpcUnavailable) as exc:
+        raise ChainError(f"{tx.description} could not be sent: {exc}") from exc
+    finally:
+        rpc.close()
+    return str(receipt["transactionHash"])
 
 
 def chain_time(rpc_url: str, timeout: float = 3.0) -> int:
