@@ -13,7 +13,7 @@ from api.campaigns.models import AdvertiserProfile, CampaignDraft, Creative
 from api.campaigns.service import ONCHAIN_STATUS, find_advertiser, onchain_row
 from api.core.db import SessionDep
 from api.deps import SettingsDep, WalletDep, WalletLimited
-from api.publishers.models import AdSlot, PublisherSite
+from api.publishers.models import AdSlot, PublisherProfile, PublisherSite
 from api.publishers.service import find_profile, onchain_status
 
 router = APIRouter(prefix="/api/v1/privacy", tags=["privacy"], dependencies=[WalletLimited])
@@ -52,6 +52,12 @@ def _draft_json(draft: CampaignDraft) -> dict[str, Any]:
     return data
 
 
+def _profile_json(profile: PublisherProfile) -> dict[str, Any]:
+    data = profile.model_dump(mode="json", exclude={"push_threshold"})
+    data["push_threshold"] = int(profile.push_threshold)  # atomic units, exact
+    return data
+
+
 @router.get("/export")
 def export(wallet: WalletDep, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
     """Every off-chain record of the wallet, as JSON, plus what the chain holds about it."""
@@ -78,7 +84,7 @@ def export(wallet: WalletDep, session: SessionDep, settings: SettingsDep) -> dic
     return {
         "wallet": wallet,
         "off_chain": {
-            "publisher_profile": profile.model_dump(mode="json") if profile else None,
+            "publisher_profile": _profile_json(profile) if profile else None,
             "sites": [site.model_dump(mode="json") for site in sites],
             "ad_slots": [slot.model_dump(mode="json") for slot in slots],
             "advertiser_profile": advertiser.model_dump(mode="json") if advertiser else None,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from sqlalchemy import text
 
@@ -17,6 +18,7 @@ from api.settlement.schemas import EpochPublic, RootPublic
 from api.settlement.service import epoch_rows
 
 router = APIRouter(prefix="/api/v1/settlement", tags=["settlement"])
+RootId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="the payout's root id")]
 
 
 @router.get("/epochs", response_model=list[EpochPublic])
@@ -24,7 +26,9 @@ def list_epochs(
     session: SessionDep,
     settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[int | None, Query(ge=1, description="epochs before this one")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="epochs before this one")
+    ] = None,
 ) -> list[EpochPublic]:
     """Settled and settling epochs, newest first."""
     rows = epoch_rows(session.connection(), settings.chain_id, limit, before)
@@ -32,7 +36,7 @@ def list_epochs(
 
 
 @router.get("/roots/{root_id}", response_model=RootPublic)
-def read_root(root_id: int, session: SessionDep, settings: SettingsDep) -> RootPublic:
+def read_root(root_id: RootId, session: SessionDep, settings: SettingsDep) -> RootPublic:
     row = session.execute(
         text(
             "SELECT s.*, r.status AS onchain_status, r.claimable_at FROM settlement_roots s"
@@ -58,7 +62,9 @@ def read_root(root_id: int, session: SessionDep, settings: SettingsDep) -> RootP
 
 
 @router.get("/artefacts/{chain_id}/{root_id}.json", response_class=FileResponse)
-def read_artefact(chain_id: int, root_id: int, settings: SettingsDep) -> FileResponse:
+def read_artefact(
+    chain_id: Annotated[int, PathParam(ge=1, le=2**63 - 1)], root_id: RootId, settings: SettingsDep
+) -> FileResponse:
     """The public artefact of a root: leaves, allocations, the Spent events it rests on and
     the OpenZeppelin `standard-v1` tree dump."""
     path = Path(settings.settlement_artefact_dir) / str(chain_id) / f"{root_id}.json"
