@@ -46,7 +46,7 @@ def test_a_withdraw_maturing_mid_settlement_is_skipped_and_the_batch_goes_throug
     stack.anvil.call("anvil_impersonateAccount", leaving)
     stack.anvil.call("anvil_setBalance", leaving, hex(10**20))
     with httpx.Client(base_url=stack.api_url, timeout=30) as api:
-        other = open_campaign(api, stack, LEAVING, bid_model="cpm", bid=CPM_BID, funds=USDC)
+        other = open_campaign(api, stack, LEAVING, bid_model="cpm", bid=CPM_BID, funds=5 * USDC)
 
     epoch = start_epoch(stack)
     with api_on_chain_clock(stack) as url, httpx.Client(base_url=url, timeout=30) as api:
@@ -80,7 +80,7 @@ def test_a_withdraw_maturing_mid_settlement_is_skipped_and_the_batch_goes_throug
     owner = Wallet(dev_account(LEAVING))
     with httpx.Client(base_url=stack.api_url, timeout=30) as api:
         request = api.post(
-            f"{other.path}/withdraw-request-tx", json={"amount": USDC}, headers=other.headers
+            f"{other.path}/withdraw-request-tx", json={"amount": 5 * USDC}, headers=other.headers
         )
         assert request.status_code == 200, request.text
         send(stack, owner, request.json())
