@@ -344,9 +344,6 @@ class Settlement:
             weights: dict[tuple[int, str], dict[str, Any]] = {}
             unpaid = 0
             for row in rows:
-                if row.account is None:  # not registered on-chain by the epoch's end
-                    unpaid += int(row.events)
-                    continue
                 c = charges.setdefault(
                     int(row.campaign_id),
                     {
@@ -357,9 +354,14 @@ class Settlement:
                         "billed": 0,
                     },
                 )
+                # what the intake billed leaves the serving budget once the epoch is settled,
+                # paid or not
+                c["billed"] += int(row.billed)
+                if row.account is None:  # not registered on-chain by the epoch's end
+                    unpaid += int(row.events)
+                    continue
                 c["events"] += int(row.events)
                 c["bid_sum"] += int(row.bid_sum)
-                c["billed"] += int(row.billed)
                 w = weights.setdefault(
                     (int(row.campaign_id), row.account),
                     {"token": row.token, "events": 0, "weight": 0},
@@ -1278,7 +1280,8 @@ class Settlement:
 
 # Billable events of an epoch by campaign and publisher, with the publisher's payment wallet
 # at the epoch's last block (null when it was not registered by then): the impressions of CPM
-# campaigns and the clicks of CPC ones, verified, received within the epoch.
+# campaigns and the clicks of CPC ones, verified, received within the epoch. The token is the
+# campaign's on-chain one, the one the escrow pays in.
 BILLABLE = """
 WITH events AS (
     SELECT campaign_id, publisher, min(token) AS token, min(bid_model) AS bid_model,
@@ -1298,9 +1301,11 @@ WITH events AS (
       AND subject IN (SELECT publisher FROM events)
     ORDER BY subject, block_number DESC, log_index DESC
 )
-SELECT e.campaign_id, lower(e.token) AS token, e.bid_model, e.events, e.bid_sum, e.billed,
+SELECT e.campaign_id, lower(c.token) AS token, e.bid_model, e.events, e.bid_sum, e.billed,
        lower(w.account) AS account
-FROM events e LEFT JOIN wallets w ON w.publisher = e.publisher
+FROM events e
+JOIN campaigns_onchain c ON c.chain_id = :chain AND c.campaign_id = e.campaign_id
+LEFT JOIN wallets w ON w.publisher = e.publisher
 ORDER BY e.campaign_id, w.account
 """
 
