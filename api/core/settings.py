@@ -157,15 +157,13 @@ class Settings(BaseSettings):
     # settlement: the escrow's and the payout's SETTLER keys (one process may hold only one of
     # them: `python -m api.settlement run --step spend|post`), how long a billable event waits
     # for invalid-traffic rules before its epoch is settled, where the public artefacts are
-    # written and the URL they are published under (empty: the API's /api/v1/settlement/
-    # artefacts/), and how many confirmations make a block final where the node has no
-    # `finalized` tag (a local chain)
+    # written, the URL they are published under (empty: the API's /api/v1/settlement/
+    # artefacts/), and how often the scheduler runs it
     escrow_settler_private_key: str = ""
     payout_settler_private_key: str = ""
     ivt_hold_seconds: int = Field(default=86_400, ge=0)
     settlement_artefact_dir: str = ".run/artefacts"
     settlement_artefact_base_url: str = ""
-    settlement_confirmations: int = Field(default=0, ge=0)
     settlement_interval_seconds: float = Field(default=300, gt=0)
     # the watcher: the GUARDIAN key that revokes a bad pending root (empty: report only) and
     # where its reports are written
