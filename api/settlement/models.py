@@ -53,6 +53,23 @@ class SettlementEpoch(SQLModel, table=True):
     updated_at: datetime | None = _updated_at()
 
 
+class SettlementStep(SQLModel, table=True):
+    """The log of steps done: one row per (epoch or root, step) with what the step read and
+    what it wrote, written in the step's own transaction."""
+
+    __tablename__ = "settlement_steps"
+
+    chain_id: int = Field(primary_key=True)
+    subject: str = Field(primary_key=True, description="epoch:<n> or root:<id>")
+    step: str = Field(primary_key=True, description="freeze, charge, spend, allocate, build, post")
+    inputs: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    outputs: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    done_at: datetime | None = Field(
+        default=None,
+        sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
 class SettlementCharge(SQLModel, table=True):
     """A campaign's charge for an epoch: what its verified events bid (`bid_sum`, and `billed`
     as the intake reserved and billed it), what that comes to (`amount`, one integer division),

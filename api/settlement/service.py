@@ -399,6 +399,17 @@ class Settlement:
                     "note": note,
                 },
             )
+            self._log_step(
+                conn,
+                f"epoch:{number}",
+                FREEZE,
+                {"starts_at": starts_at, "ends_at": ends_at, "finalized_block": finalized,
+                 "block_hash": block_hash, "end_block": end_block,
+                 "ivt_hold_seconds": self.settings.ivt_hold_seconds},
+                {"state": state, "campaigns": len(charges), "payees": len(weights),
+                 "events": sum(c["events"] for c in charges.values()),
+                 "inputs_hash": _hash_json(inputs), "unpaid_events": unpaid},
+            )  # fmt: skip
             _copy(
                 conn,
                 "settlement_charges",
@@ -462,8 +473,33 @@ class Settlement:
                     },
                 )
             self._set_state(conn, number, CHARGED)
+            self._log_step(
+                conn, f"epoch:{number}", CHARGE, {"charges": len(rows)}, {"asked": asked_total}
+            )
         report.add(f"epoch {number}: {len(rows)} charge(s), {asked_total} asked in all")
         return CHARGED
+
+    def _log_step(
+        self, conn: Connection, subject: str, step: str, inputs: Any, outputs: Any
+    ) -> None:
+        """One row per step done, with what it read and what it wrote, in the step's own
+        transaction (so the log never shows a step that did not commit)."""
+        conn.execute(
+            text(
+                "INSERT INTO settlement_steps (chain_id, subject, step, inputs, outputs)"
+                " VALUES (:chain, :subject, :step, CAST(:inputs AS jsonb),"
+                " CAST(:outputs AS jsonb))"
+                " ON CONFLICT (chain_id, subject, step) DO UPDATE SET inputs = excluded.inputs,"
+                " outputs = excluded.outputs, done_at = now()"
+            ),
+            {
+                "chain": self.chain_id,
+                "subject": subject,
+                "step": step,
+                "inputs": json.dumps(inputs, default=str),
+                "outputs": json.dumps(outputs, default=str),
+            },
+        )
 
     def _set_state(
         self, conn: Connection, number: int, state: str, note: str | None = None
@@ -571,10 +607,28 @@ class Settlement:
                 text(
                     "SELECT count(*) FILTER (WHERE charged > 0) AS charged_campaigns,"
                     " coalesce(sum(charged), 0) AS charged, coalesce(sum(written_off), 0) AS"
-                    " written_off FROM settlement_charges WHERE chain_id = :chain AND epoch = :e"
+                    " written_off, coalesce(sum(publisher_share), 0) AS share,"
+                    " coalesce(sum(fee), 0) AS fee"
+                    " FROM settlement_charges WHERE chain_id = :chain AND epoch = :e"
                 ),
                 {"chain": self.chain_id, "e": number},
             ).one()
+            transactions = conn.execute(
+                text(
+                    "SELECT step, tx_hash, status FROM settlement_txs WHERE chain_id = :chain"
+                    " AND step LIKE :prefix ORDER BY step"
+                ),
+                {"chain": self.chain_id, "prefix": f"spend:{number}:%"},
+            ).all()
+            self._log_step(
+                conn,
+                f"epoch:{number}",
+                SPEND,
+                {"transactions": [list(t) for t in transactions]},
+                {"charged": int(totals.charged), "publisher_share": int(totals.share),
+                 "fee": int(totals.fee), "written_off": int(totals.written_off),
+                 "campaigns_charged": int(totals.charged_campaigns)},
+            )  # fmt: skip
         report.add(
             f"epoch {number}: spent {totals.charged} from {totals.charged_campaigns}"
             f" campaign(s), {totals.written_off} written off"
@@ -658,7 +712,14 @@ class Settlement:
                 params,
             )
             self._set_state(conn, number, ALLOCATED)
-        payees = len({account for _, account, amount in amounts if amount})
+            payees = len({account for _, account, amount in amounts if amount})
+            self._log_step(
+                conn,
+                f"epoch:{number}",
+                ALLOCATE,
+                {"publisher_share": sum(shares.values())},
+                {"allocated": sum(amount for _, _, amount in amounts), "payees": payees},
+            )
         report.add(f"epoch {number}: allocated to {payees} payee(s)")
         return ALLOCATED
 
@@ -1041,6 +1102,16 @@ class Settlement:
                 {"root_id": root_id, "chain": self.chain_id, "epochs": epochs},
             )
             _store_proofs(conn, self.chain_id, root_id, tree)
+            self._log_step(
+                conn,
+                f"root:{root_id}",
+                BUILD,
+                {"epochs": epochs, "previous_root_id": previous_id,
+                 "finalized_block": finalized, "allocations": len(allocations)},
+                {"root": "0x" + tree.root.hex(), "leaves": len(tree.leaves),
+                 "totals": {t.lower(): str(v) for t, v in tree.totals().items()},
+                 "artefact_uri": uri, "artefact_path": str(path)},
+            )  # fmt: skip
         report.add(
             f"root {root_id}: built over epochs {epochs}, {len(tree.leaves)} leaves, artefact {uri}"
         )
@@ -1238,6 +1309,20 @@ class Settlement:
                     " WHERE chain_id = :chain AND root_id = :root_id AND state = :built"
                 ),
                 {"posted": POSTED, "built": BUILT, "chain": self.chain_id, "root_id": root_id},
+            )
+            posted = conn.execute(
+                text(
+                    "SELECT tx_hash, status FROM settlement_txs WHERE chain_id = :chain"
+                    " AND step = :step"
+                ),
+                {"chain": self.chain_id, "step": f"post:{root_id}"},
+            ).first()
+            self._log_step(
+                conn,
+                f"root:{root_id}",
+                POST,
+                {"root": row.root, "artefact_uri": row.artefact_uri},
+                {"onchain_root": onchain, "transaction": list(posted) if posted else None},
             )
         report.add(f"root {root_id}: posted")
         return True
@@ -1691,6 +1776,16 @@ def status(settings: Settings) -> dict[str, Any]:
                     {"chain": settings.chain_id},
                 ).mappings()
             ]
+            steps = [
+                dict(r)
+                for r in conn.execute(
+                    text(
+                        "SELECT subject, step, inputs, outputs, done_at FROM settlement_steps"
+                        " WHERE chain_id = :chain ORDER BY done_at DESC LIMIT 50"
+                    ),
+                    {"chain": settings.chain_id},
+                ).mappings()
+            ]
     finally:
         engine.dispose()
-    return {"epochs": epochs, "roots": roots, "open_transactions": txs}
+    return {"epochs": epochs, "roots": roots, "open_transactions": txs, "steps": steps}

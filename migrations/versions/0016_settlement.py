@@ -47,6 +47,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("chain_id", "epoch"),
     )
     op.create_table(
+        "settlement_steps",
+        sa.Column("chain_id", sa.Integer(), nullable=False),
+        sa.Column("subject", STRING(), nullable=False),
+        sa.Column("step", STRING(), nullable=False),
+        sa.Column("inputs", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("outputs", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column(
+            "done_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+        ),
+        sa.PrimaryKeyConstraint("chain_id", "subject", "step"),
+    )
+    op.create_table(
         "settlement_charges",
         sa.Column("chain_id", sa.Integer(), nullable=False),
         sa.Column("epoch", sa.BigInteger(), nullable=False),
@@ -143,4 +155,5 @@ def downgrade() -> None:
     op.drop_index("ix_settlement_allocations_account", table_name="settlement_allocations")
     op.drop_table("settlement_allocations")
     op.drop_table("settlement_charges")
+    op.drop_table("settlement_steps")
     op.drop_table("settlement_epochs")

@@ -123,6 +123,13 @@ def test_two_epochs_pay_publishers_exactly_what_valid_traffic_earned(
     assert allocations[wallet(PAYEE_1)] == p1_cpm + cpc_share
     assert allocations[wallet(P2)] == cpm_share - p1_cpm
     assert stack.chain.usdc_balance(TREASURY) - treasury_before == cpm_fee + cpc_fee
+    # each step left its row, with what it read and wrote
+    steps = dict(
+        rows(stack, "SELECT step, outputs FROM settlement_steps WHERE subject = %s", f"epoch:{e1}")
+    )
+    assert sorted(steps) == ["allocate", "charge", "freeze", "spend"]
+    assert steps["spend"]["charged"] == cpm_charged + cpc_charged
+    assert steps["allocate"]["allocated"] == cpm_share + cpc_share
 
     # the root is posted; claims wait for its challenge period
     root_1 = rows(stack, "SELECT root_id, state FROM settlement_roots WHERE %s = ANY(epochs)", e1)
