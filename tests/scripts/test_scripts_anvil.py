@@ -9,6 +9,8 @@ directory through `BUZZER_DEPLOYMENTS_DIR`, never into the repository.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import queue
@@ -19,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -512,11 +515,14 @@ def test_settle_then_claim_pays_exactly_the_current_root_once(
     assert chain.nonce(STRANGER) == nonce
 
     # an artefact without any root id or epoch: the root itself says which it is;
-    # anyone may claim for anyone: the stranger pays the gas, the other publisher the money
+    # anyone may claim for anyone: the stranger pays the gas, the other publisher the money;
+    # the artefact is read from the URL it is published at
     artefact_2 = _artefact(second, tmp_path / "root-2.json", root_id=None)
-    chain.ape_run(
-        "claim", "--artefact", str(artefact_2), "--account", "TEST::9", "--for", other
-    ).ok()
+    with _serving(tmp_path) as base_url:
+        chain.ape_run(
+            "claim", "--artefact", f"{base_url}/root-2.json", "--account", "TEST::9",
+            "--for", other,
+        ).ok()  # fmt: skip
     assert balance(other).call() == 3_000
 
     # claim_to: the publisher sends its own increase to another wallet
@@ -538,6 +544,20 @@ def test_settle_then_claim_pays_exactly_the_current_root_once(
     )  # fmt: skip
     assert "cannot redirect" in refused.error_line()
     assert chain.nonce(STRANGER) == nonce
+
+
+@contextmanager
+def _serving(directory: Path) -> Iterator[str]:
+    """The files of `directory` over HTTP on a free local port; yields the base URL."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_failed_deploy_leaves_the_previous_deployments_file_untouched(
