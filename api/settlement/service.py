@@ -285,8 +285,18 @@ class Settlement:
                 f" and its end is final (finalized block {finalized} at {finalized_at})"
             )
         for number in range(start, ripe + 1):
-            if only is not None and number != only:
+            if only is not None and number < only:
+                with self.engine.connect() as conn:
+                    if self._epoch_state(conn, number) not in (ALLOCATED, EMPTY):
+                        # the escrow spends epochs forward only: settling a later one first
+                        # would leave this one unspendable for good
+                        raise SettlementError(
+                            f"epoch {number} is not settled yet: epochs are settled in order,"
+                            f" so epoch {only} waits for it (run without --epoch)"
+                        )
                 continue
+            if only is not None and number > only:
+                break
             if not self._epoch(number, clock, finalized, steps, report):
                 return
         if only is not None and only > ripe:

@@ -7,6 +7,7 @@ runs started together settle an epoch once."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -184,3 +185,47 @@ def test_ten_runs_at_once_settle_an_epoch_once(
     assert rows(stack, "SELECT count(*) FROM settlement_roots WHERE %s = ANY(epochs)", epoch) == [
         (1,)
     ]
+
+
+def test_a_later_epoch_is_not_settled_before_an_earlier_one(
+    stack: Stack, world: dict[str, Any], settlement_settings: Any
+) -> None:
+    """The escrow spends epochs forward only: `run --epoch N` with an earlier epoch still
+    unsettled is refused (settling N first would leave the earlier one unspendable)."""
+    p1: Publisher = world["p1"]
+    cpm: Campaign = world["cpm"]
+    earlier = start_epoch(stack)
+    impressions(stack, p1, cpm, 1, first=600)
+    end_epoch(stack, earlier)
+    later = start_epoch(stack)
+    end_epoch(stack, later)
+    stack.chain.mine(FINALITY)
+    stack.index_here()
+    refused = subprocess.run(
+        [sys.executable, "-m", "api.settlement", "run", "--epoch", str(later)],
+        cwd=PROJECT_ROOT,
+        env=settlement_env(stack, settlement_settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert refused.returncode == 1
+    # the first epoch not settled is named (an empty one may come before `earlier`)
+    named = re.search(r"epoch (\d+) is not settled yet", refused.stderr)
+    assert named is not None and int(named.group(1)) <= earlier, refused.stderr
+    assert rows(stack, "SELECT count(*) FROM settlement_epochs WHERE epoch >= %s", earlier) == [
+        (0,)
+    ]
+    settle(stack, settlement_settings)  # in order, all of them
+    states = dict(
+        rows(stack, "SELECT epoch, state FROM settlement_epochs WHERE epoch >= %s", earlier)
+    )
+    assert states == {
+        number: "allocated" if number == earlier else "empty"
+        for number in range(earlier, later + 1)
+    }
+    stack.chain.increase_time(CHALLENGE_PERIOD + 1)
+    stack.index_here()
+    with httpx.Client(base_url=stack.api_url, timeout=30) as api:
+        claim(api, stack, p1)  # leave nothing unclaimed for the tests that follow
