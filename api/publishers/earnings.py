@@ -98,34 +98,15 @@ def claim_txs(session: Session, settings: Settings, wallet: str) -> list[TxData]
     root. Anyone may send a claim; the money always goes to the leaf's account."""
     profile_of(session, wallet)
     accounts = _accounts(session, settings, wallet)
-    claimed = _claimed(session, settings.chain_id, accounts)
-    txs = []
-    for leaf in _leaves(session, settings.chain_id, accounts, ["current"]):
-        amount = int(leaf.cumulative) - claimed.get((leaf.account, leaf.token), 0)
-        if amount <= 0:
-            continue
-        txs.append(
-            transaction(
-                settings.chain_id,
-                "PublisherPayout",
-                "claim",
-                leaf.account,
-                leaf.token,
-                int(leaf.cumulative),
-                [bytes.fromhex(node.removeprefix("0x")) for node in leaf.proof],
-                description=f"Claim {amount} of {leaf.token} to {leaf.account}",
-            )
-        )
+    txs = [c.transaction for c in _claimable(session, settings, accounts) if c.transaction]
     if not txs:
         raise Conflict("nothing to claim yet", code="nothing_to_claim")
     return txs
 
 
-def claims(session: Session, settings: Settings, wallet: str) -> ClaimsPublic:
-    """What the publisher can claim now (with the proof and the transaction), what waits in a
-    challenge period, and its payment history: claims paid and x402 payments received."""
-    profile_of(session, wallet)
-    accounts = _accounts(session, settings, wallet)
+def _claimable(session: Session, settings: Settings, accounts: list[str]) -> list[ClaimProof]:
+    """Each leaf of the current root with its proof, what it pays now and its claim
+    transaction (none when it pays nothing)."""
     claimed = _claimed(session, settings.chain_id, accounts)
     claimable = []
     for leaf in _leaves(session, settings.chain_id, accounts, ["current"]):
@@ -155,6 +136,15 @@ def claims(session: Session, settings: Settings, wallet: str) -> ClaimsPublic:
                 else None,
             )
         )
+    return claimable
+
+
+def claims(session: Session, settings: Settings, wallet: str) -> ClaimsPublic:
+    """What the publisher can claim now (with the proof and the transaction), what waits in a
+    challenge period, and its payment history: claims paid and x402 payments received."""
+    profile_of(session, wallet)
+    accounts = _accounts(session, settings, wallet)
+    claimable = _claimable(session, settings, accounts)
     pending = [
         PendingLeaf(
             account=row.account,

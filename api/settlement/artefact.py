@@ -209,16 +209,6 @@ def inputs_hash(
     return "0x" + keccak(text=canonical).hex()
 
 
-def tree_dump(tree: PayoutTree) -> dict[str, Any]:
-    """The OpenZeppelin `standard-v1` dump of `tree`."""
-    dump = getattr(tree, "dump", None)
-    if callable(dump):
-        result: dict[str, Any] = dump()
-        return result
-    legacy: dict[str, Any] = tree.to_artefact(0)["tree"]
-    return legacy
-
-
 def build(
     *,
     chain_id: int,
@@ -256,7 +246,7 @@ def build(
         "inputs_hash": inputs_hash(spends, allocations, previous_leaves),
         "finalized_block": {"number": number, "hash": block_hash.lower()},
         "code_version": code_version,
-        "tree": tree_dump(tree),
+        "tree": tree.dump(),
     }
 
 

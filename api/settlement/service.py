@@ -31,7 +31,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -123,9 +123,6 @@ class EpochClock:
         return max(0, int(now - self.genesis) // self.length)
 
 
-Senders = Callable[[str], Any]  # "escrow" | "payout" → a chain.sender.Sender
-
-
 class Settlement:
     """One run's view of the world: the database, the chain (through the RPC and the
     indexer's tables), Redis and the two settler keys."""
@@ -135,16 +132,13 @@ class Settlement:
         settings: Settings,
         engine: Engine | None = None,
         rpc: Rpc | None = None,
-        redis: Any = None,
-        senders: Senders | None = None,
         wait_seconds: float = 0.0,
     ) -> None:
         self.settings = settings
         self.chain_id = settings.chain_id
         self.engine = engine or make_engine(settings.database_url)
         self.rpc = rpc or Rpc(settings.rpc_url)
-        self._redis = redis
-        self._senders = senders
+        self._redis: Any = None
         self._sender_cache: dict[str, Any] = {}
         self.wait_seconds = wait_seconds
         self.deployment = deployment(self.chain_id)
@@ -159,8 +153,6 @@ class Settlement:
         return self._redis
 
     def sender(self, which: str) -> Any:
-        if self._senders is not None:
-            return self._senders(which)
         if which not in self._sender_cache:
             from chain.sender import Sender
 
@@ -1464,17 +1456,9 @@ def _store_proofs(conn: Connection, chain_id: int, root_id: int, tree: Any) -> N
                 leaf.cumulative_amount,
                 json.dumps(["0x" + node.hex() for node in proof]),
             )
-            for leaf, proof in _proofs(tree)
+            for leaf, proof in tree.iter_proofs()
         ),
     )
-
-
-def _proofs(tree: Any) -> Iterator[tuple[Any, list[bytes]]]:
-    if hasattr(tree, "iter_proofs"):
-        yield from tree.iter_proofs()
-        return
-    for leaf in tree.leaves:
-        yield leaf, tree.proof(leaf.account, leaf.token)
 
 
 def _write_atomically(path: Path, document: dict[str, Any]) -> None:
@@ -1488,12 +1472,6 @@ def _write_atomically(path: Path, document: dict[str, Any]) -> None:
 
 def _hash_json(value: Any) -> str:
     return "0x" + keccak(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hex()
-
-
-def _hex(value: Any) -> str:
-    if isinstance(value, bytes | bytearray):
-        return "0x" + bytes(value).hex()
-    return str(value)
 
 
 def code_version() -> str:
