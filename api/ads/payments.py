@@ -1,13 +1,13 @@
 """x402 payments for ad slots: the requirements a slot asks for, the `PAYMENT-REQUIRED` header,
 and `Payments.pay`, which checks a payment against those requirements and settles it with an
 in-process facilitator before anything is served, once per EIP-3009 authorization, answering
-a signed, expiring receipt.
+a signed, expiring receipt (api/ads/receipts.py).
 
-    payments = Payments.from_settings(settings, engine)          # once per app
+    payments = Payments.from_settings(settings, engine, cache)   # once per app
     asks = requirements(chain_id=..., asset=..., asset_name="USD Coin", asset_version="2",
                         pay_to=..., amount=10_000, max_timeout_seconds=300)
     try:
-        paid = await payments.pay(request.headers["PAYMENT-SIGNATURE"], 2, asks, slot_key=key)
+        paid = await payments.pay(header, 2, asks, slot_key="slot_ab12:agent", page=None)
     except PaymentRejected as exc:  # 402; answer PAYMENT-REQUIRED again, with exc.code as error
         header = payment_required_header(asks, ResourceInfo(url=...), exc.code)
     response.headers.update(paid.headers)                     # PAYMENT-RESPONSE
@@ -17,26 +17,37 @@ inserts the row settles; concurrent duplicates wait for its outcome; a replay of
 signed payload gets the same receipt while it is valid. Nothing is ever sent twice: a transfer
 whose confirmation timed out stays `settling` with its tx hash and is resolved from the chain
 (a later retry, or `reconcile()`), never by sending again.
+
+The facilitator pays the gas, so a payer must not make it send what will revert: one
+settlement per payer at a time across workers (a Redis lock with a token, expiring after the
+settle timeout if a worker dies; a pending transfer keeps it until then), a different
+authorization from a payer already settling is refused at once with `payer_busy` (retryable,
+Retry-After) rather than queued, since it could only pay if the first one failed; the payer's
+balance is read just before sending (`insufficient_funds`); a sent settlement that reverts is
+counted in `/metrics` by reason and puts the payer in a cool-down that doubles per revert
+(`payer_throttled`, Retry-After).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
-import hmac
 import json
 import logging
+import math
 import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import redis
 from eth_utils import is_address, keccak, to_checksum_address
+from prometheus_client import Counter
 from pydantic import ValidationError
+from redis.lock import Lock
 from sqlalchemy import Engine
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import Session, col, select
@@ -78,8 +89,10 @@ from x402.schemas import (
 )
 
 from api.ads.models import FAILED, SETTLED, SETTLING, X402Payment
+from api.ads.receipts import CASES, Grant, ReceiptKeys
 from api.core.errors import ApiError, Unavailable
 from api.core.fields import utcnow
+from api.core.redis import connect as connect_redis
 from api.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,8 +103,32 @@ ERR_INVALID_VERSION = "invalid_x402_version"
 ERR_INVALID_NETWORK = "invalid_network"
 ERR_ASSET_MISMATCH = "invalid_exact_evm_payload_asset_mismatch"
 ERR_OTHER_SLOT = "payment_for_another_slot"
-ERR_INVALID_RECEIPT = "invalid_receipt"
 ERR_UNEXPECTED_SETTLE = "unexpected_settle_error"
+ERR_INSUFFICIENT_FUNDS = "insufficient_funds"  # x402's code: our own balance read
+ERR_PAYER_BUSY = "payer_busy"
+ERR_PAYER_THROTTLED = "payer_throttled"
+
+SETTLEMENT_REVERTS = Counter(
+    "buzzer_x402_settlement_reverts",
+    "x402 settlements sent by the facilitator that did not move the money (gas spent)",
+    ["reason"],
+)
+PAYER_REFUSALS = Counter(
+    "buzzer_x402_payer_refusals",
+    "x402 payments refused before anything was sent, to spare the facilitator's gas",
+    ["reason"],
+)
+BALANCE_OF_ABI = [
+    {
+        "name": "balanceOf",
+        "type": "function",
+        "stateMutability": "view",
+        "inputs": [{"name": "account", "type": "address"}],
+        "outputs": [{"name": "", "type": "uint256"}],
+    }
+]
+REVERT_MEMORY_SECONDS = 86_400  # reverts count toward the cool-down for a day
+BUSY_RETRY_SECONDS = 2
 
 MAX_HEADER_CHARS = 16_384
 POLL_SECONDS = 0.05
@@ -116,13 +153,6 @@ class PaymentRejected(ApiError):
 
     def __init__(self, reason: str, message: str, **details: Any) -> None:
         super().__init__(message, {"reason": reason, **details}, code=reason)
-
-
-class InvalidReceipt(PaymentRejected):
-    """A receipt that is forged, tampered with, expired, or for another slot."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(ERR_INVALID_RECEIPT, message)
 
 
 # -- requirements and the 402 header ---------------------------------------------------------
@@ -171,69 +201,6 @@ def payment_required_header(
     accepts = list(requirements)
     required = PaymentRequired(x402_version=2, error=error, resource=resource, accepts=accepts)
     return encode_payment_required_header(required)
-
-
-# -- receipts --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """What a receipt grants: `slot_key` was paid for by `payer` (authorization `nonce`)."""
-
-    payer: str
-    nonce: str
-    slot_key: str
-    valid_until: datetime
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _receipt_key(secret: str) -> bytes:
-    # its own key, so a receipt is never mistaken for another token signed with the secret
-    return hmac.new(secret.encode(), b"buzzer/x402-receipt/v1", hashlib.sha256).digest()
-
-
-def sign_receipt(secret: str, receipt: Receipt) -> str:
-    """`<claims>.<hmac>`, both base64url: an access token for `receipt.slot_key` that
-    expires at `receipt.valid_until` (whole seconds)."""
-    claims = {
-        "payer": receipt.payer,
-        "nonce": receipt.nonce,
-        "slot": receipt.slot_key,
-        "exp": int(receipt.valid_until.timestamp()),
-    }
-    body = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
-    mac = hmac.new(_receipt_key(secret), body.encode(), hashlib.sha256).digest()
-    return f"{body}.{_b64(mac)}"
-
-
-def verify_receipt(
-    token: str, secret: str, *, slot_key: str | None = None, now: datetime | None = None
-) -> Receipt:
-    """The receipt `token` grants, if we signed it, it has not expired and (when given) it is
-    for `slot_key`; otherwise `InvalidReceipt`."""
-    body, _, mac = token.partition(".")
-    expected = _b64(hmac.new(_receipt_key(secret), body.encode(), hashlib.sha256).digest())
-    if not body or not hmac.compare_digest(mac.encode(), expected.encode()):
-        raise InvalidReceipt("the receipt is not one we issued")
-    claims = json.loads(_unb64(body))
-    receipt = Receipt(
-        payer=claims["payer"],
-        nonce=claims["nonce"],
-        slot_key=claims["slot"],
-        valid_until=datetime.fromtimestamp(claims["exp"], UTC),
-    )
-    if receipt.valid_until <= (now or utcnow()):
-        raise InvalidReceipt(f"the receipt expired at {receipt.valid_until.isoformat()}")
-    if slot_key is not None and receipt.slot_key != slot_key:
-        raise InvalidReceipt("the receipt is for another slot")
-    return receipt
 
 
 # -- the payment -----------------------------------------------------------------------------
@@ -287,6 +254,7 @@ class _Payment:
     network: str
     asset: str  # lowercase
     slot_key: str
+    page: str | None = None  # the page the receipt is bound to, when the request named one
 
 
 @dataclass(frozen=True)
@@ -315,24 +283,31 @@ class Payments:
         rpc_url: str,
         chain_id: int,
         facilitator_private_key: str,
-        receipt_secret: str,
+        receipts: ReceiptKeys,
         engine: Engine,
+        cache: redis.Redis,
         settle_timeout_seconds: float = 30.0,
         receipt_ttl_seconds: int = 3600,
         max_timeout_seconds: int = 300,
+        revert_cooldown_seconds: float = 60.0,
+        revert_cooldown_max_seconds: float = 86_400.0,
     ) -> None:
         if not facilitator_private_key:
             raise ValueError("no facilitator key is configured (BUZZER_FACILITATOR_PRIVATE_KEY)")
-        if len(receipt_secret) < 32:
-            raise ValueError("the receipt secret must be at least 32 characters")
         self.chain_id = chain_id
         self.network = f"eip155:{chain_id}"
         self._v1_network = _V1_NAMES.get(chain_id)
         self._engine = engine
-        self._secret = receipt_secret
+        self._cache = cache
+        self.receipts = receipts
         self._receipt_ttl = timedelta(seconds=receipt_ttl_seconds)
         self._max_timeout = max_timeout_seconds
         self._wait_seconds = settle_timeout_seconds + WAIT_MARGIN_SECONDS
+        # a payer's turn outlives any settle, so a worker that dies mid-settle frees it late,
+        # never early
+        self._turn_seconds = self._wait_seconds
+        self._cooldown = revert_cooldown_seconds
+        self._cooldown_max = revert_cooldown_max_seconds
         self.signer = FacilitatorWeb3Signer(
             private_key=facilitator_private_key,
             rpc_url=rpc_url,
@@ -347,34 +322,72 @@ class Payments:
         self._w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 10}))
 
     @classmethod
-    def from_settings(cls, settings: Settings, engine: Engine) -> Payments:
+    def from_settings(
+        cls, settings: Settings, engine: Engine, cache: redis.Redis | None = None
+    ) -> Payments:
         return cls(
             rpc_url=settings.rpc_url,
             chain_id=settings.chain_id,
             facilitator_private_key=settings.facilitator_private_key,
-            receipt_secret=settings.jwt_secret,
+            receipts=ReceiptKeys.from_settings(settings),
             engine=engine,
+            cache=cache if cache is not None else connect_redis(settings.redis_url),
             settle_timeout_seconds=settings.x402_settle_timeout_seconds,
             receipt_ttl_seconds=settings.x402_receipt_ttl_seconds,
             max_timeout_seconds=settings.x402_max_timeout_seconds,
+            revert_cooldown_seconds=settings.x402_revert_cooldown_seconds,
+            revert_cooldown_max_seconds=settings.x402_revert_cooldown_max_seconds,
         )
 
     # -- paying ------------------------------------------------------------------------------
 
     async def pay(
-        self, header_value: str, version: int, requirements: PaymentRequirements, *, slot_key: str
+        self,
+        header_value: str,
+        version: int,
+        requirements: PaymentRequirements,
+        *,
+        slot_key: str,
+        page: str | None = None,
     ) -> Paid:
         """Settle the payment in `header_value` (`PAYMENT-SIGNATURE` with `version` 2,
-        `X-PAYMENT` with 1) for `requirements` and `slot_key`, or raise `PaymentRejected`.
-        Returns only once the transfer is confirmed; the same payload again returns the same
-        `Paid` while its receipt is valid."""
+        `X-PAYMENT` with 1) for `requirements` and `slot_key` (`<slot id>:<case>`), or raise
+        `PaymentRejected`. Returns only once the transfer is confirmed; the same payload again
+        returns the same `Paid` while its receipt is valid. The receipt is bound to `page`
+        when given."""
         if requirements.network != self.network:
             raise ValueError(f"these payments settle on {self.network}, not {requirements.network}")
-        payment = self._payment(header_value, version, requirements, slot_key)
+        payment = replace(self._payment(header_value, version, requirements, slot_key), page=page)
         row = await _io(self._load, payment)
         if row is not None:
             return await self._answer_existing(row, payment)
+        await _io(self._check_cooldown, payment.authorization.payer)
+        turn = await self._take_turn(payment)
+        if isinstance(turn, X402Payment):  # a twin of this authorization settled it meanwhile
+            return await self._answer_existing(turn, payment)
+        # settle to the end even if the client goes away: the row must learn the outcome,
+        # and the payer's turn must be given back
+        task = asyncio.ensure_future(self._pay_in_turn(turn, payment))
+        task.add_done_callback(_retrieve)
+        return await asyncio.shield(task)
 
+    async def _pay_in_turn(self, turn: Lock, payment: _Payment) -> Paid:
+        """Verify, read the balance, claim and settle, holding the payer's turn; the turn is
+        given back after, except while a sent transfer is unconfirmed (it expires then)."""
+        keep_turn = False
+        try:
+            return await self._verify_and_settle(payment)
+        except PaymentRejected as exc:
+            keep_turn = exc.code == ERR_SETTLEMENT_PENDING
+            raise
+        finally:
+            if not keep_turn:
+                await _io(_give_back, turn)
+
+    async def _verify_and_settle(self, payment: _Payment) -> Paid:
+        row = await _io(self._load, payment)
+        if row is not None:
+            return await self._answer_existing(row, payment)
         try:
             verdict = await _io(self.facilitator.verify, payment.payload, payment.requirements)
         except Exception:
@@ -395,16 +408,14 @@ class Payments:
                 if state == SETTLED and tx_hash:
                     return await self._record_settled_elsewhere(payment, tx_hash)
             raise PaymentRejected(reason, _explain(reason, verdict.invalid_message))
+        await self._check_balance(payment)
 
         claimed = await _io(self._claim, payment)
         if claimed is None:
             row = await _io(self._load, payment)
             assert row is not None  # the unique key said it exists
             return await self._answer_existing(row, payment)
-        # settle to the end even if the client goes away: the row must learn the outcome
-        task = asyncio.ensure_future(self._settle(claimed, payment))
-        task.add_done_callback(_retrieve)
-        return await asyncio.shield(task)
+        return await self._settle(claimed, payment)
 
     async def reconcile(self) -> int:
         """Resolve, from the chain, rows left `settling` by a timeout, a crash or a handover;
@@ -491,6 +502,116 @@ class Payments:
             )
         return self._v1_network
 
+    # -- sparing the facilitator's gas --------------------------------------------------------
+
+    def _turn_key(self, payer: str) -> str:
+        return f"x402:turn:{self.chain_id}:{payer}"
+
+    def _cooldown_key(self, payer: str) -> str:
+        return f"x402:cooldown:{self.chain_id}:{payer}"
+
+    async def _take_turn(self, payment: _Payment) -> Lock | X402Payment:
+        """The payer's turn to settle (a lock to give back), or the row of this very
+        authorization when a twin holding the turn recorded it first. Another authorization
+        holding the turn: `payer_busy`."""
+        auth = payment.authorization
+        deadline = time.monotonic() + self._wait_seconds
+        while True:
+            turn, holder = await _io(self._try_turn, auth)
+            if turn is not None:
+                return turn
+            if holder is not None and not holder.startswith(f"{auth.nonce}:"):
+                PAYER_REFUSALS.labels(reason=ERR_PAYER_BUSY).inc()
+                raise _busy(ERR_PAYER_BUSY, BUSY_RETRY_SECONDS)
+            row = await _io(self._load, payment)  # a twin settles it: its outcome is ours
+            if row is not None:
+                return row
+            if time.monotonic() >= deadline:
+                raise _busy(ERR_PAYER_BUSY, BUSY_RETRY_SECONDS)
+            await asyncio.sleep(POLL_SECONDS)
+
+    def _try_turn(self, auth: _Authorization) -> tuple[Lock | None, str | None]:
+        """(the lock, None) when taken; else (None, who holds it: `<nonce>:<token>`)."""
+        key = self._turn_key(auth.payer)
+        try:
+            turn = self._cache.lock(
+                key, timeout=self._turn_seconds, blocking=False, thread_local=False
+            )
+            if turn.acquire(token=f"{auth.nonce}:{uuid.uuid4().hex}"):
+                return turn, None
+            holder = self._cache.get(key)
+        except (redis.RedisError, OSError):
+            log.exception("cannot take payer %s's turn in Redis", auth.payer)
+            raise Unavailable(
+                "payments are paused for a moment; present the payment again shortly",
+                code="payer_lock_unavailable",
+                headers={"Retry-After": str(BUSY_RETRY_SECONDS)},
+            ) from None
+        if isinstance(holder, bytes):
+            holder = holder.decode()
+        return None, holder
+
+    def _check_cooldown(self, payer: str) -> None:
+        """`payer_throttled` while the payer is cooling down after a revert."""
+        try:
+            left_ms = int(self._cache.pttl(self._cooldown_key(payer)))
+        except (redis.RedisError, OSError):
+            log.exception("cannot read payer %s's cool-down in Redis", payer)
+            raise Unavailable(
+                "payments are paused for a moment; present the payment again shortly",
+                code="payer_lock_unavailable",
+                headers={"Retry-After": str(BUSY_RETRY_SECONDS)},
+            ) from None
+        if left_ms > 0:
+            PAYER_REFUSALS.labels(reason=ERR_PAYER_THROTTLED).inc()
+            raise _busy(ERR_PAYER_THROTTLED, math.ceil(left_ms / 1000))
+
+    def _record_revert(self, payer: str, reason: str, tx_hash: str) -> None:
+        """Count a sent settlement that moved nothing, and cool the payer down: the first
+        cool-down, doubled for each further revert within a day, up to the max."""
+        SETTLEMENT_REVERTS.labels(reason=reason).inc()
+        key = f"x402:reverts:{self.chain_id}:{payer}"
+        try:
+            count = int(self._cache.incr(key))
+            self._cache.expire(key, REVERT_MEMORY_SECONDS)
+            seconds = min(self._cooldown * 2 ** min(count - 1, 32), self._cooldown_max)
+            self._cache.set(self._cooldown_key(payer), count, px=max(1, int(seconds * 1000)))
+        except (redis.RedisError, OSError):
+            log.exception("cannot record payer %s's revert in Redis", payer)
+            return
+        log.warning(
+            "x402 settlement reverted: payer %s tx %s (%s); revert %d, cool-down %.0f s",
+            payer,
+            tx_hash,
+            reason,
+            count,
+            seconds,
+        )
+
+    async def _check_balance(self, payment: _Payment) -> None:
+        """Nothing is sent for a payer that no longer holds the amount (read in its turn, so
+        no other settlement of ours for it is in flight)."""
+        auth = payment.authorization
+        try:
+            held = await _io(self._balance_of, payment.asset, auth.payer)
+        except Exception:
+            log.exception("cannot read payer %s's balance", auth.payer)
+            raise Unavailable(
+                "the payment cannot be checked now; present it again shortly",
+                code="unexpected_verify_error",
+            ) from None
+        if held < auth.value:
+            PAYER_REFUSALS.labels(reason=ERR_INSUFFICIENT_FUNDS).inc()
+            raise PaymentRejected(
+                ERR_INSUFFICIENT_FUNDS,
+                f"the payer holds {held} of the token, the payment is {auth.value}",
+                balance=str(held),
+            )
+
+    def _balance_of(self, asset: str, payer: str) -> int:
+        token = self._w3.eth.contract(address=Web3.to_checksum_address(asset), abi=BALANCE_OF_ABI)
+        return int(token.functions.balanceOf(Web3.to_checksum_address(payer)).call())
+
     # -- settling ----------------------------------------------------------------------------
 
     async def _settle(self, row: X402Payment, payment: _Payment) -> Paid:
@@ -503,17 +624,19 @@ class Payments:
         if result is not None and result.success:
             row = await _io(self._mark_settled, row.id, result.transaction)
             log.info("x402 payment settled for %s: tx %s", row.slot_key, row.tx_hash)
-            return self._paid(row, payment.version)
+            return self._paid(row, payment)
 
         tx_hash = (result.transaction if result is not None else "") or None
         reason = (result.error_reason if result is not None else None) or ERR_UNEXPECTED_SETTLE
         state, settled_tx = await self._outcome(self._transfer(payment), tx_hash)
         if state == SETTLED and settled_tx:
-            return self._paid(await _io(self._mark_settled, row.id, settled_tx), payment.version)
+            return self._paid(await _io(self._mark_settled, row.id, settled_tx), payment)
         # without a tx hash, only the facilitator's own refusals say nothing was sent
         refused = tx_hash is None and result is not None and reason not in _UNSURE_REASONS
         if state == FAILED or refused:
             await _io(self._mark_failed, row.id, reason, tx_hash)
+            if state == FAILED and tx_hash:
+                await _io(self._record_revert, row.payer, reason, tx_hash)
             message = result.error_message if result is not None else None
             raise PaymentRejected(reason, _explain(reason, message))
         await _io(self._hand_over, row.id, reason, tx_hash)
@@ -528,7 +651,7 @@ class Payments:
             return await self._answer_existing(row, payment)
         row = await _io(self._mark_settled, claimed.id, tx_hash)
         log.info("x402 payment settled by someone else: payer %s tx %s", row.payer, tx_hash)
-        return self._paid(row, payment.version)
+        return self._paid(row, payment)
 
     async def _answer_existing(self, row: X402Payment, payment: _Payment) -> Paid:
         """A payment whose authorization we have seen: the same answer as the first time."""
@@ -552,7 +675,7 @@ class Payments:
                     f"this payment was settled and its access ended at "
                     f"{row.valid_until.isoformat()}: sign a new one",
                 )
-            return self._paid(row, payment.version)
+            return self._paid(row, payment)
         if row.state == FAILED:
             reason = row.error or ERR_TRANSACTION_FAILED
             raise PaymentRejected(reason, _explain(reason, None))
@@ -563,7 +686,10 @@ class Payments:
         if state == SETTLED and tx_hash:
             return await _io(self._mark_settled, row.id, tx_hash)
         if state == FAILED:
-            return await _io(self._mark_failed, row.id, row.error or ERR_TRANSACTION_FAILED, None)
+            reason = row.error or ERR_TRANSACTION_FAILED
+            if row.tx_hash:
+                await _io(self._record_revert, row.payer, reason, row.tx_hash)
+            return await _io(self._mark_failed, row.id, reason, None)
         return row
 
     async def _outcome(self, transfer: _Transfer, tx_hash: str | None) -> Outcome:
@@ -719,12 +845,9 @@ class Payments:
 
     def _mark_settled(self, row_id: uuid.UUID, tx_hash: str) -> X402Payment:
         def settle(row: X402Payment) -> None:
-            valid_until = (utcnow() + self._receipt_ttl).replace(microsecond=0)
             row.state, row.tx_hash, row.error = SETTLED, tx_hash, None
-            row.valid_until = valid_until
-            row.receipt = sign_receipt(
-                self._secret, Receipt(row.payer, row.nonce, row.slot_key, valid_until)
-            )
+            row.valid_until = (utcnow() + self._receipt_ttl).replace(microsecond=0)
+            row.receipt = self.receipts.sign(self._grant(row, None))  # the slot-wide one
 
         return self._update(row_id, settle)
 
@@ -744,8 +867,24 @@ class Payments:
 
         return self._update(row_id, hand_over)
 
-    def _paid(self, row: X402Payment, version: int) -> Paid:
-        assert row.tx_hash and row.receipt and row.valid_until
+    def _grant(self, row: X402Payment, page: str | None) -> Grant:
+        assert row.tx_hash and row.valid_until
+        slot_id, _, case = row.slot_key.partition(":")
+        return Grant(
+            payer=to_checksum_address(row.payer),
+            slot_id=slot_id,
+            case=case if case in CASES else None,
+            page=page,
+            tx_hash=row.tx_hash,
+            amount=int(row.amount),
+            nonce=row.nonce,
+            issued_at=row.valid_until - self._receipt_ttl,
+            valid_until=row.valid_until,
+        )
+
+    def _paid(self, row: X402Payment, payment: _Payment) -> Paid:
+        assert row.tx_hash and row.valid_until
+        version = payment.version
         network = self.network if version == 2 else (self._v1_network or self.network)
         payer = to_checksum_address(row.payer)
         response = SettleResponse(
@@ -756,7 +895,7 @@ class Payments:
             amount=str(int(row.amount)),
         )
         return Paid(
-            receipt=row.receipt,
+            receipt=self.receipts.sign(self._grant(row, payment.page)),
             valid_until=row.valid_until,
             tx_hash=row.tx_hash,
             payer=payer,
@@ -785,6 +924,28 @@ _MESSAGES = {
 def _explain(reason: str, detail: str | None) -> str:
     message = _MESSAGES.get(reason, f"the payment was refused ({reason})")
     return f"{message}: {detail[:200]}" if detail and reason not in _MESSAGES else message
+
+
+def _busy(reason: str, retry_after: int) -> PaymentRejected:
+    if reason == ERR_PAYER_THROTTLED:
+        message = (
+            f"a settlement of this payer's reverted on-chain; it may pay again in {retry_after} s"
+        )
+    else:
+        message = (
+            "another payment of this payer's is being settled: present this one again once "
+            "it is done"
+        )
+    rejected = PaymentRejected(reason, message, retry_after=retry_after)
+    rejected.headers = {"Retry-After": str(retry_after)}
+    return rejected
+
+
+def _give_back(turn: Lock) -> None:
+    try:
+        turn.release()  # only if still ours: compare-and-delete on the token
+    except (redis.RedisError, OSError):
+        log.warning("a payer's turn was not given back (expired or Redis down); it expires")
 
 
 def _pending(tx_hash: str | None) -> PaymentRejected:

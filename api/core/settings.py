@@ -174,6 +174,17 @@ class Settings(BaseSettings):
     # clock follows it by this many seconds so a served or tracked event lands in the epoch
     # the chain is in. Refused on any chain but a local one.
     clock_offset_seconds: int = 0
+    # x402 receipts are EdDSA (Ed25519) JWTs, checkable by anyone with /.well-known/jwks.json.
+    # The signing key: PEM, or base64 of the 32-byte seed. Unset, it is derived from the JWT
+    # secret (HKDF), the same on every worker: fine locally, production sets its own.
+    # Previous public keys (PEM or base64 of 32 bytes) stay published, and their receipts
+    # accepted, until removed from the list: rotate by moving the old key's public part here.
+    receipt_signing_key: str = ""
+    receipt_previous_public_keys: list[str] = []
+    # a payer whose settlement reverted is refused new payments for this long, doubled per
+    # further revert (counted over a day), up to the max
+    x402_revert_cooldown_seconds: float = Field(default=60, gt=0)
+    x402_revert_cooldown_max_seconds: float = Field(default=86_400, gt=0)
 
     @model_validator(mode="after")
     def _offset_local_only(self) -> Settings:

@@ -33,9 +33,12 @@ from x402.schemas import (
 )
 
 from api.ads.payments import Payments, payment_required_header, requirements
+from api.ads.receipts import ReceiptKeys, derived_key
 from api.core.db import make_engine
+from api.core.redis import connect as connect_redis
 from chain.contracts import BUILD_MANIFEST
 from migrations import upgrade
+from tests.api.conftest import redis_url  # noqa: F401 (fixture used by name)
 from tests.support import postgres
 from tests.support.anvil import Anvil, DeploymentRecord, start_anvil
 from tests.support.chain import ADMIN, USDC, ChainDriver, dev_account
@@ -49,6 +52,7 @@ from tests.support.stack import stack  # noqa: F401 (the session stack)
 
 V1_NETWORK_NAMES = {chain_id: name for name, chain_id in V1_NETWORK_CHAIN_IDS.items()}
 SECRET = "test-receipt-secret-" + "x" * 40
+ISSUER = "https://buzzer.test"
 FACILITATOR = 25  # anvil dev account that pays the gas of settlements
 PRICE = USDC // 100  # 0.01 USDC
 BASE_CHAIN_ID = 8453
@@ -108,28 +112,42 @@ def engine(pg_server: str) -> Iterator[Engine]:
         db.dispose()
 
 
+@pytest.fixture(scope="module")
+def cache(redis_url: str):
+    client = connect_redis(redis_url)
+    yield client
+    client.close()
+
+
+def receipt_keys() -> ReceiptKeys:
+    return ReceiptKeys(derived_key(SECRET), issuer=ISSUER)
+
+
 @pytest.fixture
-def empty_payments(node: Node, base_node: Node, engine: Engine) -> None:
+def empty_payments(node: Node, base_node: Node, engine: Engine, cache) -> None:
     # asks for every module fixture, so they are all set up before the first test (ape's
     # pytest plugin warns about module fixtures set up later)
     with engine.begin() as db:
         db.execute(text("TRUNCATE x402_payments"))
 
 
-def make_payments(node: Node, engine: Engine, facilitator: int = FACILITATOR, **kw: Any):
+def make_payments(
+    node: Node, engine: Engine, cache: Any, facilitator: int = FACILITATOR, **kw: Any
+):
     return Payments(
         rpc_url=node.url,
         chain_id=node.chain.chain_id,
         facilitator_private_key=dev_account(facilitator).key.hex(),
-        receipt_secret=SECRET,
+        receipts=receipt_keys(),
         engine=engine,
+        cache=cache,
         **{"settle_timeout_seconds": 10, **kw},
     )
 
 
 @pytest.fixture(scope="module")
-def payments(node: Node, engine: Engine) -> Payments:
-    return make_payments(node, engine)
+def payments(node: Node, engine: Engine, cache) -> Payments:
+    return make_payments(node, engine, cache)
 
 
 def asks_for(node: Node, pay_to: str, amount: int = PRICE, **kw: Any) -> PaymentRequirements:

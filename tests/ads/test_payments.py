@@ -8,9 +8,11 @@ import asyncio
 import base64
 import json
 import time
-from datetime import timedelta
 
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from x402 import x402FacilitatorSync
 from x402.http.utils import (
     decode_payment_response_header,
     decode_payment_signature_header,
@@ -27,28 +29,26 @@ from x402.mechanisms.evm.constants import (
     ERR_VALID_AFTER_FUTURE,
     ERR_VALID_BEFORE_EXPIRED,
 )
+from x402.mechanisms.evm.exact import register_exact_evm_facilitator
 from x402.schemas import PaymentPayloadV1
 
 from api.ads.payments import (
     ERR_ASSET_MISMATCH,
+    ERR_INSUFFICIENT_FUNDS,
     ERR_INVALID_NETWORK,
     ERR_INVALID_PAYLOAD,
     ERR_INVALID_VERSION,
     ERR_OTHER_SLOT,
-    InvalidReceipt,
+    ERR_PAYER_BUSY,
+    ERR_PAYER_THROTTLED,
     Paid,
     PaymentRejected,
-    Receipt,
     payment_required_header,
-    sign_receipt,
-    verify_receipt,
 )
-from api.core.fields import utcnow
 from tests.ads.conftest import (
     FACILITATOR,
     PRICE,
     RESOURCE,
-    SECRET,
     asks_for,
     client_header,
     client_header_v1,
@@ -99,30 +99,6 @@ def test_payment_required_header_is_the_documented_v2_shape(node):
     }
 
 
-def test_receipts_are_refused_when_forged_tampered_expired_or_for_another_slot():
-    valid_until = (utcnow() + timedelta(hours=1)).replace(microsecond=0)
-    granted = Receipt("0x" + "ab" * 20, "0x" + "cd" * 32, "slot-top", valid_until)
-    token = sign_receipt(SECRET, granted)
-
-    assert verify_receipt(token, SECRET, slot_key="slot-top") == granted
-    body, mac = token.split(".")
-    claims = json.loads(base64.urlsafe_b64decode(body + "=="))
-    other = base64.urlsafe_b64encode(json.dumps({**claims, "slot": "slot-b"}).encode())
-    refused = [
-        (f"{other.decode().rstrip('=')}.{mac}", {}),  # claims changed, old signature
-        (f"{body}.{mac[:-2]}AA", {}),  # signature changed
-        (token, {"now": valid_until}),  # expired
-        (token, {"slot_key": "slot-b"}),  # another slot
-        ("not-a-receipt", {}),
-        (f"{body}.ünïcode", {}),
-    ]
-    for candidate, options in refused:
-        with pytest.raises(InvalidReceipt):
-            verify_receipt(candidate, SECRET, **options)
-    with pytest.raises(InvalidReceipt):
-        verify_receipt(token, "another-secret-" + "y" * 40)
-
-
 # -- a good payment -------------------------------------------------------------------------
 
 
@@ -143,8 +119,9 @@ def test_a_good_payment_moves_the_price_once_and_answers_a_receipt(node, engine,
     response = decode_payment_response_header(paid.headers["PAYMENT-RESPONSE"])
     assert response.success and response.transaction == paid.tx_hash
     assert response.payer == payer.address and response.network == "eip155:1337"
-    receipt = verify_receipt(paid.receipt, SECRET, slot_key="slot-top")
-    assert receipt.payer == payer.address.lower() and receipt.valid_until == paid.valid_until
+    grant = payments.receipts.verify(paid.receipt, slot_id="slot-top")
+    assert (grant.payer, grant.tx_hash, grant.amount) == (payer.address, paid.tx_hash, PRICE)
+    assert grant.valid_until == paid.valid_until
     (row,) = rows(engine)
     assert row["state"] == "settled" and row["tx_hash"] == paid.tx_hash
     assert (row["payer"], row["pay_to"], int(row["amount"])) == (
@@ -380,8 +357,8 @@ def test_x402_v1_needs_a_chain_v1_can_name(node, engine, payments):
     assert rejected(payments, header, asks, version=1).code == ERR_INVALID_NETWORK
 
 
-def test_an_x402_v1_payment_settles_on_a_chain_v1_names(base_node, engine):
-    payments = make_payments(base_node, engine, facilitator=FACILITATOR)
+def test_an_x402_v1_payment_settles_on_a_chain_v1_names(base_node, engine, cache):
+    payments = make_payments(base_node, engine, cache, facilitator=FACILITATOR)
     pay_to, payer = fresh_address(), new_payer(base_node)
     asks = asks_for(base_node, pay_to)
     header = client_header_v1(payer, asks)
@@ -399,8 +376,8 @@ def test_an_x402_v1_payment_settles_on_a_chain_v1_names(base_node, engine):
 # -- when the chain moves under us ----------------------------------------------------------
 
 
-def test_funds_moved_between_verify_and_settle_serve_nothing(node, engine):
-    payments = make_payments(node, engine, facilitator=FACILITATOR + 1)
+def test_funds_moved_between_verify_and_settle_serve_nothing(node, engine, cache):
+    payments = make_payments(node, engine, cache, facilitator=FACILITATOR + 1)
     pay_to, sink = fresh_address(), fresh_address()
     payer = new_payer(node, usdc=PRICE, eth=10**18)
     asks = asks_for(node, pay_to)
@@ -430,9 +407,9 @@ def test_funds_moved_between_verify_and_settle_serve_nothing(node, engine):
     assert row["state"] == "failed" and row["error"] == ERR_INSUFFICIENT_BALANCE
 
 
-def test_a_confirmation_timeout_stays_pending_and_never_sends_twice(node, engine):
+def test_a_confirmation_timeout_stays_pending_and_never_sends_twice(node, engine, cache):
     facilitator = FACILITATOR + 2
-    payments = make_payments(node, engine, facilitator=facilitator, settle_timeout_seconds=1)
+    payments = make_payments(node, engine, cache, facilitator=facilitator, settle_timeout_seconds=1)
     pay_to, payer = fresh_address(), new_payer(node)
     asks = asks_for(node, pay_to)
     header = client_header(payer, asks)
@@ -461,3 +438,106 @@ def test_a_confirmation_timeout_stays_pending_and_never_sends_twice(node, engine
     assert facilitator_sent(node, facilitator) == 1
     (row,) = rows(engine)
     assert row["state"] == "settled"
+
+
+# -- the facilitator's gas --------------------------------------------------------------------
+
+
+def test_twenty_authorizations_from_a_payer_funded_once_send_one_transaction(node, engine, cache):
+    """A payer funded for one price sends 20 different authorizations at once to two
+    workers: one transfer, no reverted transaction paid for by the facilitator, 19 clear
+    refusals."""
+    facilitator = FACILITATOR + 3
+    workers = [make_payments(node, engine, cache, facilitator=facilitator) for _ in range(2)]
+    pay_to, payer = fresh_address(), new_payer(node, usdc=PRICE)
+    asks = asks_for(node, pay_to)
+    headers = [signed_header(payer, asks) for _ in range(20)]  # 20 nonces
+    sent = facilitator_sent(node, facilitator)
+
+    async def at_once():
+        calls = [
+            workers[i % 2].pay(header, 2, asks, slot_key="slot-top")
+            for i, header in enumerate(headers)
+        ]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(at_once())
+
+    paid = [r for r in results if isinstance(r, Paid)]
+    refused = [r for r in results if isinstance(r, PaymentRejected)]
+    assert (len(paid), len(refused)) == (1, 19), results
+    insufficient = {ERR_INSUFFICIENT_BALANCE, ERR_INSUFFICIENT_FUNDS}
+    assert {r.code for r in refused} <= {ERR_PAYER_BUSY, *insufficient}, refused
+    assert all(r.message and r.status == 402 for r in refused)
+    assert all(r.headers["Retry-After"] for r in refused if r.code == ERR_PAYER_BUSY)
+    assert node.chain.usdc_balance(pay_to) == PRICE
+    assert facilitator_sent(node, facilitator) == sent + 1  # no reverted transaction
+    assert node.chain.w3.eth.get_transaction_receipt(paid[0].tx_hash)["status"] == 1
+    assert [row["state"] for row in rows(engine)] == ["settled"]
+    # the payer's turn was given back: a later authorization is judged on its balance
+    late = rejected(workers[0], signed_header(payer, asks), asks)
+    assert late.code in insufficient
+
+
+def _reverts() -> dict[str, float]:
+    """The reverted settlements in /metrics, by reason."""
+    text = generate_latest().decode()
+    return {
+        family.labels["reason"]: family.value
+        for metric in text_string_to_metric_families(text)
+        if metric.name == "buzzer_x402_settlement_reverts"
+        for family in metric.samples
+        if family.name.endswith("_total")
+    }
+
+
+def test_a_payer_whose_settlement_reverts_is_counted_and_cooled_down(node, engine, cache):
+    """A payer that empties its wallet after our checks makes the transfer revert (here the
+    facilitator also skips its last simulation, so it really sends): the revert is counted
+    in /metrics, and the payer is refused for a cool-down that doubles with each revert."""
+    facilitator = FACILITATOR + 4
+    payments = make_payments(
+        node, engine, cache, facilitator=facilitator, revert_cooldown_seconds=40
+    )
+    payments.facilitator = x402FacilitatorSync()
+    register_exact_evm_facilitator(
+        payments.facilitator, payments.signer, networks=payments.network, simulate_in_settle=False
+    )
+    pay_to, sink = fresh_address(), fresh_address()
+    payer = new_payer(node, usdc=PRICE, eth=10**18)
+    asks = asks_for(node, pay_to)
+
+    def drain(context):
+        usdc = node.chain.contract("TestUSDC")
+        held = node.chain.usdc_balance(payer.address)
+        tx = usdc.functions.transfer(sink, held).build_transaction(
+            {
+                "from": payer.address,
+                "nonce": node.chain.w3.eth.get_transaction_count(payer.address),
+                "chainId": node.chain.chain_id,
+            }
+        )
+        node.chain.w3.eth.wait_for_transaction_receipt(
+            node.chain.w3.eth.send_raw_transaction(payer.sign_transaction(tx).raw_transaction)
+        )
+
+    payments.facilitator.on_before_settle(drain)
+    cooldowns = []
+    for _ in range(2):
+        sent, counted = facilitator_sent(node, facilitator), _reverts()
+        reverted = rejected(payments, signed_header(payer, asks), asks)
+        assert facilitator_sent(node, facilitator) == sent + 1  # sent, and reverted
+        counted_now = _reverts()
+        assert counted_now.get(reverted.code, 0) == counted.get(reverted.code, 0) + 1, reverted
+
+        node.chain.mint_usdc(payer.address, PRICE)  # funded again, but cooling down
+        throttled = rejected(payments, signed_header(payer, asks), asks)
+        assert throttled.code == ERR_PAYER_THROTTLED and throttled.message
+        assert facilitator_sent(node, facilitator) == sent + 1  # nothing more sent
+        assert _reverts() == counted_now
+        cooldowns.append(int(throttled.headers["Retry-After"]))
+        cache.delete(f"x402:cooldown:{node.chain.chain_id}:{payer.address.lower()}")  # time passes
+
+    assert 35 <= cooldowns[0] <= 40 and 75 <= cooldowns[1] <= 80, cooldowns
+    assert node.chain.usdc_balance(pay_to) == 0
+    assert [row["state"] for row in rows(engine)] == ["failed", "failed"]
