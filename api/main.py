@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         catalog = Catalog(app.state.engine, app.state.redis, settings.chain_id)
         payments = None
         if settings.facilitator_private_key and app.state.engine is not None:
-            payments = Payments.from_settings(settings, app.state.engine)
+            payments = Payments.from_settings(settings, app.state.engine, app.state.redis)
         serving_cache = connect_async(settings.redis_url, app.state.redis)
         app.state.serving = Serving(settings, catalog, serving_cache, payments)
         catalog.start()

@@ -1,9 +1,18 @@
 """`GET /x402/ad`: the endpoint sites call for every ad slot.
 
-In order: validate → a request carrying an x402 payment is settled and answered with an
-access receipt → a person gets the best matching funded campaign → an agent, a visitor who
-asked for no ads, or a request nothing fills gets an x402 402 where the publisher set a
-price for that case → otherwise 204."""
+In order: validate → a request presenting a receipt (`X-Buzzer-Receipt`) for this slot and
+case is answered with the access result again, without paying, until the receipt's
+`valid_until` → a request carrying an x402 payment is settled and answered with an access
+receipt → a person gets the best matching funded campaign → an agent, a visitor who asked
+for no ads, or a request nothing fills gets an x402 402 where the publisher set a price for
+that case → otherwise 204.
+
+A receipt that is forged, tampered with, expired, or for another slot, page (`page`) or case
+is answered 402 with its code (`invalid_receipt`, `receipt_expired`, `other_slot`,
+`other_page`, `other_case`) in the error shape and the x402 terms in `PAYMENT-REQUIRED`, so
+the client can pay anew (403 with the same code where the slot takes no payment for the
+case). Receipts are checked by anyone with `GET /.well-known/jwks.json` or by
+`POST /x402/receipts/verify` (api/ads/receipts.py shows the local check)."""
 
 from __future__ import annotations
 
@@ -12,6 +21,7 @@ import time
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio
@@ -25,6 +35,7 @@ from api.ads import payments as x402
 from api.ads import tokens
 from api.ads.catalog import Catalog, SlotInfo
 from api.ads.matching import AdRequest, Budgets, Candidate, Serve, ample_budget, ranked
+from api.ads.receipts import RECEIPT_HEADER, Grant, ReceiptKeys, ReceiptRefused
 from api.ads.traffic import device_of, is_agent, today, visitor_key
 from api.campaigns.targeting import COUNTRIES
 from api.core.chain import deployment
@@ -77,6 +88,29 @@ class AccessReceipt(BaseModel):
     amount: int
 
 
+class ReceiptCheck(BaseModel):
+    """A receipt a publisher's server was shown, and where it was shown."""
+
+    receipt: str = Field(min_length=1, max_length=4096, description="the JWT an agent presented")
+    slot_id: str = Field(min_length=1, max_length=64, description="the slot it should pay for")
+    page: str | None = Field(
+        default=None, max_length=2048, description="the page it is presented on, if any"
+    )
+
+
+class ReceiptValid(BaseModel):
+    """What a valid receipt grants."""
+
+    valid: bool = True
+    payer: str
+    slot_id: str
+    case: str | None = Field(description="agent, ad_free or no_fill")
+    page: str | None = Field(description="the page it is bound to (None: the whole slot)")
+    valid_until: str
+    tx_hash: str
+    amount: int = Field(description="atomic units of the payment token")
+
+
 class PaymentRequiredBody(BaseModel):
     """The 402 body: our error shape plus the seed's payment fields. The x402 terms are
     in the `PAYMENT-REQUIRED` header (base64 JSON, `x402Version: 2`)."""
@@ -121,6 +155,7 @@ class Serving:
         self.gate = RedisGate()
         self.limiter = LocalLimiter(lambda: settings.rate_limit_ad_per_minute)
         self.payments: x402.Payments | None = payments
+        self.receipts = ReceiptKeys.from_settings(settings)
         self.clock = settings.now  # when a request is decided: flight dates and the escrow epoch
         self._asset: str | None = None
 
@@ -150,6 +185,12 @@ class AdQuery(BaseModel):
     device: Device | None = None
     ad_free: bool = Field(default=False, description="the visitor pays to see no ad")
     n: int = Field(default=1, ge=1, le=5, description="how many ads (1: one ad object)")
+    page: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="the http(s) URL of the page the slot is on: a receipt paid for it is "
+        "bound to it",
+    )
 
 
 TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
@@ -185,6 +226,9 @@ def _query(request: Request) -> AdQuery:
     count = q.get("n") or "1"
     if not count.isdigit() or not 1 <= int(count) <= 5:
         problem("n", "an integer from 1 to 5")
+    page = q.get("page") or None
+    if page is not None and not _is_page_url(page):
+        problem("page", "an http(s) URL of at most 2048 characters")
     if problems:
         raise Unprocessable("the request is not valid", {"problems": problems})
     return AdQuery.model_construct(
@@ -195,7 +239,18 @@ def _query(request: Request) -> AdQuery:
         device=Device(device) if device else None,
         ad_free=ad_free in TRUE,
         n=int(count),
+        page=page,
     )
+
+
+def _is_page_url(value: str) -> bool:
+    if len(value) > 2048 or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != -1
+    except ValueError:  # a bad port or IPv6 literal
+        return False
 
 
 def _query_doc() -> list[dict[str, Any]]:
@@ -245,10 +300,14 @@ async def serve_ad(request: Request) -> Response:
     agent = is_agent(user_agent)
     case = "ad_free" if ad_free else "agent" if agent else "no_fill"
 
+    receipt = request.headers.get(RECEIPT_HEADER)
+    if receipt:
+        return _presented(serving, request, slot, case, receipt, query.page)
     v2 = request.headers.get("payment-signature")
     v1 = request.headers.get("x-payment")
     if v2 or v1:
-        return await _paid(serving, request, slot, case, v2 or v1 or "", 2 if v2 else 1)
+        version = 2 if v2 else 1
+        return await _paid(serving, request, slot, case, v2 or v1 or "", version, query.page)
 
     if not agent and not ad_free:
         ad_request = AdRequest(
@@ -444,7 +503,13 @@ def _public_url(serving: Serving, request: Request) -> str:
 
 
 async def _paid(
-    serving: Serving, request: Request, slot: SlotInfo, case: str, header: str, version: int
+    serving: Serving,
+    request: Request,
+    slot: SlotInfo,
+    case: str,
+    header: str,
+    version: int,
+    page: str | None,
 ) -> Response:
     price = getattr(slot, f"{case}_price")
     if not price:
@@ -457,7 +522,9 @@ async def _paid(
         raise Unavailable("x402 payments are not configured on this server", code="no_payments")
     terms = _terms(serving, slot, price).model_copy(deep=True)
     try:
-        paid = await serving.payments.pay(header, version, terms, slot_key=f"{slot.slot_id}:{case}")
+        paid = await serving.payments.pay(
+            header, version, terms, slot_key=f"{slot.slot_id}:{case}", page=page
+        )
     except x402.PaymentRejected as exc:  # the terms again, so the client can pay anew
         exc.headers = {
             **exc.headers,
@@ -471,4 +538,70 @@ async def _paid(
         payer=paid.payer,
         amount=paid.amount,
     )
-    return JSONResponse(body.model_dump(), headers={**paid.headers, "Cache-Control": "no-store"})
+    headers = {**paid.headers, RECEIPT_HEADER: paid.receipt, **NO_STORE}
+    return JSONResponse(body.model_dump(), headers=headers)
+
+
+def _presented(
+    serving: Serving, request: Request, slot: SlotInfo, case: str, receipt: str, page: str | None
+) -> Response:
+    """The access result again for a receipt that grants this slot, case and page."""
+    try:
+        grant = serving.receipts.verify(receipt, slot_id=slot.slot_id, page=page, case=case)
+    except ReceiptRefused as exc:
+        price = getattr(slot, f"{case}_price")
+        if price:  # the way on is to pay anew: the terms with the reason
+            terms = _terms(serving, slot, price)
+            exc.status = 402
+            exc.headers = {
+                **exc.headers,
+                "PAYMENT-REQUIRED": _required_header(serving, request, terms, case, exc.code),
+            }
+        raise
+    body = AccessReceipt(
+        receipt=receipt,
+        valid_until=grant.valid_until.isoformat(),
+        tx_hash=grant.tx_hash,
+        payer=grant.payer,
+        amount=grant.amount,
+    )
+    return JSONResponse(body.model_dump(), headers={RECEIPT_HEADER: receipt, **NO_STORE})
+
+
+def _valid(grant: Grant) -> ReceiptValid:
+    return ReceiptValid(
+        payer=grant.payer,
+        slot_id=grant.slot_id,
+        case=grant.case,
+        page=grant.page,
+        valid_until=grant.valid_until.isoformat(),
+        tx_hash=grant.tx_hash,
+        amount=grant.amount,
+    )
+
+
+@router.post(
+    "/x402/receipts/verify",
+    response_model=ReceiptValid,
+    responses={
+        403: {
+            "description": "the receipt does not grant this: `error.code` is invalid_receipt "
+            "(forged, tampered with, not ours), receipt_expired, other_slot or other_page"
+        }
+    },
+)
+def verify_receipt(body: ReceiptCheck, request: Request) -> ReceiptValid:
+    """Check a receipt an agent presented to a publisher's server before it serves the page
+    without ads: signed by our key, not expired, for `slot_id` and (when the receipt is bound
+    to a page) for `page`. The same check runs locally with PyJWT and
+    `/.well-known/jwks.json`."""
+    grant = _serving(request).receipts.verify(body.receipt, slot_id=body.slot_id, page=body.page)
+    return _valid(grant)
+
+
+@router.get("/.well-known/jwks.json", tags=["ads"])
+def receipt_keys(request: Request) -> JSONResponse:
+    """The public keys receipts are signed with (EdDSA, Ed25519): the current one first,
+    then previous ones whose receipts are still accepted."""
+    jwks = _serving(request).receipts.jwks()
+    return JSONResponse(jwks, headers={"Cache-Control": "public, max-age=300"})

@@ -31,10 +31,16 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 REQUESTS = Counter("buzzer_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("buzzer_http_request_seconds", "HTTP request latency", ["route"])
 PUBLIC_PREFIXES = ("/x402/", "/track/", "/creatives/")
-EXPOSED = b"PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE, X-Request-ID"
+EXPOSED = (
+    b"PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE, X-Buzzer-Receipt, Retry-After, "
+    b"X-Request-ID"
+)
 PREFLIGHT = [
     (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
-    (b"access-control-allow-headers", b"Content-Type, PAYMENT-SIGNATURE, X-PAYMENT"),
+    (
+        b"access-control-allow-headers",
+        b"Content-Type, PAYMENT-SIGNATURE, X-PAYMENT, X-Buzzer-Receipt",
+    ),
     (b"access-control-max-age", b"86400"),
 ]
 CATALOG_PREFIXES = ("/api/v1/campaigns", "/api/v1/publishers")

@@ -78,6 +78,7 @@ def integration(
     session: Session, wallet: str, slot_id: str, api_base: str, pub_id: str | None
 ) -> IntegrationCode:
     slot = _own_slot(session, profile_of(session, wallet), slot_id)
+    base = api_base.rstrip("/")
     params = {"pub_id": pub_id or "<register on-chain first>", "slot_id": slot.slot_id}
     config = json.dumps({**params, "format": slot.format, "api": api_base.rstrip("/")})
     size = f"width:{slot.width}px;height:{slot.height}px"
@@ -99,21 +100,49 @@ def integration(
   }});
 }})({config});
 </script>"""
-    server_relay = f'''# Relay Buzzer's x402 answer to agents calling your own server (httpx).
+    server_relay = f'''# Agents calling your own server: relay Buzzer's x402 answer, and
+# serve the page without ads only for a receipt Buzzer signed for this slot (and page).
+# (Checking locally instead: PyJWT and {base}/.well-known/jwks.json, see Buzzer's docs.)
 import httpx
 
-BUZZER_AD = "{api_base.rstrip("/")}/x402/ad"
-PARAMS = {json.dumps(params)}
+BUZZER = "{base}"
+PARAMS = {json.dumps({**params, "format": slot.format})}
 
 
-def buzzer_ad(payment_header: str | None = None) -> tuple[int, dict, dict]:
+def buzzer_ad(payment_header: str | None = None,
+              page: str | None = None) -> tuple[int, dict, dict]:
     """(status, headers, body): 200 with an ad or a paid receipt, 402 with the x402
     PAYMENT-REQUIRED header to pass on unchanged, or 204 when there is nothing to show."""
     headers = {{"PAYMENT-SIGNATURE": payment_header}} if payment_header else {{}}
-    query = {{**PARAMS, "format": "{slot.format}"}}
-    reply = httpx.get(BUZZER_AD, params=query, headers=headers)
+    query = {{**PARAMS, **({{"page": page}} if page else {{}})}}
+    reply = httpx.get(BUZZER + "/x402/ad", params=query, headers=headers)
     relayed = {{k: v for k, v in reply.headers.items()
-               if k.lower() in ("payment-required", "payment-response")}}
+               if k.lower() in ("payment-required", "payment-response", "x-buzzer-receipt",
+                                "retry-after")}}
     return reply.status_code, relayed, (reply.json() if reply.content else {{}})
+
+
+def check_receipt(receipt: str, page: str | None = None) -> dict | None:
+    """What the receipt grants on this slot (payer, case, valid_until, ...), or None when
+    Buzzer refuses it: forged, tampered with, expired, or for another slot or page."""
+    body = {{"receipt": receipt, "slot_id": PARAMS["slot_id"]}}
+    if page:
+        body["page"] = page
+    reply = httpx.post(BUZZER + "/x402/receipts/verify", json=body)
+    return reply.json() if reply.status_code == 200 else None
+
+
+def agent_access(payment_header: str | None = None, receipt: str | None = None,
+                 page: str | None = None) -> tuple[bool, int, dict, dict]:
+    """(serve the page without ads?, status, headers, body) for an agent's request: a
+    receipt it presents (its X-Buzzer-Receipt header) is checked first, without paying;
+    else its payment is relayed, and the receipt Buzzer answers is checked too."""
+    if receipt:
+        grant = check_receipt(receipt, page)
+        if grant is not None:
+            return True, 200, {{"X-Buzzer-Receipt": receipt}}, grant
+    status, headers, body = buzzer_ad(payment_header, page)
+    paid = status == 200 and "receipt" in body and check_receipt(body["receipt"], page)
+    return bool(paid), status, headers, body
 '''
     return IntegrationCode(html=html, server_relay=server_relay)

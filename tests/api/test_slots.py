@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import ast
 import json
+from datetime import timedelta
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from api.ads.receipts import Grant, ReceiptKeys
+from api.core.fields import utcnow
 from tests.api.conftest import Wallet, auth
 
 SLOT = {"name": "Sidebar", "format": "banner", "width": 300, "height": 250, "agent_price": 1_000}
@@ -95,6 +99,51 @@ def test_integration_code_names_the_slot(api, publisher):
     assert "/x402/ad?" in code["html"] and "sendBeacon(ad.impression_url)" in code["html"]
     ast.parse(code["server_relay"])  # the relay is valid Python
     assert "PAYMENT-SIGNATURE" in code["server_relay"]
+
+
+def test_the_server_relay_serves_without_ads_only_for_a_receipt_buzzer_accepts(api, publisher):
+    slot_id = api.post("/api/v1/publishers/me/slots", json=SLOT, headers=publisher).json()[
+        "slot_id"
+    ]
+    code = api.get(f"/api/v1/publishers/me/slots/{slot_id}/integration", headers=publisher)
+    relay: dict = {}
+    exec(code.json()["server_relay"], relay)  # the publisher's server, as written
+    relay["httpx"] = api  # its HTTP calls reach this API
+    keys = api.app.state.serving.receipts
+    now = utcnow().replace(microsecond=0)
+
+    def receipt(signer: ReceiptKeys = keys, **change) -> str:
+        fields = {
+            "payer": "0x" + "11" * 20,
+            "slot_id": slot_id,
+            "case": "agent",
+            "page": None,
+            "tx_hash": "0x" + "ab" * 32,
+            "amount": 1_000,
+            "nonce": "0x" + "cd" * 32,
+            "issued_at": now,
+            "valid_until": now + timedelta(hours=1),
+            **change,
+        }
+        return signer.sign(Grant(**fields))
+
+    good = receipt()
+    allowed, status, headers, grant = relay["agent_access"](receipt=good)
+    assert (allowed, status, headers) == (True, 200, {"X-Buzzer-Receipt": good})
+    assert (grant["slot_id"], grant["amount"], grant["case"]) == (slot_id, 1_000, "agent")
+
+    stranger = ReceiptKeys(Ed25519PrivateKey.generate(), issuer=keys.issuer)
+    refused = [
+        receipt(stranger),  # signed by someone else
+        receipt(slot_id="slot_other"),
+        receipt(valid_until=now - timedelta(seconds=1)),
+        receipt(page="https://a.example/other"),
+        good[:-3] + "AAA",
+    ]
+    for bad in refused:
+        allowed, status, _, body = relay["agent_access"](receipt=bad, page="https://a.example/")
+        assert not allowed and status != 200, body
+        assert relay["check_receipt"](bad, "https://a.example/") is None
 
 
 @pytest.mark.parametrize("name", ["Top\x00", "Top\udbf7"], ids=["nul", "lone-surrogate"])
