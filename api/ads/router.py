@@ -40,7 +40,15 @@ from api.ads.traffic import device_of, is_agent, today, visitor_key
 from api.campaigns.targeting import COUNTRIES
 from api.core.chain import deployment
 from api.core.clientip import client_ip
-from api.core.errors import ApiError, Forbidden, NotFound, Unavailable, Unprocessable, error_body
+from api.core.errors import (
+    ApiError,
+    ErrorBody,
+    Forbidden,
+    NotFound,
+    Unavailable,
+    Unprocessable,
+    error_body,
+)
 from api.core.ratelimit import LocalLimiter
 from api.core.settings import Settings
 
@@ -273,6 +281,14 @@ def _query_doc() -> list[dict[str, Any]]:
 
 
 QUERY_DOC = _query_doc()
+RECEIPT_DOC = {
+    "name": RECEIPT_HEADER,
+    "in": "header",
+    "required": False,
+    "description": "a receipt this slot's payment was answered with: the access result again, "
+    "without paying, until its valid_until",
+    "schema": {"type": "string", "maxLength": 4096},
+}
 
 
 @router.get(
@@ -282,7 +298,7 @@ QUERY_DOC = _query_doc()
         204: {"description": "no ad and no price for this request"},
         402: {"model": PaymentRequiredBody, "description": "pay by x402 (PAYMENT-REQUIRED)"},
     },
-    openapi_extra={"parameters": QUERY_DOC},
+    openapi_extra={"parameters": [*QUERY_DOC, RECEIPT_DOC]},
 )
 async def serve_ad(request: Request) -> Response:
     serving = _serving(request)
@@ -585,8 +601,9 @@ def _valid(grant: Grant) -> ReceiptValid:
     response_model=ReceiptValid,
     responses={
         403: {
+            "model": ErrorBody,
             "description": "the receipt does not grant this: `error.code` is invalid_receipt "
-            "(forged, tampered with, not ours), receipt_expired, other_slot or other_page"
+            "(forged, tampered with, not ours), receipt_expired, other_slot or other_page",
         }
     },
 )
