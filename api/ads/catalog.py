@@ -58,12 +58,14 @@ class SlotInfo:
     payment_wallet: str | None
     quality_score: int
     suspended: bool
+    verified: bool = False  # the slot's site proved its domain (a slot with no site: not)
 
 
 CANDIDATES = text(
     """
     SELECT c.campaign_id, c.advertiser, c.token, c.bid, d.bid_model, d.format, d.landing_url,
-           d.targeting, d.start_date, d.end_date, b.balance, c.max_spend_per_epoch,
+           d.targeting, d.start_date, d.end_date, d.unverified_inventory, b.balance,
+           c.max_spend_per_epoch,
            c.previous_max_spend_per_epoch, c.max_spend_effective_epoch,
            coalesce(json_agg(json_build_array(k.cid, k.content_type, k.width, k.height)
                     ORDER BY k.created_at) FILTER (WHERE k.cid IS NOT NULL), '[]') AS creatives
@@ -94,7 +96,8 @@ SLOTS = text(
     SELECT s.slot_id, p.wallet, s.format, s.width, s.height, s.status, s.agent_price,
            s.ad_free_price, s.no_fill_price, coalesce(t.category, p.category) AS category,
            o.pub_id, o.payment_wallet,
-           coalesce(o.quality_score, 0) AS quality_score, coalesce(o.suspended, false) AS suspended
+           coalesce(o.quality_score, 0) AS quality_score, coalesce(o.suspended, false) AS suspended,
+           t.verified_at IS NOT NULL AS verified
     FROM ad_slots s
     JOIN publisher_profiles p ON p.id = s.publisher_id
     LEFT JOIN publisher_sites t ON t.id = s.site_id
@@ -154,6 +157,7 @@ def load(engine: Engine, chain_id: int) -> dict[str, Any]:
                     "starts_at": _timestamp(row.start_date),
                     "ends_at": _timestamp(row.end_date),
                     "creatives": row.creatives,
+                    "unverified_inventory": row.unverified_inventory,
                 }
             )
         slots = [dict(row._mapping) for row in session.execute(SLOTS, {"chain": chain_id})]

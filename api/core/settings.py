@@ -174,6 +174,10 @@ class Settings(BaseSettings):
     # clock follows it by this many seconds so a served or tracked event lands in the epoch
     # the chain is in. Refused on any chain but a local one.
     clock_offset_seconds: int = 0
+    # local demos and tests: a site counts as verified the moment it is added (verified_by
+    # "dev"), so its slots serve ads without a DNS record or a file on a real domain. Refused
+    # on any chain but a local one: elsewhere only a proven domain serves ads.
+    dev_trust_sites: bool = False
 
     @model_validator(mode="after")
     def _offset_local_only(self) -> Settings:
@@ -181,6 +185,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "BUZZER_CLOCK_OFFSET_SECONDS is for a local chain only"
                 f" ({sorted(LOCAL_CHAIN_IDS)}); chain {self.chain_id} keeps real time"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _trust_sites_local_only(self) -> Settings:
+        if self.dev_trust_sites and self.chain_id not in LOCAL_CHAIN_IDS:
+            raise ValueError(
+                "BUZZER_DEV_TRUST_SITES is for a local chain only"
+                f" ({sorted(LOCAL_CHAIN_IDS)}); on chain {self.chain_id} a site serves ads"
+                " once its domain is verified"
             )
         return self
 

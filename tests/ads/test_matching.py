@@ -77,6 +77,7 @@ def ask(**overrides) -> AdRequest:
         "category": "news",
         "quality": 50,
         "now": NOW,
+        "verified": True,
     }
     return AdRequest(**{**fields, **overrides})
 
