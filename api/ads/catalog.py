@@ -106,6 +106,28 @@ SLOTS = text(
 )
 
 
+CTR_WINDOW_DAYS = 30
+
+# Each campaign's verified clicks and impressions over the last CTR_WINDOW_DAYS UTC days
+# (today's hours so far included), from the analytics rollup: what a CPC campaign's eCPM is
+# ranked by, smoothed by the prior (`Candidate.ecpm`).
+MEASURED = text(
+    """
+    SELECT campaign_id, sum(verified_clicks) AS clicks, sum(verified_impressions) AS impressions
+    FROM analytics_daily
+    WHERE grain = 'c' AND chain_id = :chain
+      AND day > (now() AT TIME ZONE 'UTC')::date - :days
+    GROUP BY campaign_id
+    """
+)
+
+
+def measured(session: Session, chain_id: int) -> dict[int, tuple[int, int]]:
+    """Verified (clicks, impressions) per on-chain campaign id over the CTR window."""
+    rows = session.execute(MEASURED, {"chain": chain_id, "days": CTR_WINDOW_DAYS})
+    return {int(r.campaign_id): (int(r.clicks), int(r.impressions)) for r in rows}
+
+
 def _timestamp(value: datetime | None) -> float | None:
     if value is None:
         return None
@@ -136,9 +158,11 @@ def load(engine: Engine, chain_id: int) -> dict[str, Any]:
     with Session(engine) as session:
         link_registered(session, chain_id)
         clock = epoch_clock(session, chain_id)
+        ctr = measured(session, chain_id)
         campaigns = []
         for row in session.execute(CANDIDATES, {"chain": chain_id}):
             targeting = row.targeting or {}
+            clicks, impressions = ctr.get(int(row.campaign_id), (0, 0))
             campaigns.append(
                 {
                     "campaign_id": int(row.campaign_id),
@@ -157,6 +181,8 @@ def load(engine: Engine, chain_id: int) -> dict[str, Any]:
                     "starts_at": _timestamp(row.start_date),
                     "ends_at": _timestamp(row.end_date),
                     "creatives": row.creatives,
+                    "clicks": clicks,
+                    "impressions": impressions,
                     "unverified_inventory": row.unverified_inventory,
                 }
             )

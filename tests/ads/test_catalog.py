@@ -1,16 +1,20 @@
-"""The ad catalog as loaded from Postgres: each slot's site verification."""
+"""The ad catalog as loaded from Postgres: CPC campaigns ranked by the click-through rate the
+analytics rollup measured (smoothed by the prior), and each slot's site verification."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import count
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlmodel import Session
 
-from api.ads.catalog import Snapshot, load
+from api.ads.catalog import CTR_WINDOW_DAYS, Snapshot, load
+from api.ads.matching import AdRequest, ranked
+from api.analytics.models import AnalyticsDaily
 
 CHAIN = 1337
 TOKEN = "0x" + "cd" * 20
@@ -100,6 +104,73 @@ def funded(db: Engine, bid_model: str, bid: int) -> int:
             {"id": uuid.uuid4(), "draft": draft, "cid": f"bafkrei{campaign_id}"},
         )
     return campaign_id
+
+
+def rolled_up(db: Engine, campaign_id: int, days_ago: int, clicks: int, impressions: int) -> None:
+    """A day of the campaign's verified traffic in the analytics rollup, as `roll_up` writes
+    it: the campaign's own row and its rows per slot."""
+    day = (datetime.now(UTC) - timedelta(days=days_ago)).date()
+    publisher = "0x" + "ab" * 20
+    with Session(db) as session:
+        for grain, slot in [("c", ""), ("cps", "slot-a")]:
+            session.add(
+                AnalyticsDaily(
+                    grain=grain,
+                    chain_id=CHAIN,
+                    campaign_id=campaign_id,
+                    publisher=publisher if slot else "",
+                    slot_id=slot,
+                    day=day,
+                    impressions=impressions,
+                    verified_impressions=impressions,
+                    clicks=clicks,
+                    verified_clicks=clicks,
+                )
+            )
+        session.commit()
+
+
+def best(db: Engine) -> int:
+    """The campaign a verified 300×250 banner slot gets first, from the catalog loaded from
+    Postgres as a worker loads it."""
+    snapshot = Snapshot.of(load(db, CHAIN))
+    request = AdRequest(
+        format="banner",
+        width=300,
+        height=250,
+        geo="US",
+        device="desktop",
+        category="news",
+        quality=50,
+        now=datetime.now(UTC).timestamp(),
+        verified=True,
+    )
+    return next(ranked(snapshot.index, request)).campaign_id
+
+
+def test_a_cpc_campaign_with_a_high_measured_ctr_outranks_a_cpm_one(db):
+    """At the 1 % prior a 0.1 USDC click is worth an eCPM of 1,000,000, half the CPM bid;
+    measured at 5 % it is worth (500 + 10) / (10,000 + 1,000) of 100,000,000 = 4,636,363."""
+    cpm = funded(db, "cpm", CPM_BID)
+    cpc = funded(db, "cpc", 100_000)
+    assert best(db) == cpm
+    rolled_up(db, cpc, days_ago=0, clicks=200, impressions=4_000)  # today so far
+    rolled_up(db, cpc, days_ago=3, clicks=300, impressions=6_000)
+    # outside the window: a month and more ago it did badly, which no longer counts
+    rolled_up(db, cpc, days_ago=CTR_WINDOW_DAYS + 5, clicks=0, impressions=1_000_000)
+
+    assert best(db) == cpc
+
+
+def test_a_cpc_campaign_with_a_low_measured_ctr_falls_behind_a_cpm_one(db):
+    """At the 1 % prior a 0.3 USDC click is worth an eCPM of 3,000,000, above the CPM bid;
+    measured at 0.1 % it is worth (10 + 10) / (10,000 + 1,000) of 300,000,000 = 545,454."""
+    cpm = funded(db, "cpm", CPM_BID)
+    cpc = funded(db, "cpc", 300_000)
+    assert best(db) == cpc
+    rolled_up(db, cpc, days_ago=1, clicks=10, impressions=10_000)
+
+    assert best(db) == cpm
 
 
 def test_each_slot_knows_whether_its_site_is_verified(db):
