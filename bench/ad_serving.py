@@ -58,17 +58,20 @@ def seed(database_url: str, chain_id: int, token: str, campaigns: int, publisher
     now = time.strftime("%Y-%m-%d %H:%M:%S+00")
     slots = []
     with psycopg.connect(libpq_url(database_url)) as conn, conn.cursor() as cur:
-        profiles, onchain, slot_rows = [], [], []
+        profiles, onchain, sites, slot_rows = [], [], [], []
         for i in range(publishers):
             wallet = "0x" + os.urandom(20).hex()
-            profile = uuid.uuid4()
+            profile, site_id = uuid.uuid4(), uuid.uuid4()
             pub_id, slot_id = f"pub-{i}", f"slot-{i}"
             site = f"https://site{i}.example/"
-            profiles.append((profile, wallet, site, rng.choice(CATEGORIES), now, now))
+            category = rng.choice(CATEGORIES)
+            profiles.append((profile, wallet, site, category, now, now))
             onchain.append((chain_id, wallet, pub_id, wallet, rng.randint(20, 100), False, 1))
+            # a verified main site: only verified sites' slots are filled
+            sites.append((site_id, profile, site, f"site{i}.example", category, now, now))
             slot_rows.append(
-                (uuid.uuid4(), profile, slot_id, "Top", "banner", 300, 250, "active", AGENT_PRICE,
-                 now, now)
+                (uuid.uuid4(), profile, site_id, slot_id, "Top", "banner", 300, 250, "active",
+                 AGENT_PRICE, now, now)
             )  # fmt: skip
             slots.append([pub_id, slot_id])
         cur.executemany(
@@ -82,8 +85,15 @@ def seed(database_url: str, chain_id: int, token: str, campaigns: int, publisher
             onchain,
         )
         cur.executemany(
-            "INSERT INTO ad_slots (id, publisher_id, slot_id, name, format, width, height, status,"
-            " agent_price, created_at, updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            "INSERT INTO publisher_sites (id, publisher_id, url, domain, category, main,"
+            " verified_at, verified_by, created_at) VALUES (%s, %s, %s, %s, %s, true, %s, 'dns',"
+            " %s)",
+            sites,
+        )
+        cur.executemany(
+            "INSERT INTO ad_slots (id, publisher_id, site_id, slot_id, name, format, width,"
+            " height, status, agent_price, created_at, updated_at)"
+            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
             slot_rows,
         )
         advertiser = uuid.uuid4()

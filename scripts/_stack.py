@@ -196,6 +196,8 @@ def services_env(rpc_url: str, database_url: str, redis_url: str, chain_id: int)
         env.setdefault("BUZZER_ESCROW_SETTLER_PRIVATE_KEY", LOCAL_SETTLER_KEY)
         env.setdefault("BUZZER_PAYOUT_SETTLER_PRIVATE_KEY", LOCAL_SETTLER_KEY)
         env.setdefault("BUZZER_GUARDIAN_PRIVATE_KEY", LOCAL_GUARDIAN_KEY)
+        # a demo's sites serve ads at once, without proving a real domain
+        env.setdefault("BUZZER_DEV_TRUST_SITES", "1")
     return env
 
 

@@ -58,12 +58,14 @@ class SlotInfo:
     payment_wallet: str | None
     quality_score: int
     suspended: bool
+    verified: bool = False  # the slot's site proved its domain (a slot with no site: not)
 
 
 CANDIDATES = text(
     """
     SELECT c.campaign_id, c.advertiser, c.token, c.bid, d.bid_model, d.format, d.landing_url,
-           d.targeting, d.start_date, d.end_date, b.balance, c.max_spend_per_epoch,
+           d.targeting, d.start_date, d.end_date, d.unverified_inventory, b.balance,
+           c.max_spend_per_epoch,
            c.previous_max_spend_per_epoch, c.max_spend_effective_epoch,
            coalesce(json_agg(json_build_array(k.cid, k.content_type, k.width, k.height)
                     ORDER BY k.created_at) FILTER (WHERE k.cid IS NOT NULL), '[]') AS creatives
@@ -94,13 +96,36 @@ SLOTS = text(
     SELECT s.slot_id, p.wallet, s.format, s.width, s.height, s.status, s.agent_price,
            s.ad_free_price, s.no_fill_price, coalesce(t.category, p.category) AS category,
            o.pub_id, o.payment_wallet,
-           coalesce(o.quality_score, 0) AS quality_score, coalesce(o.suspended, false) AS suspended
+           coalesce(o.quality_score, 0) AS quality_score, coalesce(o.suspended, false) AS suspended,
+           t.verified_at IS NOT NULL AS verified
     FROM ad_slots s
     JOIN publisher_profiles p ON p.id = s.publisher_id
     LEFT JOIN publisher_sites t ON t.id = s.site_id
     LEFT JOIN publishers_onchain o ON o.chain_id = :chain AND o.wallet = p.wallet
     """
 )
+
+
+CTR_WINDOW_DAYS = 30
+
+# Each campaign's verified clicks and impressions over the last CTR_WINDOW_DAYS UTC days
+# (today's hours so far included), from the analytics rollup: what a CPC campaign's eCPM is
+# ranked by, smoothed by the prior (`Candidate.ecpm`).
+MEASURED = text(
+    """
+    SELECT campaign_id, sum(verified_clicks) AS clicks, sum(verified_impressions) AS impressions
+    FROM analytics_daily
+    WHERE grain = 'c' AND chain_id = :chain
+      AND day > (now() AT TIME ZONE 'UTC')::date - :days
+    GROUP BY campaign_id
+    """
+)
+
+
+def measured(session: Session, chain_id: int) -> dict[int, tuple[int, int]]:
+    """Verified (clicks, impressions) per on-chain campaign id over the CTR window."""
+    rows = session.execute(MEASURED, {"chain": chain_id, "days": CTR_WINDOW_DAYS})
+    return {int(r.campaign_id): (int(r.clicks), int(r.impressions)) for r in rows}
 
 
 def _timestamp(value: datetime | None) -> float | None:
@@ -133,9 +158,11 @@ def load(engine: Engine, chain_id: int) -> dict[str, Any]:
     with Session(engine) as session:
         link_registered(session, chain_id)
         clock = epoch_clock(session, chain_id)
+        ctr = measured(session, chain_id)
         campaigns = []
         for row in session.execute(CANDIDATES, {"chain": chain_id}):
             targeting = row.targeting or {}
+            clicks, impressions = ctr.get(int(row.campaign_id), (0, 0))
             campaigns.append(
                 {
                     "campaign_id": int(row.campaign_id),
@@ -154,6 +181,9 @@ def load(engine: Engine, chain_id: int) -> dict[str, Any]:
                     "starts_at": _timestamp(row.start_date),
                     "ends_at": _timestamp(row.end_date),
                     "creatives": row.creatives,
+                    "clicks": clicks,
+                    "impressions": impressions,
+                    "unverified_inventory": row.unverified_inventory,
                 }
             )
         slots = [dict(row._mapping) for row in session.execute(SLOTS, {"chain": chain_id})]

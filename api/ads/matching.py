@@ -4,7 +4,8 @@ Candidates are held per process in an index keyed by (format, size): a banner is
 a creative of the slot's exact size, native and video any. Each bucket is sorted by eCPM,
 so a request walks campaigns best-first and stops at the first tier that passes every
 filter: geo, device, category, the publisher's quality, the flight dates, the frequency cap
-and a free budget. Equal eCPMs rotate uniformly at random.
+and a free budget. A slot whose site has not proved its domain is filled only by campaigns
+that opted in to unverified inventory. Equal eCPMs rotate uniformly at random.
 
 Money is integer atomic units. A CPM campaign's impression costs ⌈bid / 1000⌉ and is
 reserved in Redis before the ad is returned (see `Budgets`), so concurrent requests never
@@ -99,8 +100,9 @@ class Candidate:
     starts_at: float | None
     ends_at: float | None
     creatives: tuple[Creative, ...]
-    clicks: int = 0
+    clicks: int = 0  # verified, over the catalog's CTR window (see `api.ads.catalog`)
     impressions: int = 0
+    unverified_inventory: bool = False  # may serve on slots of sites not verified
 
     @property
     def ecpm(self) -> int:
@@ -137,34 +139,29 @@ class AdRequest:
     quality: int
     now: float
     visitor: str | None = None
+    verified: bool = False  # the slot's site proved its domain
 
 
 Tier = tuple[int, list[Candidate]]  # campaigns of one eCPM
+
+
+Buckets = dict[tuple[str, str, str, str], list[Tier]]
 
 
 @dataclass
 class Index:
     """Candidates bucketed by (format, size, geo, device), each bucket a list of tiers of
     equal eCPM, best first; a campaign that targets no geo (or no device) sits under `*`
-    and is found from every request."""
+    and is found from every request. A slot on a site that is not verified looks only in
+    `unverified`: the few campaigns that opted in, so such a request never walks the rest."""
 
-    buckets: dict[tuple[str, str, str, str], list[Tier]] = field(default_factory=dict)
+    buckets: Buckets = field(default_factory=dict)
+    unverified: Buckets = field(default_factory=dict)
 
     @classmethod
     def build(cls, candidates: Iterable[Candidate]) -> Index:
-        grouped: dict[tuple[str, str, str, str], dict[int, list[Candidate]]] = defaultdict(dict)
-        for candidate in candidates:
-            ecpm = candidate.ecpm
-            sizes = {_size_key(candidate.format, c.width, c.height) for c in candidate.creatives}
-            for size in sizes:
-                for geo in candidate.geo or {ANY}:
-                    for device in candidate.devices or {ANY}:
-                        tiers = grouped[(candidate.format, size, geo, device)]
-                        tiers.setdefault(ecpm, []).append(candidate)
-        buckets = {
-            key: sorted(tiers.items(), key=lambda tier: -tier[0]) for key, tiers in grouped.items()
-        }
-        return cls(buckets)
+        every = list(candidates)
+        return cls(_buckets(every), _buckets(c for c in every if c.unverified_inventory))
 
     def tiers(self, request: AdRequest) -> Iterator[Tier]:
         """The tiers the request's format, size, geo and device can reach, best first;
@@ -172,11 +169,12 @@ class Index:
         size = _size_key(request.format, request.width, request.height)
         geos = (ANY,) if request.geo is None else (ANY, request.geo)
         devices = (ANY,) if request.device is None else (ANY, request.device)
+        buckets = self.buckets if request.verified else self.unverified
         lists = [
             bucket
             for geo in geos
             for device in devices
-            if (bucket := self.buckets.get((request.format, size, geo, device)))
+            if (bucket := buckets.get((request.format, size, geo, device)))
         ]
         if len(lists) == 1:
             yield from lists[0]
@@ -193,12 +191,27 @@ class Index:
             yield current
 
 
+def _buckets(candidates: Iterable[Candidate]) -> Buckets:
+    grouped: dict[tuple[str, str, str, str], dict[int, list[Candidate]]] = defaultdict(dict)
+    for candidate in candidates:
+        ecpm = candidate.ecpm
+        sizes = {_size_key(candidate.format, c.width, c.height) for c in candidate.creatives}
+        for size in sizes:
+            for geo in candidate.geo or {ANY}:
+                for device in candidate.devices or {ANY}:
+                    tiers = grouped[(candidate.format, size, geo, device)]
+                    tiers.setdefault(ecpm, []).append(candidate)
+    return {key: sorted(tiers.items(), key=lambda tier: -tier[0]) for key, tiers in grouped.items()}
+
+
 def _size_key(format_: str, width: int | None, height: int | None) -> str:
     return f"{width}x{height}" if format_ == "banner" else ANY
 
 
 def eligible(candidate: Candidate, request: AdRequest) -> bool:
-    """Targeting, quality and flight: everything but budget and frequency."""
+    """Inventory, targeting, quality and flight: everything but budget and frequency."""
+    if not request.verified and not candidate.unverified_inventory:
+        return False
     if candidate.geo and request.geo not in candidate.geo:
         return False
     if candidate.devices and request.device not in candidate.devices:

@@ -335,6 +335,7 @@ async def serve_ad(request: Request) -> Response:
             category=slot.category,
             quality=slot.quality_score,
             now=serving.clock(),
+            verified=slot.verified,
         )
         visitor = visitor_key(serving.settings.jwt_secret, ip, user_agent, today())
         ads = await _fill(serving, request, slot, ad_request, visitor, n)

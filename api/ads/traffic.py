@@ -1,10 +1,16 @@
 """Who is asking: a declared agent or a person's browser, from where and on what device,
 and a visitor key for frequency caps that never stores the IP.
 
-Agents are recognised by their user agent (crawlers, HTTP libraries, headless browsers, AI
-agents); they are offered the x402 paid path and never a billable ad. The visitor key is an
-HMAC of the IP's /24 (/48 for IPv6) and the user agent under a salt that changes every UTC
-day, so keys cannot be linked across days."""
+    is_agent("python-httpx/0.28.1")   # True: offered the x402 paid path, never a billable ad
+    device_of(user_agent)             # 'desktop', 'mobile' or 'tablet'
+
+Agents are recognised by maintained lists, not patterns of our own: crawlers, HTTP
+libraries and headless browsers by `crawlerdetect` (the list the tracking intake's bot rule
+uses too), plus the few clients it does not list (`EXTRA_AGENTS`). Devices come from
+`ua-parser` (the uap-core rules; `ua-parser-rs` makes a parse ~15× faster when installed).
+Both are cached per user agent: a few strings make most traffic, so a repeated one costs a
+dictionary lookup. The visitor key is an HMAC of the IP's /24 (/48 for IPv6) and the user
+agent under a salt that changes every UTC day, so keys cannot be linked across days."""
 
 from __future__ import annotations
 
@@ -15,26 +21,69 @@ import re
 from datetime import UTC, datetime
 from functools import lru_cache
 
-AGENT = re.compile(
-    r"bot|crawl|spider|slurp|scrap|fetch|curl|wget|python|httpx|aiohttp|requests|urllib|"
-    r"go-http|java/|okhttp|node|axios|undici|libwww|perl|ruby|php|headless|phantom|"
-    r"puppeteer|playwright|selenium|webdriver|gpt|claude|anthropic|perplexity|openai|"
-    r"facebookexternalhit|preview|monitor|x402",
+import ua_parser
+from crawlerdetect import CrawlerDetect
+
+CACHED_USER_AGENTS = 8_192
+
+# Clients crawlerdetect 0.4.2 does not list, each shown missing from it in
+# tests/ads/test_traffic.py: the default user agent of Node's built-in fetch (what x402's
+# JavaScript clients send), Deno's and Bun's fetch, JDK's HttpClient, x402 client libraries
+# naming themselves, and AI fetchers and crawler tokens (Perplexity-User, anthropic-ai,
+# cohere-ai).
+EXTRA_AGENTS = re.compile(
+    r"^node$|^(?:deno|bun)/|^java-http-client/|x402|perplexity-user|anthropic-ai|cohere-ai",
     re.IGNORECASE,
 )
-MOBILE = re.compile(r"mobi|iphone|android.*mobile|windows phone", re.IGNORECASE)
-TABLET = re.compile(r"ipad|tablet|android(?!.*mobile)", re.IGNORECASE)
+
+_crawlers = CrawlerDetect()
 
 
+@lru_cache(maxsize=CACHED_USER_AGENTS)
+def is_crawler(user_agent: str | None) -> bool:
+    """A bot, crawler, HTTP library or headless browser by the crawlerdetect list, or no
+    user agent at all (every browser sends one). Uncached, a browser's takes the library
+    about 0.3 ms."""
+    if not user_agent or not user_agent.strip():
+        return True
+    return bool(_crawlers.isCrawler(user_agent))
+
+
+@lru_cache(maxsize=CACHED_USER_AGENTS)
 def is_agent(user_agent: str | None) -> bool:
-    return not user_agent or AGENT.search(user_agent) is not None
+    """Not a person's browser: `is_crawler`, or one of `EXTRA_AGENTS`."""
+    return is_crawler(user_agent) or EXTRA_AGENTS.search(user_agent or "") is not None
 
 
-@lru_cache(maxsize=4_096)  # a few user agents make most traffic
+MOBILE_OS = frozenset(
+    {"iOS", "Android", "Windows Phone", "BlackBerry OS", "Symbian OS", "KaiOS", "Firefox OS"}
+)
+_DEVICE_AND_OS = ua_parser.Domain.DEVICE | ua_parser.Domain.OS
+
+
+@lru_cache(maxsize=CACHED_USER_AGENTS)
 def device_of(user_agent: str | None) -> str:
-    if user_agent and TABLET.search(user_agent):
+    """'tablet', 'mobile' or 'desktop', from what ua-parser reads in the user agent: its
+    device (an iPad, uap-core's generic tablets, a model named a tablet, a Kindle) and its
+    operating system (a phone's). On Android the browsers follow Google's rule that a phone
+    says "Mobile" and a tablet does not, which tells tablets the rules have no name for."""
+    if not user_agent:
+        return "desktop"
+    parsed = ua_parser.parser(user_agent, _DEVICE_AND_OS)
+    device, system = parsed.device, parsed.os
+    family = device.family if device else ""
+    brand = device.brand if device else None
+    if (
+        family == "iPad"
+        or "Tablet" in family
+        or family.startswith("Kindle")
+        or brand == "Generic_Android_Tablet"
+    ):
         return "tablet"
-    if user_agent and MOBILE.search(user_agent):
+    os_family = system.family if system else ""
+    if os_family == "Android" and "Mobile" not in user_agent:
+        return "tablet"
+    if os_family in MOBILE_OS or family in ("Generic Smartphone", "Generic Feature Phone"):
         return "mobile"
     return "desktop"
 

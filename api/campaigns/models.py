@@ -47,6 +47,8 @@ class CampaignDraft(SQLModel, table=True):
     end_date: datetime | None = None
     metadata_hash: str
     onchain_id: int | None = Field(default=None, sa_type=BigInteger, index=True)
+    # off-chain: may the campaign serve on slots of sites whose domain is not verified
+    unverified_inventory: bool = Field(default=False, sa_column_kwargs={"server_default": "false"})
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -86,6 +86,12 @@ def _known(values: list[str], allowed: frozenset[str], what: str) -> list[str]:
     return sorted(set(values))
 
 
+UNVERIFIED_INVENTORY = (
+    "serve on slots of sites whose domain is not verified too (by default only verified"
+    " sites show the campaign); off-chain, takes effect at once"
+)
+
+
 class CampaignCreate(Body):
     name: str = Field(min_length=1, max_length=200)
     objective: Objective = Objective.awareness
@@ -101,6 +107,7 @@ class CampaignCreate(Body):
     landing_url: WebsiteUrl
     start_date: datetime | None = None
     end_date: datetime | None = None
+    unverified_inventory: bool = Field(default=False, description=UNVERIFIED_INVENTORY)
 
     @model_validator(mode="after")
     def _consistent(self) -> CampaignCreate:
@@ -130,6 +137,7 @@ class CampaignUpdate(Body):
     landing_url: WebsiteUrl | None = None
     start_date: datetime | None = None
     end_date: datetime | None = None
+    unverified_inventory: bool | None = Field(default=None, description=UNVERIFIED_INVENTORY)
 
 
 class CampaignStatus(StrEnum):
@@ -183,6 +191,7 @@ class CampaignPublic(BaseModel):
     landing_url: str
     start_date: datetime | None
     end_date: datetime | None
+    unverified_inventory: bool = Field(description=UNVERIFIED_INVENTORY)
     metadata_hash: str
     status: str = Field(description="draft, registered, funded, active, paused or ended")
     onchain_id: int | None

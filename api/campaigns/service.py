@@ -111,6 +111,7 @@ def _fields(body: CampaignCreate, token: str) -> dict[str, Any]:
         "landing_url": str(body.landing_url),
         "start_date": body.start_date,
         "end_date": body.end_date,
+        "unverified_inventory": body.unverified_inventory,
     }
 
 
@@ -233,6 +234,7 @@ def public_campaign(
         landing_url=draft.landing_url,
         start_date=draft.start_date,
         end_date=draft.end_date,
+        unverified_inventory=draft.unverified_inventory,
         metadata_hash=draft.metadata_hash,
         status=status,
         onchain_id=draft.onchain_id,

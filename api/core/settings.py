@@ -185,6 +185,10 @@ class Settings(BaseSettings):
     # further revert (counted over a day), up to the max
     x402_revert_cooldown_seconds: float = Field(default=60, gt=0)
     x402_revert_cooldown_max_seconds: float = Field(default=86_400, gt=0)
+    # local demos and tests: a site counts as verified the moment it is added (verified_by
+    # "dev"), so its slots serve ads without a DNS record or a file on a real domain. Refused
+    # on any chain but a local one: elsewhere only a proven domain serves ads.
+    dev_trust_sites: bool = False
 
     @model_validator(mode="after")
     def _offset_local_only(self) -> Settings:
@@ -192,6 +196,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "BUZZER_CLOCK_OFFSET_SECONDS is for a local chain only"
                 f" ({sorted(LOCAL_CHAIN_IDS)}); chain {self.chain_id} keeps real time"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _trust_sites_local_only(self) -> Settings:
+        if self.dev_trust_sites and self.chain_id not in LOCAL_CHAIN_IDS:
+            raise ValueError(
+                "BUZZER_DEV_TRUST_SITES is for a local chain only"
+                f" ({sorted(LOCAL_CHAIN_IDS)}); on chain {self.chain_id} a site serves ads"
+                " once its domain is verified"
             )
         return self
 

@@ -34,7 +34,7 @@ def create_publisher(
     body: PublisherCreate, wallet: WalletDep, session: SessionDep, settings: SettingsDep
 ) -> PublisherPublic:
     """Create the publisher profile of the signed-in wallet."""
-    return service.create(session, settings.chain_id, wallet, body)
+    return service.create(session, settings.chain_id, wallet, body, settings.dev_trust_sites)
 
 
 @router.get("/me", response_model=PublisherPublic)
@@ -49,7 +49,7 @@ def read_publisher(
 def update_publisher(
     body: PublisherUpdate, wallet: WalletDep, session: SessionDep, settings: SettingsDep
 ) -> PublisherPublic:
-    return service.update(session, settings.chain_id, wallet, body)
+    return service.update(session, settings.chain_id, wallet, body, settings.dev_trust_sites)
 
 
 @router.post("/me/registration-tx", response_model=TxData)
@@ -147,9 +147,12 @@ def claim_txs(wallet: WalletDep, session: SessionDep, settings: SettingsDep) -> 
 
 
 @router.post("/me/sites", response_model=SitePublic, status_code=status.HTTP_201_CREATED)
-def create_site(body: SiteCreate, wallet: WalletDep, session: SessionDep) -> SitePublic:
-    """Another website of the publisher (the profile's website is the main site)."""
-    return sites.create(session, wallet, body)
+def create_site(
+    body: SiteCreate, wallet: WalletDep, session: SessionDep, settings: SettingsDep
+) -> SitePublic:
+    """Another website of the publisher (the profile's website is the main site). Its slots
+    serve ads once its domain is verified."""
+    return sites.create(session, wallet, body, settings.dev_trust_sites)
 
 
 @router.get("/me/sites", response_model=list[SitePublic])

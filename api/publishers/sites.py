@@ -8,7 +8,7 @@ from sqlmodel import Session, select
 from api.core.errors import Conflict
 from api.publishers.models import AdSlot, PublisherSite
 from api.publishers.schemas import SiteCreate, SitePublic
-from api.publishers.service import domain_of, main_site, own_site, profile_of
+from api.publishers.service import domain_of, main_site, own_site, profile_of, trusted
 
 
 def public(site: PublisherSite) -> SitePublic:
@@ -23,7 +23,11 @@ def public(site: PublisherSite) -> SitePublic:
     )
 
 
-def create(session: Session, wallet: str, body: SiteCreate) -> SitePublic:
+def create(
+    session: Session, wallet: str, body: SiteCreate, trust_sites: bool = False
+) -> SitePublic:
+    """A new site of the publisher: its slots serve ads once its domain is verified (at once
+    under `dev_trust_sites`, on a local chain)."""
     profile = profile_of(session, wallet)
     main_site(session, profile)
     url = str(body.website_url)
@@ -41,7 +45,7 @@ def create(session: Session, wallet: str, body: SiteCreate) -> SitePublic:
         domain=domain,
         category=body.category or profile.category,
     )
-    session.add(site)
+    session.add(trusted(site, trust_sites))
     session.commit()
     session.refresh(site)
     return public(site)

@@ -1,6 +1,7 @@
-"""Invalid-traffic rules the intake decides from the request alone: declared bots and
-crawlers (the maintained `crawlerdetect` list) and data-centre address ranges (a CIDR list
-file, a sample shipped beside this module).
+"""Invalid-traffic rules the intake decides from the request alone: declared bots, crawlers
+and other agents (the ad server's own test, `api.ads.traffic.is_agent`: the maintained
+`crawlerdetect` list and the few clients it lacks) and data-centre address ranges (a CIDR
+list file, a sample shipped beside this module).
 
     rules = IvtRules.from_settings(settings)
     rules.verdict(user_agent, ip)   # '' (nothing wrong) or a reason: 'bot', 'datacenter'
@@ -15,28 +16,15 @@ import ipaddress
 import logging
 from bisect import bisect_right
 from collections.abc import Iterable
-from functools import lru_cache
 from pathlib import Path
 
-from crawlerdetect import CrawlerDetect
-
+from api.ads.traffic import is_agent as is_bot  # one cached detector for serving and intake
 from api.core.settings import Settings
 
 log = logging.getLogger("api.tracking")
 
 BOT, DATACENTER = "bot", "datacenter"
 SAMPLE_RANGES = Path(__file__).with_name("datacenter_ranges.txt")
-
-_detector = CrawlerDetect()
-
-
-@lru_cache(maxsize=8_192)
-def is_bot(user_agent: str | None) -> bool:
-    """A declared bot or crawler, or no user agent at all (every browser sends one). A
-    browser's user agent takes the library about 40 µs: cached, since few are common."""
-    if not user_agent or not user_agent.strip():
-        return True
-    return bool(_detector.isCrawler(user_agent))
 
 
 class Ranges:

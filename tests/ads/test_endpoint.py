@@ -86,9 +86,12 @@ def campaign_body() -> dict[str, Any]:
 
 
 @pytest.fixture
-def site(api, chain, database_url, campaign_body):
-    """A registered publisher (quality 60, category news) with one slot, and a funded US
-    campaign (`campaign_body`) with a 300×250 banner; the ad server's catalog loaded."""
+def site(request, api, chain, database_url, campaign_body):
+    """A registered publisher (quality 60, category news) with one slot on its site, and a
+    funded US campaign (`campaign_body`) with a 300×250 banner; the ad server's catalog
+    loaded. The site counts as verified once added (`dev_trust_sites`) unless the test
+    parametrizes `site` indirectly with False."""
+    api.app.state.settings.dev_trust_sites = getattr(request, "param", True)
     publisher = Wallet(dev_account(PUBLISHER))
     p = auth(api, publisher)
     api.post(
@@ -166,6 +169,49 @@ def test_a_person_gets_an_ad_with_signed_single_purpose_urls(api, site, chain):
     cache = api.app.state.redis
     assert int(cache.get(keys(site["campaign"]).reserved)) == 2_000  # ⌈2 USDC / 1000⌉
     assert reply.headers["access-control-allow-origin"] == "*"
+
+
+def verify_by_dns(api, headers: dict[str, str]) -> None:
+    """Prove the publisher's main domain with a DNS TXT record (the lookup answered here),
+    recorded on-chain by the oracle as in production."""
+    token = api.get("/api/v1/publishers/me/domain", headers=headers).json()["token"]
+    api.app.state.txt_lookup = lambda name: [f"buzzer-verification={token}"]
+    api.app.state.settings.oracle_private_key = "0x" + dev_account(2).key.hex().removeprefix("0x")
+    proven = api.post(
+        "/api/v1/publishers/me/domain/verify", json={"method": "dns"}, headers=headers
+    )
+    assert proven.status_code == 200, proven.text
+
+
+@pytest.mark.parametrize("site", [False], indirect=True, ids=["unverified"])
+def test_a_slot_gets_ads_only_once_its_site_is_verified(api, site):
+    (main,) = api.get("/api/v1/publishers/me/sites", headers=site["p"]).json()
+    assert main["verified"] is False
+
+    unverified = ad(api, site)
+    assert unverified.status_code == 204, unverified.text
+    assert ad(api, site, user_agent=AGENT).status_code == 402  # agents can still pay
+
+    verify_by_dns(api, site["p"])
+    api.app.state.serving.catalog.refresh()
+    verified = ad(api, site)
+    assert verified.status_code == 200, verified.text
+    assert verified.json()["campaign_id"] == site["campaign"]
+
+
+@pytest.mark.parametrize("site", [False], indirect=True, ids=["unverified"])
+def test_a_campaign_that_opts_in_serves_on_an_unverified_site(api, site):
+    assert ad(api, site).status_code == 204
+
+    opted = api.patch(site["path"], json={"unverified_inventory": True}, headers=site["a"])
+    assert opted.status_code == 200, opted.text
+    assert opted.json()["unverified_inventory"] is True
+    assert opted.json()["pending_update"] is False  # off-chain: nothing to sign
+    api.app.state.serving.catalog.refresh()
+
+    reply = ad(api, site)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["campaign_id"] == site["campaign"]
 
 
 def test_an_agent_is_asked_to_pay_the_publisher_by_x402(api, site, chain, deployment):

@@ -77,6 +77,7 @@ def ask(**overrides) -> AdRequest:
         "category": "news",
         "quality": 50,
         "now": NOW,
+        "verified": True,
     }
     return AdRequest(**{**fields, **overrides})
 
@@ -287,3 +288,16 @@ def test_no_served_ad_breaks_its_targeting_or_budget(budgets, pool, traffic):
         assert spent[ad.campaign_id] <= ad.balance
         assert spent[ad.campaign_id] <= ad.max_spend_in(EPOCH.number)
         assert spent[ad.campaign_id] == int(budgets.redis.get(keys(ad.campaign_id).reserved) or 0)
+
+
+def test_a_slot_on_an_unverified_site_gets_only_campaigns_that_opted_in():
+    proven_only = campaign(1, bid=3_000_000)
+    anywhere = campaign(2, bid=1_000_000, unverified_inventory=True)
+    index = Index.build([proven_only, anywhere])
+
+    assert served([proven_only, anywhere], ask(verified=True)) == [1]
+    assert served([proven_only, anywhere], ask(verified=False)) == [2]
+    assert served([proven_only], ask(verified=False)) == []
+    # the opted-in campaigns are bucketed apart: such a request never walks the others
+    bucket = index.unverified[("banner", "300x250", "*", "*")]
+    assert [c.campaign_id for _, tier in bucket for c in tier] == [2]

@@ -162,3 +162,24 @@ def test_register_and_fund_on_chain(api, chain, database_url):
     assert (funded["status"], funded["escrow_balance"]) == ("active", 100 * USDC)
     assert api.delete(path, headers=headers).status_code == 409
     assert api.post(f"{path}/registration-tx", headers=headers).status_code == 409
+
+
+def test_a_campaign_opts_in_to_unverified_inventory_off_chain(api, wallet):
+    """Off by default; set on create or update and shown in the read model. It is not part
+    of what the chain records, so changing it needs no transaction."""
+    headers = advertiser(api, wallet)
+    default = api.post("/api/v1/campaigns", json=CAMPAIGN, headers=headers).json()
+    assert default["unverified_inventory"] is False
+
+    opted = api.post(
+        "/api/v1/campaigns", json={**CAMPAIGN, "unverified_inventory": True}, headers=headers
+    ).json()
+    assert opted["unverified_inventory"] is True
+    assert opted["metadata_hash"] == default["metadata_hash"]
+
+    path = f"/api/v1/campaigns/{opted['id']}"
+    changed = api.patch(path, json={"unverified_inventory": False}, headers=headers)
+    assert changed.status_code == 200, changed.text
+    assert api.get(path, headers=headers).json()["unverified_inventory"] is False
+    bad = api.patch(path, json={"unverified_inventory": "maybe"}, headers=headers)
+    assert bad.status_code == 422

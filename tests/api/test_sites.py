@@ -3,8 +3,14 @@ proves its own domain, and the chain's domain hash commits to all verified domai
 
 from __future__ import annotations
 
+import psycopg
+import pytest
 from eth_utils import keccak
+from pydantic import ValidationError
 
+from api.core.settings import Settings
+from migrations import libpq_url
+from scripts._stack import services_env
 from tests.api.conftest import Wallet, auth
 from tests.api.test_slots import SLOT
 from tests.indexer.helpers import index_to_head
@@ -107,3 +113,52 @@ def test_each_verified_site_joins_the_onchain_commitment(api, chain, database_ur
         "/api/v1/publishers/me/domain/verify", json={"method": "dns"}, headers=squatter
     )
     assert taken.status_code == 409 and taken.json()["error"]["code"] == "domain_taken"
+
+
+def test_sites_are_unverified_when_added_unless_the_dev_setting_trusts_them(api, database_url):
+    """Off by default: a new publisher's main site and an added site wait for a domain
+    proof. With `dev_trust_sites` (local chains only) both count as verified at once."""
+    assert api.app.state.settings.dev_trust_sites is False
+    plain = publisher(api, Wallet(), "https://plain.example")
+    api.post(SITES, json={"website_url": "https://plain-shop.example"}, headers=plain)
+    assert [s["verified"] for s in api.get(SITES, headers=plain).json()] == [False, False]
+
+    api.app.state.settings.dev_trust_sites = True
+    trusted = publisher(api, Wallet(), "https://demo.example")
+    api.post(SITES, json={"website_url": "https://demo-shop.example"}, headers=trusted)
+    sites = api.get(SITES, headers=trusted).json()
+    assert [(s["domain"], s["verified"]) for s in sites] == [
+        ("demo.example", True),
+        ("demo-shop.example", True),
+    ]
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        methods = conn.execute(
+            "SELECT domain, verified_by FROM publisher_sites WHERE domain LIKE 'demo%'"
+            " ORDER BY domain"
+        ).fetchall()
+    assert methods == [("demo-shop.example", "dev"), ("demo.example", "dev")]
+
+
+@pytest.mark.parametrize("chain_id", [8453, 84532, 1])
+def test_the_dev_trust_setting_is_refused_off_a_local_chain(monkeypatch, chain_id):
+    monkeypatch.setenv("BUZZER_DEV_TRUST_SITES", "1")
+    monkeypatch.setenv("CHAIN_ID", str(chain_id))
+    with pytest.raises(ValidationError, match="BUZZER_DEV_TRUST_SITES is for a local chain"):
+        Settings()
+
+
+@pytest.mark.parametrize("chain_id", [1337, 31337])
+def test_the_dev_trust_setting_works_on_a_local_chain_and_is_off_by_default(monkeypatch, chain_id):
+    monkeypatch.delenv("BUZZER_DEV_TRUST_SITES", raising=False)
+    monkeypatch.setenv("CHAIN_ID", str(chain_id))
+    assert Settings().dev_trust_sites is False
+    monkeypatch.setenv("BUZZER_DEV_TRUST_SITES", "1")
+    assert Settings().dev_trust_sites is True
+
+
+def test_make_run_trusts_sites_on_its_local_chain_only(monkeypatch):
+    monkeypatch.delenv("BUZZER_DEV_TRUST_SITES", raising=False)
+    local = services_env("http://127.0.0.1:8545", "postgresql://x", "redis://x", 1337)
+    assert local["BUZZER_DEV_TRUST_SITES"] == "1"
+    remote = services_env("https://base.example", "postgresql://x", "redis://x", 8453)
+    assert "BUZZER_DEV_TRUST_SITES" not in remote

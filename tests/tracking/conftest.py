@@ -82,6 +82,7 @@ def catalog_data(*campaigns: dict[str, Any]) -> dict[str, Any]:
         "payment_wallet": PUBLISHER,
         "quality_score": 60,
         "suspended": False,
+        "verified": True,
     }
     genesis = int(time.time()) // 3_600 * 3_600 - 10 * 3_600
     return {"campaigns": list(campaigns), "slots": [slot], "clock": [genesis, 3_600]}
