@@ -174,6 +174,9 @@ class Settings(BaseSettings):
     # clock follows it by this many seconds so a served or tracked event lands in the epoch
     # the chain is in. Refused on any chain but a local one.
     clock_offset_seconds: int = 0
+    # how far in the future a sign-in message's issuedAt may be: a wallet's clock runs a little
+    # ahead; one issued years ahead would stay fresh for years
+    siwe_clock_skew_seconds: int = Field(default=60, ge=0)
 
     @model_validator(mode="after")
     def _offset_local_only(self) -> Settings:
