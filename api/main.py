@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
-import psycopg
-from fastapi import FastAPI, Request, Response
+import redis
+from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from api.ads.catalog import Catalog, bump
 from api.ads.payments import Payments
@@ -29,7 +33,6 @@ from api.core.redis import connect as connect_redis
 from api.core.redis import connect_async
 from api.core.settings import Settings, get_settings
 from api.core.storage import LocalStorage
-from api.deps import SettingsDep
 from api.privacy.router import router as privacy_router
 from api.publishers.domains import SafeFetcher, dns_txt
 from api.publishers.router import router as publishers_router
@@ -90,14 +93,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"])
-    def readyz(request: Request, settings: SettingsDep) -> Response:
-        """PostgreSQL, Redis and the chain's RPC are reachable."""
-        checks = {
-            "postgres": _check_postgres(settings.database_url),
-            "redis": _check_redis(request),
+    def dependencies() -> dict[str, str]:
+        return {
+            "postgres": _check_postgres(app.state.engine),
+            "redis": _check_redis(app.state.redis),
             "rpc": _check_rpc(settings.rpc_url, settings.chain_id),
         }
+
+    readiness = Readiness(dependencies)
+
+    @app.get("/readyz", tags=["ops"])
+    def readyz() -> Response:
+        """PostgreSQL, Redis and the chain's RPC are reachable (checked at most once a second
+        per process: a flood of probes costs one check)."""
+        checks = readiness.checks()
         ready = all(result == "ok" for result in checks.values())
         body = {"status": "ready" if ready else "not ready", "checks": checks}
         if not ready:
@@ -143,20 +152,43 @@ async def _reconcile_forever(payments: Payments) -> None:
                 log.info("x402 reconciliation resolved %d payment(s)", resolved)
 
 
-def _check_postgres(database_url: str) -> str:
-    if not database_url:
+READY_CACHE_SECONDS = 1.0
+
+
+class Readiness:
+    """The dependency checks of `/readyz`, run at most once per `READY_CACHE_SECONDS`:
+    callers within the window get the last result, and callers arriving while a check runs
+    wait for it rather than starting their own."""
+
+    def __init__(self, check: Callable[[], dict[str, str]]) -> None:
+        self._check = check
+        self._lock = threading.Lock()
+        self._result: dict[str, str] = {}
+        self._fresh_until = 0.0
+
+    def checks(self) -> dict[str, str]:
+        with self._lock:
+            if time.monotonic() >= self._fresh_until:
+                self._result = self._check()
+                self._fresh_until = time.monotonic() + READY_CACHE_SECONDS
+            return self._result
+
+
+def _check_postgres(engine: Engine | None) -> str:
+    if engine is None:
         return "DATABASE_URL is not set"
     try:
-        with psycopg.connect(database_url, connect_timeout=2) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        return f"unreachable: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
+        with engine.connect() as conn:  # the app's pool: no new connection per probe
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return f"unreachable: {lines[0] if lines else exc!r}"
     return "ok"
 
 
-def _check_redis(request: Request) -> str:
+def _check_redis(cache: redis.Redis) -> str:
     try:
-        request.app.state.redis.ping()
+        cache.ping()
     except Exception as exc:
         return f"unreachable: {exc}"
     return "ok"

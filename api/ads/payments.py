@@ -56,9 +56,9 @@ from web3.exceptions import TransactionNotFound
 from x402 import x402FacilitatorSync
 from x402.http.constants import PAYMENT_RESPONSE_HEADER, X_PAYMENT_RESPONSE_HEADER
 from x402.http.utils import (
-    decode_payment_signature_header,
     encode_payment_required_header,
     encode_payment_response_header,
+    safe_base64_decode,
 )
 from x402.mechanisms.evm import FacilitatorWeb3Signer
 from x402.mechanisms.evm.constants import (
@@ -131,6 +131,7 @@ REVERT_MEMORY_SECONDS = 86_400  # reverts count toward the cool-down for a day
 BUSY_RETRY_SECONDS = 2
 
 MAX_HEADER_CHARS = 16_384
+MAX_PAYLOAD_DEPTH = 32  # an x402 payload nests 3 or 4 levels
 POLL_SECONDS = 0.05
 WAIT_MARGIN_SECONDS = 15.0  # beyond the settle timeout, how long a duplicate waits
 MIN_LOOKBACK_BLOCKS = 1_000
@@ -436,10 +437,7 @@ class Payments:
             raise PaymentRejected(ERR_INVALID_VERSION, f"x402 version {version} is not supported")
         if not header_value or len(header_value) > MAX_HEADER_CHARS:
             raise PaymentRejected(ERR_INVALID_PAYLOAD, "the payment header is empty or too long")
-        try:
-            payload = decode_payment_signature_header(header_value.strip())
-        except (ValueError, TypeError, AttributeError, ValidationError):
-            raise PaymentRejected(ERR_INVALID_PAYLOAD, "the payment header is not valid") from None
+        payload = _decode_header(header_value)
         if payload.x402_version != version:
             raise PaymentRejected(
                 ERR_INVALID_VERSION,
@@ -956,9 +954,43 @@ def _pending(tx_hash: str | None) -> PaymentRejected:
     )
 
 
+def _decode_header(header_value: str) -> PaymentPayload | PaymentPayloadV1:
+    """The payload in a payment header (base64 of JSON, the SDK's models), or `invalid_payload`
+    for anything else, including JSON nested deeper than any client's payload (about 1,000
+    levels exhaust the parser's recursion; fewer, what handles the payload after it)."""
+    try:
+        data = json.loads(safe_base64_decode(header_value.strip()))
+    except (ValueError, RecursionError):
+        raise PaymentRejected(ERR_INVALID_PAYLOAD, "the header is not base64 JSON") from None
+    if not isinstance(data, dict) or _deeper_than(data, MAX_PAYLOAD_DEPTH):
+        raise PaymentRejected(ERR_INVALID_PAYLOAD, "the payment header is not an x402 payload")
+    try:
+        if data.get("x402Version", 2) == 1:  # as the SDK's decode_payment_signature_header
+            return PaymentPayloadV1.model_validate(data)
+        return PaymentPayload.model_validate(data)
+    except ValidationError:
+        raise PaymentRejected(ERR_INVALID_PAYLOAD, "the payment header is not valid") from None
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    level: list[Any] = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True
+
+
 def _authorization(payload: dict[str, Any]) -> _Authorization:
     if is_permit2_payload(payload):
         raise PaymentRejected(ERR_INVALID_PAYLOAD, "only EIP-3009 authorizations are accepted")
+    if not isinstance(payload.get("authorization"), dict):
+        raise PaymentRejected(ERR_INVALID_PAYLOAD, "the payload has no EIP-3009 authorization")
     parsed = ExactEIP3009Payload.from_dict(payload)
     auth, signature = parsed.authorization, parsed.signature or ""
     numbers = (auth.value, auth.valid_after, auth.valid_before)

@@ -3,6 +3,7 @@ URI, chain and nonce, and issue or check the JWT bound to the wallet."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,8 @@ from typing import Any
 
 import jwt
 import redis
+from eth_keys.constants import SECPK1_N
+from eth_keys.exceptions import BadSignature
 from eth_utils import to_checksum_address
 from siwe import (
     DomainMismatch,
@@ -24,6 +27,7 @@ from api.core.errors import PayloadTooLarge, Unauthorized
 from api.core.settings import Settings
 
 NONCE_KEY = "siwe:nonce:{}"
+_SIGNATURE_HEX = re.compile(r"[0-9a-fA-F]{130}")
 
 
 def issue_nonce(cache: redis.Redis, settings: Settings) -> str:
@@ -53,21 +57,44 @@ def verify_sign_in(cache: redis.Redis, settings: Settings, message: str, signatu
     if int(parsed.chain_id) != settings.chain_id:
         raise _reject("wrong_chain", f"sign in on chain {settings.chain_id}, not {parsed.chain_id}")
     now = datetime.now(UTC)
-    issued = datetime.fromisoformat(str(parsed.issued_at).replace("Z", "+00:00"))
+    issued = parsed.issued_at._datetime  # RFC 3339 with an offset: the grammar requires one
     if issued < now - timedelta(seconds=settings.nonce_ttl_seconds):
         raise _reject("message_too_old", "the message was issued too long ago; sign in again")
+    if issued > now + timedelta(seconds=settings.siwe_clock_skew_seconds):
+        raise _reject(
+            "issued_in_future",
+            "the message says it was issued in the future; check the device's clock and sign in "
+            "again",
+        )
+    _check_signature_form(signature)
     try:
         parsed.verify(signature, domain=settings.siwe_domain, timestamp=now)
     except ExpiredMessage:
         raise _reject("expired_message", "the message has expired") from None
     except NotYetValidMessage:
         raise _reject("not_yet_valid", "the message is not valid yet") from None
-    except (InvalidSignature, DomainMismatch, VerificationError):
+    except (InvalidSignature, DomainMismatch, VerificationError, BadSignature):
         raise _reject("bad_signature", "the signature does not match the message") from None
     # single use: of many requests carrying the same message, exactly one deletes the nonce
     if not cache.getdel(NONCE_KEY.format(parsed.nonce)):
         raise _reject("unknown_nonce", "the nonce was never issued, has expired or was used")
     return to_checksum_address(parsed.address)
+
+
+def _check_signature_form(signature: str) -> None:
+    """A 65-byte `r ‖ s ‖ v` signature with r and s in [1, N) and v one of 0, 1, 27, 28, as a
+    wallet's `personal_sign` makes it; anything else is refused before recovery, which raises
+    on some of them and reads others (an EIP-155 v) as another valid signature."""
+    digits = signature.removeprefix("0x")
+    malformed = _reject(
+        "malformed_signature", "the signature is not a 65-byte secp256k1 signature (r, s, v)"
+    )
+    if not _SIGNATURE_HEX.fullmatch(digits):
+        raise malformed
+    raw = bytes.fromhex(digits)
+    r, s, v = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:64], "big"), raw[64]
+    if not (0 < r < SECPK1_N and 0 < s < SECPK1_N and v in (0, 1, 27, 28)):
+        raise malformed
 
 
 def issue_token(settings: Settings, wallet: str) -> str:

@@ -14,7 +14,11 @@ from migrations import sqlalchemy_url
 
 def make_engine(database_url: str) -> Engine:
     return create_engine(
-        sqlalchemy_url(database_url), pool_size=10, max_overflow=20, pool_pre_ping=True
+        sqlalchemy_url(database_url),
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 5},  # an unreachable host fails a request, not hangs it
     )
 
 

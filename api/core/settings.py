@@ -189,6 +189,9 @@ class Settings(BaseSettings):
     # "dev"), so its slots serve ads without a DNS record or a file on a real domain. Refused
     # on any chain but a local one: elsewhere only a proven domain serves ads.
     dev_trust_sites: bool = False
+    # how far in the future a sign-in message's issuedAt may be: a wallet's clock runs a little
+    # ahead; one issued years ahead would stay fresh for years
+    siwe_clock_skew_seconds: int = Field(default=60, ge=0)
 
     @model_validator(mode="after")
     def _offset_local_only(self) -> Settings:

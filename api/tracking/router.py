@@ -136,7 +136,7 @@ def _token_from_body(body: bytes) -> str:
     if text.startswith("{"):
         try:
             value = json.loads(text).get("token", "")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):  # 4 KB nest 2,000 levels deep
             return ""
         return value if isinstance(value, str) else ""
     if text.startswith("token="):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sys
 import time
 
 import pytest
@@ -541,3 +542,83 @@ def test_a_payer_whose_settlement_reverts_is_counted_and_cooled_down(node, engin
     assert 35 <= cooldowns[0] <= 40 and 75 <= cooldowns[1] <= 80, cooldowns
     assert node.chain.usdc_balance(pay_to) == 0
     assert [row["state"] for row in rows(engine)] == ["failed", "failed"]
+
+
+# -- headers that are not x402 payloads --------------------------------------------------------
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _b64_json(value: object) -> str:
+    return _b64(json.dumps(value))
+
+
+def _nested(depth: int) -> str:
+    """JSON text of lists `depth` deep (json.dumps itself cannot write 1,000 levels)."""
+    return "[" * depth + "]" * depth
+
+
+def _with_payload(header: str, change, deep: int = 0) -> str:
+    """The header's payload changed; a value "DEEP" in it becomes lists `deep` levels deep."""
+    data = json.loads(base64.b64decode(header))
+    change(data)
+    return _b64(json.dumps(data).replace('"DEEP"', _nested(deep)))
+
+
+def _malformed_headers():
+    return [
+        ("nested 1,000 deep", lambda h: _b64(_nested(1_000))),
+        (
+            "nested 1,000 deep in the payload",
+            lambda h: _with_payload(h, lambda d: d["payload"].update(authorization="DEEP"), 1_000),
+        ),
+        (
+            "nested 200 deep in accepted.extra",
+            lambda h: _with_payload(h, lambda d: d["accepted"]["extra"].update(deep="DEEP"), 200),
+        ),
+        (
+            "authorization a list",
+            lambda h: _with_payload(h, lambda d: d["payload"].update(authorization=[1, 2])),
+        ),
+        (
+            "authorization a string",
+            lambda h: _with_payload(h, lambda d: d["payload"].update(authorization="from")),
+        ),
+        ("payload a list", lambda h: _with_payload(h, lambda d: d.update(payload=[]))),
+        ("version a string", lambda h: _with_payload(h, lambda d: d.update(x402Version="two"))),
+        ("a JSON array", lambda h: _b64_json([1, 2, 3])),
+        ("a JSON string", lambda h: _b64_json("payment")),
+        ("not base64", lambda h: "%%%not base64%%%"),
+        ("base64 of bytes that are not UTF-8", lambda h: base64.b64encode(b"\xff\xfe{}").decode()),
+        ("unicode", lambda h: "paiement-€-🙂"),
+        ("too long", lambda h: "A" * 20_000),
+    ]
+
+
+@pytest.fixture
+def api_recursion_limit():
+    """The API process's recursion limit (Python's 1,000): py_ecc, which ape imports, raises
+    the test process's to 100,000, under which a 1,000-deep header parses."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(1_000)
+    yield
+    sys.setrecursionlimit(before)
+
+
+@pytest.mark.parametrize(
+    "spoil", [pytest.param(spoil, id=name) for name, spoil in _malformed_headers()]
+)
+@pytest.mark.usefixtures("api_recursion_limit")
+def test_a_header_that_is_not_an_x402_payload_is_invalid_payload(node, engine, payments, spoil):
+    pay_to, payer = fresh_address(), new_payer(node, usdc=0)
+    asks = asks_for(node, pay_to)
+    header = spoil(signed_header(payer, asks))
+    sent = facilitator_sent(node)
+
+    refusal = rejected(payments, header, asks)
+
+    assert refusal.code == ERR_INVALID_PAYLOAD, refusal.message
+    assert facilitator_sent(node) == sent
+    assert rows(engine) == []

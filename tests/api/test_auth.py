@@ -46,8 +46,20 @@ def test_nonces_are_long_and_fresh(client):
         (lambda: {"expiration_time": ago(seconds=5)}, "expired_message"),
         (lambda: {"not_before": ago(minutes=-5)}, "not_yet_valid"),
         (lambda: {"issued_at": ago(hours=1)}, "message_too_old"),
+        (lambda: {"issued_at": "2100-01-01T00:00:00Z"}, "issued_in_future"),
+        (lambda: {"issued_at": ago(minutes=-5)}, "issued_in_future"),
     ],
-    ids=["domain", "uri", "scheme", "chain", "expired", "not-yet-valid", "too-old"],
+    ids=[
+        "domain",
+        "uri",
+        "scheme",
+        "chain",
+        "expired",
+        "not-yet-valid",
+        "too-old",
+        "year-2100",
+        "five-minutes-ahead",
+    ],
 )
 def test_correctly_signed_but_wrong_messages_are_refused(client, wallet, make_overrides, code):
     nonce = client.get("/api/v1/auth/nonce").json()["nonce"]
@@ -59,6 +71,42 @@ def test_correctly_signed_but_wrong_messages_are_refused(client, wallet, make_ov
 
     assert reply.status_code == 401
     assert reply.json()["error"]["code"] == code
+    assert set(reply.json()["error"]) == {"code", "message", "details"}
+
+
+def test_a_clock_a_little_ahead_still_signs_in(client, wallet):
+    nonce = client.get("/api/v1/auth/nonce").json()["nonce"]
+    message = wallet.message(nonce, issued_at=ago(seconds=-30))
+    reply = client.post(
+        "/api/v1/auth/verify", json={"message": message, "signature": wallet.sign(message)}
+    )
+    assert reply.status_code == 200, reply.text
+
+
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda sig: "0x" + "00" * 32 + sig[66:],  # r = 0
+        lambda sig: sig[:66] + f"{SECP256K1_N:064x}" + sig[-2:],  # s = N
+        lambda sig: sig[:66] + "ff" * 32 + sig[-2:],  # s > N
+        lambda sig: sig[:-1],  # odd length
+        lambda sig: sig[:-2],  # 64 bytes
+        lambda sig: sig + "00",  # 66 bytes
+        lambda sig: sig[:-2] + "63",  # v = 99, an EIP-155 v recovery would accept
+        lambda sig: sig[:-2] + "02",
+    ],
+    ids=["r-zero", "s-order", "s-above-order", "odd-length", "short", "long", "v-99", "v-2"],
+)
+def test_a_signature_of_invalid_value_is_a_401_before_any_nonce(client, wallet, spoil):
+    message = wallet.message("abcdef0123456789")  # a nonce never issued: not needed to refuse
+    reply = client.post(
+        "/api/v1/auth/verify", json={"message": message, "signature": spoil(wallet.sign(message))}
+    )
+    assert reply.status_code == 401
+    assert reply.json()["error"]["code"] == "malformed_signature"
     assert set(reply.json()["error"]) == {"code", "message", "details"}
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
@@ -55,3 +58,26 @@ def test_readyz_is_ready_with_postgres_redis_and_the_chain(settings, pg_server, 
         "status": "ready",
         "checks": {"postgres": "ok", "redis": "ok", "rpc": "ok"},
     }
+
+
+def test_a_flood_of_readyz_opens_no_connection_per_probe(settings, pg_server, anvil_session):
+    """200 concurrent probes share one dependency check on the app's pool: Postgres sees a
+    handful of new sessions, not one per probe."""
+    live = settings.model_copy(update={"rpc_url": anvil_session.url, "database_url": pg_server})
+
+    def sessions() -> int:
+        with psycopg.connect(pg_server, autocommit=True) as db:
+            row = db.execute(
+                "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    with TestClient(create_app(live)) as client:
+        before = sessions()
+        with ThreadPoolExecutor(max_workers=50) as pool:
+            statuses = list(pool.map(lambda _: client.get("/readyz").status_code, range(200)))
+        opened = sessions() - before
+
+    assert statuses == [200] * 200
+    assert opened <= 10, f"{opened} Postgres sessions for 200 probes"
