@@ -45,7 +45,6 @@ Worst cases, W workers, cap C, reconcile interval T (`RECONCILE_SECONDS`):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -222,8 +221,8 @@ class Leases:
         self.closing: list[Lease] = []
         self.frequency = Frequency(redis, shards)
         self._grant = redis.register_script(GRANT)
-        self._close = redis.register_script(CLOSE)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._background: set[asyncio.Future[Any]] = set()
 
     # -- the request path -------------------------------------------------------------
@@ -428,15 +427,17 @@ class Leases:
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
         """Shutdown: no more grants; every lease closed (its unused part given back) and
         the frequency counts pushed."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping = True  # not a cancel: a round trip cut mid-way would be retried
+            await asyncio.wait([self._task], timeout=2.0)
+            if not self._task.done():
+                self._task.cancel()
             self._task = None
         pending = [d.refill for d in self.demand.values() if d.refill is not None]
         if pending:
@@ -452,7 +453,7 @@ class Leases:
 
     async def _run(self) -> None:
         reconciled = time.monotonic()
-        while True:
+        while not self._stopping:
             await asyncio.sleep(TICK)
             try:
                 self.expire()
@@ -460,8 +461,6 @@ class Leases:
                 if time.monotonic() - reconciled >= RECONCILE_SECONDS:
                     reconciled = time.monotonic()
                     await self.frequency.reconcile()
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:  # Redis away: try again next tick
                 log.warning("ads: lease upkeep failed: %s", exc)
 
@@ -493,16 +492,13 @@ class Leases:
             for lease in batch:
                 k = Keys(lease.campaign_id, self.shards)
                 score = lease.last_expiry or int(lease.ends_at)
-                self._close(
-                    keys=[
-                        k.reserved,
-                        k.epoch(lease.epoch),
-                        k.served,
-                        lease_key(lease.campaign_id, lease.lease_id, self.shards),
-                    ],
-                    args=[member(lease.lease_id), lease.served, score],
-                    client=pipe,
-                )
+                keys = [
+                    k.reserved,
+                    k.epoch(lease.epoch),
+                    k.served,
+                    lease_key(lease.campaign_id, lease.lease_id, self.shards),
+                ]
+                pipe.eval(CLOSE, len(keys), *keys, member(lease.lease_id), lease.served, score)
             results = await pipe.execute()
         except BaseException:
             self.closing = batch + self.closing  # next time
@@ -541,14 +537,15 @@ class Frequency:
             self.asked.add(key)
         return entry[0] + entry[1] < cap
 
-    def add(self, campaign_id: int, visitor: str, day: str) -> None:
+    def add(self, campaign_id: int, visitor: str, day: str, serves: int = 1) -> None:
+        """Count a serve (−1: take back one counted before a grant that found no room)."""
         self._roll(day)
         entry = self.counts.get((campaign_id, visitor))
         if entry is None:
             if len(self.counts) >= MAX_VISITORS:
                 self._prune()
             entry = self.counts[(campaign_id, visitor)] = [0, 0]
-        entry[1] += 1
+        entry[1] += serves
 
     def _prune(self) -> None:
         for key in [k for k, e in self.counts.items() if not e[1]][: MAX_VISITORS // 4]:

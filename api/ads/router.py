@@ -311,8 +311,10 @@ async def _fill(
     leases, frequency = serving.leases, serving.leases.frequency
     chosen: list[tuple[Candidate, Serve]] = []
     for candidate in ranked(snapshot.index, ad_request):
-        if cap and not frequency.allows(candidate.campaign_id, visitor, cap, day):
-            continue
+        if cap:
+            if not frequency.allows(candidate.campaign_id, visitor, cap, day):
+                continue
+            frequency.add(candidate.campaign_id, visitor, day)  # before any wait: counted once
         # from this worker's lease (no round trip), else a grant, else without Redis
         serve = leases.take(candidate, epoch, now, ttl)
         if serve is None:
@@ -324,9 +326,10 @@ async def _fill(
                     serve = _unreserved(candidate, epoch, now, ttl)
             else:
                 serve = _unreserved(candidate, epoch, now, ttl)
-        if serve is not None:
+        if serve is None:
             if cap:
-                frequency.add(candidate.campaign_id, visitor, day)
+                frequency.add(candidate.campaign_id, visitor, day, -1)
+        else:
             chosen.append((candidate, serve))
             if len(chosen) >= n:
                 break
