@@ -223,6 +223,7 @@ class Leases:
         self._grant = redis.register_script(GRANT)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._failing = False
         self._background: set[asyncio.Future[Any]] = set()
 
     # -- the request path -------------------------------------------------------------
@@ -249,6 +250,8 @@ class Leases:
                 if time.monotonic() < demand.refused[1]:
                     return None
                 demand.refused = None
+            if demand.refill is not None and demand.refill.done():
+                demand.refill = None  # its callback may not have run: never wait on it again
             if demand.refill is None:
                 want = self._target(demand) + demand.waiting
                 if want <= 1:  # a quiet campaign: one serve of its own, as before leases
@@ -398,7 +401,11 @@ class Leases:
         ends = now + self.lease_seconds
         score = math.ceil(ends) + ttl
         keys, args = self._args(candidate, epoch, lease_id, want, score, False, now)
-        count = int(await self._grant(keys=keys, args=args))
+        try:
+            count = int(await self._grant(keys=keys, args=args))
+        finally:  # done: the next request may ask again (before any callback runs)
+            if demand.refill is asyncio.current_task():
+                demand.refill = None
         if count <= 0:
             self._refuse(demand, candidate, epoch)
             return False
@@ -461,8 +468,13 @@ class Leases:
                 if time.monotonic() - reconciled >= RECONCILE_SECONDS:
                     reconciled = time.monotonic()
                     await self.frequency.reconcile()
-            except Exception as exc:  # Redis away: try again next tick
-                log.warning("ads: lease upkeep failed: %s", exc)
+                if self._failing:
+                    self._failing = False
+                    log.info("ads: lease upkeep reaches Redis again")
+            except Exception as exc:  # Redis away: try again next tick, say so once
+                if not self._failing:
+                    self._failing = True
+                    log.warning("ads: lease upkeep failed, retrying: %s", exc)
 
     def expire(self) -> None:
         """Retire leases whose time is up; forget campaigns idle for a while."""
