@@ -22,9 +22,10 @@ one of its tokens can expire. So:
 
 A campaign this worker serves rarely gets leases of one serve, granted and closed at once,
 which is exactly the single reservation of before. Its lease grows with demand: the serves
-it had in the last whole window of `WINDOW` seconds (the window of its first serve does not
-count) times `TARGET_SECONDS`, plus the requests waiting for the grant in flight; never more
-than 1/`LEASE_SHARE` of the free budget or of the epoch's room. A campaign whose lease holds
+it had in the last whole window of `WINDOW` seconds (spread over the windows since, when it
+paused; the window of its first serve does not count) times `TARGET_SECONDS`, plus the
+requests waiting for the grant in flight; never more than 1/`LEASE_SHARE` of the free
+budget or of the epoch's room. A campaign whose lease holds
 more than one serve is refilled in the background once half of it is gone, so requests do
 not wait. A CPC campaign reserves nothing at serve time (its click bills, if it still fits):
 its leases are only checked to afford one click when granted, so such a campaign may keep
@@ -279,8 +280,12 @@ class Leases:
         if window != demand.window:
             if demand.window < 0:
                 demand.first_window = window
-            whole = window == demand.window + 1 and demand.window != demand.first_window
-            demand.rate = demand.counted / WINDOW if whole else 0.0
+            # the last whole window's count, spread over the windows since (a pause lowers
+            # the rate instead of forgetting it); the window of the first serve is partial
+            counted = demand.counted if demand.window != demand.first_window else 0
+            demand.rate = (
+                counted / (WINDOW * (window - demand.window)) if demand.window >= 0 else 0.0
+            )
             demand.window, demand.counted = window, 0
         demand.counted += 1
 
