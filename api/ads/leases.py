@@ -36,10 +36,12 @@ Worst cases, W workers, cap C, reconcile interval T (`RECONCILE_SECONDS`):
 - budget: none beyond the escrow. Billed + reserved ≤ balance and the epoch's spend ≤ its max
   hold in Redis at every step; the serves a worker hands out are at most what its leases
   reserved, so ads served ≤ free budget / price.
-- frequency: a worker counts its own serves at once and learns the others' every T, so a
-  visitor sees a campaign at most C + Σ_{other workers} (serves to that visitor in one T)
-  times a day, and never more than W · C (each worker alone stops at C): over-delivery
-  ≤ min((W − 1) · C, (W − 1) · r · T) for a visitor requesting r times a second per worker.
+- frequency: a worker counts its own serves at once, so alone it stops at C: a visitor sees
+  a campaign at most W · C times a day, over-delivery ≤ (W − 1) · C. Every T a worker pushes
+  its counts (learning the total of all workers for those visitors) and pulls the total of
+  visitors it counted at half the cap or more, so once a worker has served a visitor C/2
+  times, the excess beyond C is at most what the other workers serve that visitor in one T:
+  ≤ min((W − 1) · C, (W − 1) · r · T) for r requests a second per worker.
 - a worker crash: its open leases' unused parts stay reserved until the release job runs
   after `lease_seconds` + token lifetime + the job's grace."""
 
@@ -78,7 +80,8 @@ TICK = 0.1  # the background loop: closes and refills
 RECONCILE_SECONDS = 0.5  # frequency counts pushed to and pulled from Redis
 IDLE_SECONDS = 60.0  # a campaign's state is dropped after this long without a lease
 MAX_VISITORS = 200_000  # frequency entries kept per worker (per day)
-PULL_LIMIT = 20_000  # visitors' counts pulled per reconcile
+PULL_LIMIT = 5_000  # visitors near their cap pulled per reconcile
+CHUNK = 200  # commands per round trip of the reconcile
 
 
 def _int(value: int) -> str:
@@ -526,7 +529,8 @@ class Leases:
 class Frequency:
     """The frequency cap counted per worker: every serve counts here at once and is pushed
     to the campaign's per-visitor hash of the day (`Keys.views`) every reconcile, which
-    answers the total of every worker; visitors asked about lately are pulled too."""
+    answers the total of every worker; visitors near the cap are pulled too. (A push cut
+    half-way is pushed again in full: counted twice, it can only serve less.)"""
 
     def __init__(self, redis: Any, shards: int) -> None:
         self.redis = redis
@@ -547,12 +551,11 @@ class Frequency:
         key = (campaign_id, visitor)
         entry = self.counts.get(key)
         if entry is None:
-            if len(self.asked) < PULL_LIMIT:
-                self.asked.add(key)
             return True
-        if len(self.asked) < PULL_LIMIT:
-            self.asked.add(key)
-        return entry[0] + entry[1] < cap
+        seen = entry[0] + entry[1]
+        if 2 * seen >= cap and len(self.asked) < PULL_LIMIT:
+            self.asked.add(key)  # near the cap: what the other workers served matters now
+        return seen < cap
 
     def add(self, campaign_id: int, visitor: str, day: str, serves: int = 1) -> None:
         """Count a serve (−1: take back one counted before a grant that found no room)."""
@@ -574,30 +577,30 @@ class Frequency:
         asked, self.asked = self.asked, set()
         pushes: list[tuple[int, dict[tuple[int, str], list[int]], tuple[int, str], int]] = []
         pulls: list[tuple[int, tuple[int, str]]] = []
-        pipe = self.redis.pipeline(transaction=False)
+        pipe: list[tuple[str, tuple[Any, ...]]] = []
         sent = 0
         for day, counts in jobs:
             expiring: set[str] = set()
             for key, entry in counts.items():
                 if entry[1]:
                     views = Keys(key[0], self.shards).views(day)
-                    pipe.hincrby(views, key[1], entry[1])
+                    pipe.append(("hincrby", (views, key[1], entry[1])))
                     pushes.append((sent, counts, key, entry[1]))
                     sent += 1
                     expiring.add(views)
             for views in expiring:
-                pipe.expire(views, VIEWS_TTL)
+                pipe.append(("expire", (views, VIEWS_TTL)))
                 sent += 1
         for key in asked:
             known = self.counts.get(key)
             if known is None or not known[1]:
-                pipe.hget(Keys(key[0], self.shards).views(self.day), key[1])
+                pipe.append(("hget", (Keys(key[0], self.shards).views(self.day), key[1])))
                 pulls.append((sent, key))
                 sent += 1
         if not sent:
             return
         try:
-            replies = await pipe.execute()
+            replies = await self._execute(pipe)
         except BaseException:
             self.old = [(d, c) for d, c in jobs if c is not self.counts] + self.old
             raise
@@ -612,3 +615,14 @@ class Frequency:
                     self.counts[key] = [total, 0]
             else:
                 known[0] = max(known[0], total)
+
+    async def _execute(self, commands: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """The commands in round trips of `CHUNK`: the event loop serves requests between
+        them instead of packing thousands of commands at once."""
+        replies: list[Any] = []
+        for start in range(0, len(commands), CHUNK):
+            pipe = self.redis.pipeline(transaction=False)
+            for name, args in commands[start : start + CHUNK]:
+                getattr(pipe, name)(*args)
+            replies.extend(await pipe.execute())
+        return replies
