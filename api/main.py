@@ -62,11 +62,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         serving_cache = connect_async(settings.redis_url, app.state.redis)
         app.state.serving = Serving(settings, catalog, serving_cache, payments)
         catalog.start()
+        app.state.serving.leases.start()
         reconciler = asyncio.create_task(_reconcile_forever(payments)) if payments else None
         yield
         if reconciler is not None:
             reconciler.cancel()
         catalog.stop()
+        await app.state.serving.leases.stop()  # unused lease budget goes back now
         await serving_cache.aclose()
         app.state.redis.close()
         if app.state.engine is not None:

@@ -8,9 +8,10 @@ and a free budget. A slot whose site has not proved its domain is filled only by
 that opted in to unverified inventory. Equal eCPMs rotate uniformly at random.
 
 Money is integer atomic units. A CPM campaign's impression costs ⌈bid / 1000⌉ and is
-reserved in Redis before the ad is returned (see `Budgets`), so concurrent requests never
-take more than the free budget (escrow balance − billed − reserved), nor more in one escrow
-epoch than the campaign's on-chain max spend for that epoch (the escrow would clip the rest).
+reserved in Redis before the ad is returned (one at a time: `Budgets`; in blocks per worker,
+as `/x402/ad` does: `api.ads.leases`), so concurrent requests never take more than the free
+budget (escrow balance − billed − reserved), nor more in one escrow epoch than the
+campaign's on-chain max spend for that epoch (the escrow would clip the rest).
 A CPC campaign is served while its free budget and its epoch's allowance cover one click; the
 click bills the bid when it is tracked, if it still fits."""
 

@@ -34,7 +34,8 @@ from x402.schemas import ResourceInfo
 from api.ads import payments as x402
 from api.ads import tokens
 from api.ads.catalog import Catalog, SlotInfo
-from api.ads.matching import AdRequest, Budgets, Candidate, Serve, ample_budget, ranked
+from api.ads.leases import Leases
+from api.ads.matching import AdRequest, Budgets, Candidate, Epoch, Serve, ample_budget, ranked
 from api.ads.receipts import RECEIPT_HEADER, Grant, ReceiptKeys, ReceiptRefused
 from api.ads.traffic import device_of, is_agent, today, visitor_key
 from api.campaigns.targeting import COUNTRIES
@@ -160,6 +161,7 @@ class Serving:
         self.catalog = catalog
         self.cache = cache
         self.budgets = Budgets(cache, settings.tracking_shards)
+        self.leases = Leases(cache, settings.tracking_shards, clock=lambda: self.clock())
         self.gate = RedisGate()
         self.limiter = LocalLimiter(lambda: settings.rate_limit_ad_per_minute)
         self.payments: x402.Payments | None = payments
@@ -377,28 +379,43 @@ async def _fill(
     snapshot = serving.catalog.current()
     if snapshot.clock is None:  # the registry's epochs are not indexed yet: no max to hold to
         return []
-    epoch = snapshot.clock.at(ad_request.now)
+    now = ad_request.now
+    epoch = snapshot.clock.at(now)
     day = today()
     cap = serving.settings.frequency_cap
     ttl = serving.settings.ad_token_ttl_seconds
+    leases, frequency = serving.leases, serving.leases.frequency
     chosen: list[tuple[Candidate, Serve]] = []
     for candidate in ranked(snapshot.index, ad_request):
-        serve = Serve.new(ttl, ad_request.now)  # its id: in the reservation and the tokens
-        if serving.gate.open():
-            try:
-                taken = await serving.budgets.reserve_async(
-                    candidate, epoch, day, visitor, cap, serve
-                )
-            except (redis.RedisError, OSError):
-                serving.gate.failed()
-                taken = ample_budget(candidate, epoch)
+        if cap:
+            if not frequency.allows(candidate.campaign_id, visitor, cap, day):
+                continue
+            frequency.add(candidate.campaign_id, visitor, day)  # before any wait: counted once
+        # from this worker's lease (no round trip), else a grant, else without Redis
+        serve = leases.take(candidate, epoch, now, ttl)
+        if serve is None:
+            if serving.gate.open():
+                try:
+                    serve = await leases.fill(candidate, epoch, now, ttl)
+                except (redis.RedisError, OSError):
+                    serving.gate.failed()
+                    serve = _unreserved(candidate, epoch, now, ttl)
+            else:
+                serve = _unreserved(candidate, epoch, now, ttl)
+        if serve is None:
+            if cap:
+                frequency.add(candidate.campaign_id, visitor, day, -1)
         else:
-            taken = ample_budget(candidate, epoch)
-        if taken:
             chosen.append((candidate, serve))
             if len(chosen) >= n:
                 break
     return [_ad(serving, request, slot, c, visitor, serve) for c, serve in chosen]
+
+
+def _unreserved(candidate: Candidate, epoch: Epoch, now: float, ttl: int) -> Serve | None:
+    """Redis unreachable: a serve nobody recorded (its events are `not_served`), for a
+    campaign far from its limits only."""
+    return Serve.new(ttl, now) if ample_budget(candidate, epoch) else None
 
 
 def _ad(

@@ -26,6 +26,7 @@ from redis.exceptions import NoScriptError
 
 from api.ads import tokens
 from api.ads.catalog import Catalog, Snapshot
+from api.ads.leases import lease_key, lease_of, member
 from api.ads.matching import CPC, CPM, SAFE_INTEGER, Candidate, EpochClock
 from api.ads.traffic import device_of, today, truncated_ip, visitor_key
 from api.core.settings import Settings
@@ -53,12 +54,16 @@ ENTRY_FIELDS = [
 _NAMES = "{" + ", ".join(f"'{name}'" for name in ENTRY_FIELDS) + "}"
 
 # KEYS: 1 first use of this token, 2 first use of the serve's impression token, 3 live
-# serves (zset), 4 the serve's hash, 5 reserved, 6 billed, 7 the serve's epoch spend, 8 the
-# stream shard. ARGV[1]: a JSON array of strings (one argument packs much faster than 40):
-# 1 verdict so far ('' none), 2 kind, 3 bid model, 4 price, 5 now (ms),
-# 6 seconds the first-use mark lives, 7 least ms from impression to click, 8 balance,
-# 9 the epoch's max, 10 seconds the epoch key lives, 11 serve id, 12 epoch, 13… the values
-# of ENTRY_FIELDS. Answers {entry id, verdict, billed}.
+# serves (zset), 4 the serve's hash or its lease's record, 5 reserved, 6 billed, 7 the
+# serve's epoch spend, 8 the stream shard. ARGV[1]: a JSON array of strings (one argument
+# packs much faster than 40): 1 verdict so far ('' none), 2 kind, 3 bid model, 4 price,
+# 5 now (ms), 6 seconds the first-use mark lives, 7 least ms from impression to click,
+# 8 balance, 9 the epoch's max, 10 seconds the epoch key lives, 11 serve id, 12 epoch,
+# 13 the lease's zset member ('' for a serve of its own), 14 the serve's number in its
+# lease, 15… the values of ENTRY_FIELDS. Answers {entry id, verdict, billed}.
+# A serve `L.n` of a lease (`api.ads.leases`) was served if the lease record exists and n is
+# below its count; its impression bills the lease (and a closed lease all billed leaves the
+# live serves).
 TRACK = (
     f"local names = {_NAMES}\n"
     + """
@@ -66,17 +71,31 @@ local A = cjson.decode(ARGV[1])
 local verdict = A[1]
 local billed = '0'
 local epoch = A[12]
-local serve = redis.call('HMGET', KEYS[4], 'price', 'epoch')
+local lease = A[13] ~= ''
+local serve
+if lease then
+  serve = redis.call('HMGET', KEYS[4], 'price', 'epoch', 'count', 'closed')
+  if serve[3] and tonumber(A[14]) >= tonumber(serve[3]) then serve = {false, false} end
+else
+  serve = redis.call('HMGET', KEYS[4], 'price', 'epoch')
+end
 if serve[2] then epoch = serve[2] end
 if not redis.call('SET', KEYS[1], A[5], 'NX', 'EX', tonumber(A[6])) then
   verdict = 'duplicate'
 elseif A[2] == 'impression' then
   if A[3] == 'cpm' and serve[2] then
-    if redis.call('ZSCORE', KEYS[3], A[11]) == false then
+    if not lease and redis.call('ZSCORE', KEYS[3], A[11]) == false then
       if verdict == '' then verdict = 'not_served' end
     elseif verdict == '' then
       local price = tonumber(serve[1])
-      redis.call('ZREM', KEYS[3], A[11])
+      if lease then
+        local used = redis.call('HINCRBY', KEYS[4], 'billed', 1)
+        if serve[4] == '1' and used >= tonumber(serve[3]) then
+          redis.call('ZREM', KEYS[3], A[13])
+        end
+      else
+        redis.call('ZREM', KEYS[3], A[11])
+      end
       redis.call('DECRBY', KEYS[5], price)
       redis.call('INCRBY', KEYS[6], price)
       billed = '1'
@@ -108,7 +127,7 @@ end
 local entry = {'verdict', verdict, 'billed', billed, 'epoch', epoch}
 for i, name in ipairs(names) do
   entry[#entry + 1] = name
-  entry[#entry + 1] = A[12 + i]
+  entry[#entry + 1] = A[14 + i]
 end
 local id = redis.call('XADD', KEYS[8], '*', unpack(entry))
 return {id, verdict, billed}
@@ -208,11 +227,13 @@ class Intake:
         campaign = self.campaign(event.campaign_id)
         balance = min(campaign.balance, SAFE_INTEGER) if campaign else 0
         max_spend = min(campaign.max_spend_in(number), SAFE_INTEGER) if campaign else 0
+        lease = lease_of(event.serve_id)
+        record = lease_key(event.campaign_id, lease[0], self.shards) if lease else None
         keys = [
             k.used(event.serve_id, kind),
             k.used(event.serve_id, IMPRESSION),
             k.served,
-            k.serve(event.serve_id),
+            record or k.serve(event.serve_id),
             k.reserved,
             k.billed,
             k.epoch(number),
@@ -231,6 +252,8 @@ class Intake:
             _epoch_ttl(clock, number, now),
             event.serve_id,
             number,
+            member(lease[0]) if lease else "",
+            lease[1] if lease else 0,
             *fields,
         ]
         return keys, [json.dumps([str(arg) for arg in args])]
