@@ -308,10 +308,11 @@ def main() -> int:
         ratio = by_mode["fill"]["rps"] / by_mode["noop"]["rps"]
         print(f"fill / no-op throughput at {connections} connections: {ratio:.2f}")
     print(f"worker RSS after load: {', '.join(f'{m:.0f} MB' for m in memory)}")
-    print(
-        f"paid path ({len(paid)} payments, verify + settle on anvil): p50"
-        f" {statistics.median(paid):.0f} ms, max {max(paid):.0f} ms"
-    )
+    if paid:
+        print(
+            f"paid path ({len(paid)} payments, verify + settle on anvil): p50"
+            f" {statistics.median(paid):.0f} ms, max {max(paid):.0f} ms"
+        )
     return 0
 
 

@@ -311,7 +311,8 @@ class Budgets:
     price reserved and its epoch) so tracking can tell a served ad from an invented one; a
     CPM serve also reserves its price until its impression bills it or its token expires
     (`served`). `redis` is a client of redis-py, blocking or asyncio (then use
-    `reserve_async`)."""
+    `reserve_async`). `/x402/ad` reserves in blocks instead (`api.ads.leases`); intake and
+    the release job honour both kinds of record."""
 
     def __init__(self, redis: Any, shards: int = DEFAULT_SHARDS) -> None:
         self.redis = redis

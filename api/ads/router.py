@@ -35,7 +35,7 @@ from api.ads import payments as x402
 from api.ads import tokens
 from api.ads.catalog import Catalog, SlotInfo
 from api.ads.leases import Leases
-from api.ads.matching import AdRequest, Budgets, Candidate, Epoch, Serve, ample_budget, ranked
+from api.ads.matching import AdRequest, Candidate, Epoch, Serve, ample_budget, ranked
 from api.ads.receipts import RECEIPT_HEADER, Grant, ReceiptKeys, ReceiptRefused
 from api.ads.traffic import device_of, is_agent, today, visitor_key
 from api.campaigns.targeting import COUNTRIES
@@ -160,7 +160,6 @@ class Serving:
         self.settings = settings
         self.catalog = catalog
         self.cache = cache
-        self.budgets = Budgets(cache, settings.tracking_shards)
         self.leases = Leases(cache, settings.tracking_shards, clock=lambda: self.clock())
         self.gate = RedisGate()
         self.limiter = LocalLimiter(lambda: settings.rate_limit_ad_per_minute)

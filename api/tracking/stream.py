@@ -6,9 +6,11 @@ campaign's keys and the stream shard its events go to are all tagged `{b<k>}` wi
 k = campaign_id mod `shards` (events without a readable campaign go to shard 0).
 
 Budget model, per campaign (atomic units of its token):
-- `reserved`: prices of served CPM impressions whose token is still live (a serve reserves,
-  its impression turns the reservation into billed spend, an unused one is released when
-  its token expires: `served` is the sorted set of live serves by expiry);
+- `reserved`: budget held for CPM impressions not billed yet: a worker's lease
+  (`api.ads.leases`: a block of impressions, its unserved part given back when it closes)
+  and served impressions whose token is still live (an impression turns its price into
+  billed spend; what was never billed is released once the last token can no longer be
+  used: `served` is the sorted set of live leases, and of single serves, by that moment);
 - `billed`: billed spend not settled yet (settlement takes off what it moved out of escrow);
 - free budget = escrow balance − billed − reserved, never negative.
 """

@@ -16,15 +16,19 @@ from typing import Any
 import httpx
 import pytest
 import redis as redis_lib
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from api.ads.catalog import Snapshot
-from api.ads.leases import LEASE_SECONDS
+from api.ads.leases import LEASE_SECONDS, Demand, Leases
 from api.core.settings import Settings
 from api.main import create_app
 from api.tracking import jobs
 from api.tracking.stream import DEFAULT_SHARDS, Keys
 from tests.api.conftest import SECRET, redis_url  # noqa: F401 (fixture used by name)
 from tests.tracking.conftest import BROWSER, CPM_ID, CPM_PRICE, SLOT, campaign, catalog_data
+from tests.tracking.test_budget import network  # noqa: F401 (fixture used by name)
 
 QUERY = {"pub_id": "news-example", "slot_id": SLOT, "format": "banner"}
 
@@ -254,3 +258,62 @@ def test_a_crashed_workers_leases_come_back_when_their_last_token_expires(settin
     count, amount = jobs.release(cache, DEFAULT_SHARDS, now=last_token)
     assert count >= 1 and amount >= unused
     assert money(cache) == {"reserved": 0, "billed": 3 * CPM_PRICE, "epoch": 3 * CPM_PRICE}
+
+
+# -- the accounting of leases, as a property ------------------------------------------------
+
+lease_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("grant"), st.integers(1, 12)),
+        st.tuples(st.just("serve"), st.integers(1, 8)),
+        st.tuples(st.just("impress"), st.integers(0, 60)),
+        st.tuples(st.just("close"), st.just(0)),
+    ),
+    max_size=30,
+)
+
+
+@hypothesis_settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(slack=st.integers(1, 40), ops=lease_ops)
+def test_leases_keep_every_unit_of_budget_accounted_for(network, slack, ops):  # noqa: F811
+    """Leases of any size, served from in any amount, their ads impressed in any order and
+    more than once, closed at any point, then the worker stops and the release job runs
+    past every token: billed + reserved never exceeds the balance, each served ad bills its
+    price once, and in the end nothing is reserved and the epoch's spend is what was billed."""
+    balance = slack * CPM_PRICE
+    net = network({**campaign(CPM_ID), "balance": balance})
+    ad = net.candidate(CPM_ID)
+    leases = Leases(net.cache, DEFAULT_SHARDS)
+    demand = leases.demand.setdefault(CPM_ID, Demand())
+    ttl = net.ttl
+    tokens_served: list[str] = []
+    impressed: set[int] = set()
+    for op, arg in ops:
+        now = time.time()
+        if op == "grant" and demand.lease is None:
+            net.run(leases._lease(demand, ad, net.epoch(), now, ttl, arg))
+        elif op == "serve":
+            for _ in range(arg):
+                serve = leases.take(ad, net.epoch(), now, ttl)
+                if serve is None:
+                    break
+                tokens_served.append(net.sign(ad, serve))
+        elif op == "impress" and tokens_served:
+            i = arg % len(tokens_served)
+            verdict, billed = net.run(net.track("impression", tokens_served[i]))
+            assert billed == (i not in impressed), verdict
+            impressed.add(i)
+        elif op == "close":
+            leases._retire(demand)
+            net.run(leases.close_leases())
+        m = net.money(CPM_ID)
+        assert m["reserved"] >= 0 and m["reserved"] + m["billed"] <= balance
+        assert m["billed"] == len(impressed) * CPM_PRICE
+        assert m["reserved"] >= (len(tokens_served) - len(impressed)) * CPM_PRICE
+    net.run(leases.stop())
+    assert net.money(CPM_ID)["reserved"] == (len(tokens_served) - len(impressed)) * CPM_PRICE
+    jobs.release(net.sync, DEFAULT_SHARDS, now=time.time() + LEASE_SECONDS + ttl + 10**3)
+    billed = len(impressed) * CPM_PRICE
+    assert net.money(CPM_ID) == {"reserved": 0, "billed": billed, "epoch": billed}

@@ -74,6 +74,10 @@ class Network:
         serve = Serve.new(self.ttl if ttl is None else ttl)
         if not await self.budgets.reserve_async(ad, self.epoch(), DAY, serve=serve):
             return None
+        return self.sign(ad, serve)
+
+    def sign(self, ad: Candidate, serve: Serve) -> str:
+        """The impression token `_ad` signs for `serve` of `ad`."""
         claims = {
             "serve_id": serve.serve_id,
             "campaign_id": ad.campaign_id,
