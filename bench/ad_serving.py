@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 import psutil
+import redis as redis_lib
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -174,6 +175,13 @@ def load(base: str, seconds: int, connections: int, mode: str, slots_file: Path)
     return result
 
 
+def redis_scripts(client: Any) -> int:
+    """Lua scripts Redis has run so far: lease grants and closes (and, before leases, one
+    reservation per campaign a fill considered)."""
+    stats = client.info("commandstats")
+    return sum(stats.get(name, {}).get("calls", 0) for name in ("cmdstat_evalsha", "cmdstat_eval"))
+
+
 def paid_path(base: str, chain: ChainDriver, slot: list[str], count: int) -> list[float]:
     """`count` payments, one at a time: the official client answers each 402, and the
     server verifies and settles on anvil before it answers. Latency of the paid request."""
@@ -285,9 +293,15 @@ def main() -> int:
             time.sleep(2)  # every worker has loaded its catalog
             load(base, 3, 10, "fill", slots_file)  # warm-up
             rows = []
+            commands = redis_lib.Redis.from_url(cache_url)
             for connections in [int(c) for c in args.connections.split(",")]:
                 for mode in ("noop", "fill", "agent"):
-                    rows.append(load(base, args.seconds, connections, mode, slots_file))
+                    before = redis_scripts(commands)
+                    row = load(base, args.seconds, connections, mode, slots_file)
+                    served = sum(row["codes"].values()) or 1
+                    row["redis"] = (redis_scripts(commands) - before) / served
+                    rows.append(row)
+            commands.close()
             workers = psutil.Process(api.pid).children(recursive=True)
             memory = sorted(w.memory_info().rss / 2**20 for w in workers)
             paid = paid_path(base, chain, slots[0], args.payments)
@@ -297,11 +311,15 @@ def main() -> int:
             if embedded is not None:
                 embedded.shutdown()
 
-    print(f"\n{'endpoint':<10}{'conns':>6}{'req/s':>10}{'p50 ms':>8}{'p99 ms':>8}  status codes")
+    print(
+        f"\n{'endpoint':<10}{'conns':>6}{'req/s':>10}{'p50 ms':>8}{'p99 ms':>8}{'scripts/req':>11}"
+        "  status codes"
+    )
     for row in rows:
         print(
             f"{row['mode']:<10}{row['connections']:>6}{row['rps']:>10,.0f}{row['p50']:>8}"
-            f"{row['p99']:>8}  {row['codes']} errors={row['errors']} timeouts={row['timeouts']}"
+            f"{row['p99']:>8}{row['redis']:>11.2f}  {row['codes']} errors={row['errors']}"
+            f" timeouts={row['timeouts']}"
         )
     for connections in sorted({r["connections"] for r in rows}):
         by_mode = {r["mode"]: r for r in rows if r["connections"] == connections}

@@ -18,7 +18,8 @@ import hashlib
 import hmac
 import ipaddress
 import re
-from datetime import UTC, datetime
+import time
+from datetime import datetime
 from functools import lru_cache
 
 import ua_parser
@@ -102,8 +103,18 @@ def truncated_ip(ip: str | None) -> str:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
+_day: tuple[int, str] = (-1, "")  # the UTC day number and its name, formatted once a day
+
+
 def today(now: datetime | None = None) -> str:
-    return (now or datetime.now(UTC)).strftime("%Y%m%d")
+    """The UTC day, `YYYYMMDD` (every fill asks: formatted once per day)."""
+    global _day
+    if now is not None:
+        return now.strftime("%Y%m%d")
+    number = int(time.time() // 86_400)
+    if number != _day[0]:
+        _day = (number, time.strftime("%Y%m%d", time.gmtime(number * 86_400)))
+    return _day[1]
 
 
 @lru_cache(maxsize=8)
@@ -111,6 +122,7 @@ def _salt(secret: str, day: str) -> bytes:
     return hmac.new(secret.encode(), f"buzzer/visitor/{day}".encode(), hashlib.sha256).digest()
 
 
+@lru_cache(maxsize=16_384)  # a visitor asks for every slot of a page, and again on the next
 def visitor_key(secret: str, ip: str | None, user_agent: str | None, day: str) -> str:
     salt = _salt(secret, day)
     material = f"{truncated_ip(ip)}|{user_agent or ''}".encode()
