@@ -238,6 +238,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", default="10,50")
+    parser.add_argument("--modes", default="noop,fill,agent", help="which loads, in order")
     parser.add_argument("--payments", type=int, default=20)
     args = parser.parse_args()
     port = 8700 + os.getpid() % 200
@@ -295,7 +296,7 @@ def main() -> int:
             rows = []
             commands = redis_lib.Redis.from_url(cache_url)
             for connections in [int(c) for c in args.connections.split(",")]:
-                for mode in ("noop", "fill", "agent"):
+                for mode in args.modes.split(","):
                     before = redis_scripts(commands)
                     row = load(base, args.seconds, connections, mode, slots_file)
                     served = sum(row["codes"].values()) or 1
@@ -312,19 +313,20 @@ def main() -> int:
                 embedded.shutdown()
 
     print(
-        f"\n{'endpoint':<10}{'conns':>6}{'req/s':>10}{'p50 ms':>8}{'p99 ms':>8}{'scripts/req':>11}"
+        f"\n{'endpoint':<10}{'conns':>6}{'req/s':>10}{'p50 ms':>8}{'p99 ms':>8}{'scripts/req':>13}"
         "  status codes"
     )
     for row in rows:
         print(
             f"{row['mode']:<10}{row['connections']:>6}{row['rps']:>10,.0f}{row['p50']:>8}"
-            f"{row['p99']:>8}{row['redis']:>11.2f}  {row['codes']} errors={row['errors']}"
+            f"{row['p99']:>8}{row['redis']:>13.2f}  {row['codes']} errors={row['errors']}"
             f" timeouts={row['timeouts']}"
         )
     for connections in sorted({r["connections"] for r in rows}):
         by_mode = {r["mode"]: r for r in rows if r["connections"] == connections}
-        ratio = by_mode["fill"]["rps"] / by_mode["noop"]["rps"]
-        print(f"fill / no-op throughput at {connections} connections: {ratio:.2f}")
+        if "fill" in by_mode and "noop" in by_mode:
+            ratio = by_mode["fill"]["rps"] / by_mode["noop"]["rps"]
+            print(f"fill / no-op throughput at {connections} connections: {ratio:.2f}")
     print(f"worker RSS after load: {', '.join(f'{m:.0f} MB' for m in memory)}")
     if paid:
         print(
