@@ -143,6 +143,7 @@ class AdRequest:
     verified: bool = False  # the slot's site proved its domain
 
 
+MAX_MERGED = 4_096  # request shapes whose merged tiers an index keeps
 Tier = tuple[int, list[Candidate]]  # campaigns of one eCPM
 
 
@@ -158,6 +159,10 @@ class Index:
 
     buckets: Buckets = field(default_factory=dict)
     unverified: Buckets = field(default_factory=dict)
+    # the tiers of each request shape, merged once per snapshot on first use
+    merged: dict[tuple[bool, str, str, str | None, str | None], list[Tier]] = field(
+        default_factory=dict, repr=False
+    )
 
     @classmethod
     def build(cls, candidates: Iterable[Candidate]) -> Index:
@@ -168,6 +173,15 @@ class Index:
         """The tiers the request's format, size, geo and device can reach, best first;
         equal tiers of different buckets come out as one."""
         size = _size_key(request.format, request.width, request.height)
+        key = (request.verified, request.format, size, request.geo, request.device)
+        found = self.merged.get(key)
+        if found is None:
+            if len(self.merged) >= MAX_MERGED:  # the geo can come from a header: stay bounded
+                return self._merge(request, size)
+            found = self.merged[key] = list(self._merge(request, size))
+        return iter(found)
+
+    def _merge(self, request: AdRequest, size: str) -> Iterator[Tier]:
         geos = (ANY,) if request.geo is None else (ANY, request.geo)
         devices = (ANY,) if request.device is None else (ANY, request.device)
         buckets = self.buckets if request.verified else self.unverified

@@ -20,7 +20,7 @@ import logging
 import time
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import redis
@@ -207,7 +207,20 @@ FORMATS = {f.value for f in AdFormat}
 DEVICES = {d.value for d in Device}
 
 
-def _query(request: Request) -> AdQuery:
+class Query(NamedTuple):
+    """A valid `AdQuery`, as `_query` returns it (a tuple costs a tenth of a model)."""
+
+    pub_id: str
+    slot_id: str
+    format: AdFormat
+    geo: str | None
+    device: Device | None
+    ad_free: bool
+    n: int
+    page: str | None
+
+
+def _query(request: Request) -> Query:
     q = request.query_params
     problems = []
 
@@ -240,7 +253,7 @@ def _query(request: Request) -> AdQuery:
         problem("page", "an http(s) URL of at most 2048 characters")
     if problems:
         raise Unprocessable("the request is not valid", {"problems": problems})
-    return AdQuery.model_construct(
+    return Query(
         pub_id=ids["pub_id"],
         slot_id=ids["slot_id"],
         format=AdFormat(format_ or ""),
