@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,7 +26,15 @@ from api.main import create_app
 from api.tracking import jobs
 from api.tracking.stream import DEFAULT_SHARDS, Keys
 from tests.api.conftest import SECRET, redis_url  # noqa: F401 (fixture used by name)
-from tests.tracking.conftest import BROWSER, CPM_ID, CPM_PRICE, SLOT, campaign, catalog_data
+from tests.tracking.conftest import (  # noqa: F401 (settings: a fixture used by name)
+    BROWSER,
+    CPM_ID,
+    CPM_PRICE,
+    SLOT,
+    campaign,
+    catalog_data,
+    settings,
+)
 from tests.tracking.test_budget import network  # noqa: F401 (fixture used by name)
 
 QUERY = {"pub_id": "news-example", "slot_id": SLOT, "format": "banner"}
@@ -65,21 +72,6 @@ class Worker:
             "/track/impression", params={"token": token}, headers={"User-Agent": BROWSER}
         )
         assert reply.status_code == 204
-
-
-@pytest.fixture
-def settings(redis_url: str, tmp_path: Path) -> Settings:  # noqa: F811
-    """As the tracking tests run the API: no database, the catalog loaded by hand."""
-    return Settings(
-        storage_dir=str(tmp_path / "creatives"),
-        redis_url=redis_url,
-        database_url="",
-        chain_id=1337,
-        jwt_secret=SECRET,
-        frequency_cap=10**6,
-        rate_limit_ad_per_minute=0,
-        min_click_ms=0,
-    )
 
 
 @pytest.fixture
@@ -277,7 +269,7 @@ lease_ops = st.lists(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(slack=st.integers(1, 40), ops=lease_ops)
-def test_leases_keep_every_unit_of_budget_accounted_for(network, slack, ops):  # noqa: F811
+def test_leases_keep_every_unit_of_budget_accounted_for(network, slack, ops):
     """Leases of any size, served from in any amount, their ads impressed in any order and
     more than once, closed at any point, then the worker stops and the release job runs
     past every token: billed + reserved never exceeds the balance, each served ad bills its
