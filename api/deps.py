@@ -12,6 +12,7 @@ from api.auth.service import wallet_from_token
 from api.core.errors import Unauthorized
 from api.core.ratelimit import hit
 from api.core.settings import Settings
+from api.web import session
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -31,13 +32,20 @@ CacheDep = Annotated[redis.Redis, Depends(get_cache)]
 
 
 def current_wallet(
+    request: Request,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
-    """The checksummed wallet of the bearer token; 401 without a valid one."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("sign in first: send `Authorization: Bearer <token>`", code="no_token")
-    return wallet_from_token(settings, credentials.credentials)
+    """The checksummed wallet of the bearer token, or of the dashboards' session cookie (whose
+    state-changing requests must carry the session's CSRF token); 401 without either."""
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        return wallet_from_token(settings, credentials.credentials)
+    cookie = request.cookies.get(session.COOKIE)
+    if cookie:
+        wallet = wallet_from_token(settings, cookie)
+        session.check_csrf(request, settings, cookie)
+        return wallet
+    raise Unauthorized("sign in first: send `Authorization: Bearer <token>`", code="no_token")
 
 
 WalletDep = Annotated[str, Depends(current_wallet)]

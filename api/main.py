@@ -15,6 +15,7 @@ import redis
 from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -38,6 +39,10 @@ from api.publishers.domains import SafeFetcher, dns_txt
 from api.publishers.router import router as publishers_router
 from api.settlement.router import router as settlement_router
 from api.tracking.router import router as tracking_router
+from api.web import core as web
+from api.web.pages import PAGE_ROUTERS
+from api.web.router import router as web_router
+from api.web.router import session_api
 
 log = logging.getLogger("api")
 
@@ -134,6 +139,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, responses=errors.ERROR_RESPONSES)
     app.include_router(analytics_router, responses=errors.ERROR_RESPONSES)
     app.include_router(settlement_router, responses=errors.ERROR_RESPONSES)
+    # the dashboards and landing pages
+    web.install(app)
+    app.include_router(session_api, responses=errors.ERROR_RESPONSES)
+    app.include_router(web_router, responses=errors.ERROR_RESPONSES)
+    for pages in PAGE_ROUTERS:
+        app.include_router(pages)
+    app.mount("/static", StaticFiles(directory=web.HERE / "static"), name="static")
     return app
 
 
