@@ -12,7 +12,7 @@ BUILD_STAMP := .build/__local__.json
 # ape-vyper uses the vyper on PATH (no download), and ape-foundry the anvil on PATH.
 export PATH := $(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: install run test test-contracts lint gas clean
+.PHONY: install run test test-contracts lint gas clean browser
 
 install: $(PY_STAMP) $(NODE_STAMP) $(BUILD_STAMP)
 
@@ -34,10 +34,22 @@ $(BUILD_STAMP): $(PY_STAMP) $(wildcard contracts/*.vy contracts/*/*.vy) ape-conf
 run: install
 	$(VENV)/bin/python scripts/_stack.py
 
-test: install
+test: install browser
 	ruff check . && ruff format --check . && mypy
 	ape test tests/contracts -p no:cacheprovider
-	pytest tests/scripts tests/support tests/chain tests/indexer tests/api tests/ads tests/tracking tests/analytics tests/settlement -p no:cacheprovider
+	pytest tests/scripts tests/support tests/chain tests/indexer tests/api tests/ads tests/tracking tests/analytics tests/settlement tests/web -p no:cacheprovider
+
+# The dashboards' tests drive Debian's Chromium (Playwright never downloads a browser here):
+# installed with apt when missing, which needs root; otherwise install `chromium` first or
+# point BUZZER_CHROMIUM at a Chromium binary.
+browser:
+	@if [ -n "$$BUZZER_CHROMIUM" ] || command -v chromium >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "Chromium is missing: run 'sudo apt-get install -y chromium' (or set BUZZER_CHROMIUM) and try again" >&2; exit 1; \
+	fi; \
+	echo "installing Chromium with apt (once)"; \
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
 lint: install
 	ruff check . && ruff format --check . && mypy

@@ -48,7 +48,8 @@ SETTLEMENT = {
     "/api/v1/settlement/roots/{root_id}",
     "/api/v1/settlement/artefacts/{chain_id}/{root_id}.json",
 }
-PUBLIC = {"/creatives/{cid}", "/track/click/{token}", *SETTLEMENT}
+# a transaction's status is public on-chain (signed-in only, to bound the RPC load it causes)
+PUBLIC = {"/creatives/{cid}", "/track/click/{token}", "/api/v1/tx/{tx_hash}", *SETTLEMENT}
 
 
 def owned_by_a(api) -> tuple[dict[str, str], dict[str, str]]:
