@@ -105,6 +105,8 @@ class TestWallet:
     `send_anyway` sends transactions that estimation says will revert, as a user who
     confirms a warning does."""
 
+    __test__ = False  # a wallet, not a test class
+
     rpc_url: str
     account: LocalAccount
     chain_id: int
@@ -118,9 +120,16 @@ class TestWallet:
     def address(self) -> str:
         return str(self.account.address)
 
-    def install(self, page: Page, name: str = "Test Wallet", uuid: str = "000000000001") -> None:
-        page.expose_function("__testWallet", self._handle)
-        page.add_init_script(PROVIDER_JS % {"uuid": uuid, "name": name, "inject_legacy": "true"})
+    def install(
+        self, page: Page, name: str = "Test Wallet", uuid: str = "000000000001", legacy: bool = True
+    ) -> None:
+        """Announce this wallet to the page (EIP-6963) and, with `legacy`, also be
+        `window.ethereum`. Several wallets can be installed, each with its own `uuid`."""
+        binding = f"__testWallet{uuid}"
+        page.expose_function(binding, self._handle)
+        script = PROVIDER_JS.replace("window.__testWallet(", f"window.{binding}(")
+        legacy_js = "true" if legacy else "false"
+        page.add_init_script(script % {"uuid": uuid, "name": name, "inject_legacy": legacy_js})
 
     def _handle(self, method: str, params_json: str) -> str:
         self.calls.append(method)
