@@ -23,6 +23,14 @@ templates.env.globals["atomic"] = lambda units, decimals=6: format_units(units, 
 
 CHAIN_NAMES = {1337: "Local chain", 31337: "Local chain", 84532: "Base Sepolia", 8453: "Base"}
 PAGE_SIZE = 20
+# no page may be framed by another site (a framed Claim or Fund button could be clicked
+# through a decoy); no referrer with wallet-specific paths leaves the site
+PAGE_HEADERS = {
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 def format_units(units: int | str | None, decimals: int = 6) -> str:
@@ -96,7 +104,9 @@ def render(
         "public_base_url": settings.public_base_url,
         "path": request.url.path,
     }
-    return templates.TemplateResponse(request, name, {**base, **(context or {})}, status)
+    response = templates.TemplateResponse(request, name, {**base, **(context or {})}, status)
+    response.headers.update(PAGE_HEADERS)
+    return response
 
 
 def page_of(items: list[Any], page: int, size: int = PAGE_SIZE) -> dict[str, Any]:

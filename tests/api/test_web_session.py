@@ -178,3 +178,9 @@ def test_transaction_status_of_an_unknown_or_malformed_hash(api):
     assert unknown.status_code == 200 and unknown.json()["state"] == "unknown"
     assert api.get("/api/v1/tx/0x1234", headers=headers).status_code == 422
     assert api.get("/api/v1/tx/0x" + "ab" * 32).status_code == 401
+
+
+def test_pages_cannot_be_framed_by_another_site(client):
+    page = client.get("/sign-in")
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
