@@ -8,7 +8,7 @@ import redis
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.auth.service import wallet_from_token
+from api.auth.service import check_not_revoked, wallet_from_token
 from api.core.errors import Unauthorized
 from api.core.ratelimit import hit
 from api.core.settings import Settings
@@ -34,15 +34,20 @@ CacheDep = Annotated[redis.Redis, Depends(get_cache)]
 def current_wallet(
     request: Request,
     settings: SettingsDep,
+    cache: CacheDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
     """The checksummed wallet of the bearer token, or of the dashboards' session cookie (whose
-    state-changing requests must carry the session's CSRF token); 401 without either."""
+    state-changing requests must carry the session's CSRF token); 401 without either, or when
+    the session was signed out."""
     if credentials is not None and credentials.scheme.lower() == "bearer":
-        return wallet_from_token(settings, credentials.credentials)
+        wallet = wallet_from_token(settings, credentials.credentials)
+        check_not_revoked(cache, credentials.credentials)
+        return wallet
     cookie = request.cookies.get(session.COOKIE)
     if cookie:
         wallet = wallet_from_token(settings, cookie)
+        check_not_revoked(cache, cookie)
         session.check_csrf(request, settings, cookie)
         return wallet
     raise Unauthorized("sign in first: send `Authorization: Bearer <token>`", code="no_token")

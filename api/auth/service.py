@@ -3,6 +3,7 @@ URI, chain and nonce, and issue or check the JWT bound to the wallet."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import time
@@ -27,6 +28,7 @@ from api.core.errors import PayloadTooLarge, Unauthorized
 from api.core.settings import Settings
 
 NONCE_KEY = "siwe:nonce:{}"
+REVOKED_KEY = "session:revoked:{}"
 _SIGNATURE_HEX = re.compile(r"[0-9a-fA-F]{130}")
 
 
@@ -129,3 +131,30 @@ def wallet_from_token(settings: Settings, token: str) -> str:
         return to_checksum_address(subject)
     except ValueError:
         raise _reject("invalid_token", "the session token is not valid") from None
+
+
+def _fingerprint(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def revoke(cache: redis.Redis, settings: Settings, token: str) -> None:
+    """End a session before its expiry (signing out): the token is refused from now on, by
+    every worker, until it would have expired anyway. A token that is not valid is ignored."""
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret,
+            algorithms=["HS256"],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+        )
+    except jwt.PyJWTError:
+        return
+    remaining = int(claims["exp"]) - int(time.time())
+    if remaining > 0:
+        cache.set(REVOKED_KEY.format(_fingerprint(token)), "1", ex=remaining)
+
+
+def check_not_revoked(cache: redis.Redis, token: str) -> None:
+    if cache.exists(REVOKED_KEY.format(_fingerprint(token))):
+        raise _reject("session_ended", "this session was signed out; sign in again")

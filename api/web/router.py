@@ -26,7 +26,14 @@ from api.core.ratelimit import per_ip
 from api.core.settings import Settings
 from api.deps import CacheDep, SettingsDep, WalletDep
 from api.web.core import ViewerDep, render
-from api.web.session import clear_session, csrf_token, set_session
+from api.web.session import (
+    COOKIE,
+    check_csrf,
+    clear_session,
+    csrf_token,
+    page_session,
+    set_session,
+)
 from chain.sender import _revert_reason
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -97,8 +104,13 @@ def open_session(
 
 
 @session_api.post("/sign-out", status_code=204)
-def sign_out(settings: SettingsDep) -> Response:
-    """Forget the session cookie (safe to call signed out)."""
+def sign_out(request: Request, cache: CacheDep, settings: SettingsDep) -> Response:
+    """End the session: its token is refused from now on, wherever it was copied, and the
+    cookie is cleared (safe to call signed out)."""
+    token = request.cookies.get(COOKIE)
+    if token and page_session(request, settings) is not None:
+        check_csrf(request, settings, token)  # another site cannot sign the wallet out
+        auth.revoke(cache, settings, token)
     response = Response(status_code=204)
     clear_session(response, settings)
     return response

@@ -11,7 +11,7 @@ import hmac
 
 from fastapi import Request, Response
 
-from api.auth.service import wallet_from_token
+from api.auth.service import check_not_revoked, wallet_from_token
 from api.core.errors import ApiError, Forbidden
 from api.core.settings import Settings
 
@@ -63,11 +63,13 @@ def clear_session(response: Response, settings: Settings) -> None:
 
 def page_session(request: Request, settings: Settings) -> tuple[str, str] | None:
     """`(wallet, session token)` of the cookie, or None when there is none or it is no longer
-    valid (expired, forged): a page then shows its signed-out state."""
+    valid (expired, forged, signed out): a page then shows its signed-out state."""
     token = request.cookies.get(COOKIE)
     if not token:
         return None
     try:
-        return wallet_from_token(settings, token), token
+        wallet = wallet_from_token(settings, token)
+        check_not_revoked(request.app.state.redis, token)
     except ApiError:
         return None
+    return wallet, token

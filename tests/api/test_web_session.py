@@ -112,15 +112,26 @@ def test_a_sign_in_message_needs_an_address(client):
     assert client.get("/web/sign-in/message").status_code == 422
 
 
-def test_signing_out_forgets_the_cookie(client):
-    open_session(client, Wallet())
-    reply = client.post("/web/sign-out")
+def test_signing_out_ends_the_session_wherever_its_token_went(client):
+    csrf = open_session(client, Wallet())
+    token = client.cookies["buzzer_session"]
+    assert client.post("/web/sign-out").status_code == 403  # not from our page: still in
+    assert client.get("/api/v1/auth/me").status_code == 200
+    reply = client.post("/web/sign-out", headers={"X-CSRF-Token": csrf})
     assert reply.status_code == 204
     assert (
         'buzzer_session=""' in reply.headers["set-cookie"]
         or "max-age=0" in reply.headers["set-cookie"].lower()
     )
     assert client.get("/api/v1/auth/me").status_code == 401
+    # a copy of the token, as a cookie or a bearer token, is refused too
+    client.cookies.set("buzzer_session", token)
+    assert client.get("/api/v1/auth/me").json()["error"]["code"] == "session_ended"
+    client.cookies.clear()
+    copied = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert copied.json()["error"]["code"] == "session_ended"
+    client.cookies.set("buzzer_session", token)
+    assert client.get("/app", follow_redirects=False).status_code == 303
 
 
 def test_sign_in_only_returns_to_a_page_of_this_site(client):

@@ -51,7 +51,7 @@
     return { ok: response.ok, status: response.status, data, error };
   }
 
-  const SESSION_CODES = new Set(["no_token", "token_expired", "invalid_token", "csrf_failed"]);
+  const SESSION_CODES = new Set(["no_token", "token_expired", "invalid_token", "session_ended", "csrf_failed"]);
 
   // --- the wallet -----------------------------------------------------------------------
   const announced = new Map(); // EIP-6963: uuid -> {info, provider}
