@@ -8,7 +8,7 @@ ad comes from `/x402/ad`, its impression is sent by the snippet and a click goes
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from api.core.db import SessionDep
 from api.core.settings import Settings
@@ -21,7 +21,7 @@ router = APIRouter(include_in_schema=False)
 MAX_SLOT_ID = 64
 
 
-def owner_of(session: SessionDep, slot_id: str) -> str | None:
+def owner_of(session: Session, slot_id: str) -> str | None:
     """The wallet of the publisher a slot belongs to, or None for no such slot."""
     return session.exec(
         select(PublisherProfile.wallet)

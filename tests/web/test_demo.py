@@ -162,6 +162,9 @@ def test_demo_page_shows_the_ad_and_tracks_impression_and_click(web: Web) -> Non
     expect(banner.get_by_role("link")).to_have_attribute("href", ad["click_url"])
     web.shot(page, "demo-ad-shown")
     assert axe_violations(page) == []
+    page.set_viewport_size({"width": 375, "height": 900})
+    assert horizontal_overflow(page) <= 0
+    web.shot(page, "demo-ad-shown-375")
 
     stored = until("the impression is stored", lambda: events(stack, ad["ad_id"], "impression"))
     assert stored == [(True, None)], f"the impression was not verified: {stored}"
