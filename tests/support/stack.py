@@ -282,6 +282,8 @@ def start_stack(
         "BUZZER_RATE_LIMIT_WALLET_PER_MINUTE": "1000000",
         "BUZZER_RATE_LIMIT_AUTH_PER_MINUTE": "1000000",
         "BUZZER_RATE_LIMIT_AD_PER_MINUTE": "0",
+        # nor does the writer's per-IP rule hold them: each test's visitors are 127.0.0.1
+        "BUZZER_TRACKING_RATE_IP_PER_MINUTE": "0",
         # as `make run`: the tests' sites (on made-up domains) serve ads once added
         "BUZZER_DEV_TRUST_SITES": "1",
     }
@@ -302,6 +304,7 @@ def start_stack(
         rate_limit_wallet_per_minute=1_000_000,
         rate_limit_auth_per_minute=1_000_000,
         rate_limit_ad_per_minute=0,
+        tracking_rate_ip_per_minute=0,
         dev_trust_sites=True,
     )
     stack = Stack(
