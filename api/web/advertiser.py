@@ -184,8 +184,9 @@ def campaign(
             "impressions": [
                 (p["bucket"].strftime("%b %d"), p["verified_impressions"]) for p in report["series"]
             ],
+            # whole cents (of a dollar or of an ETH), exact and readable in the chart's labels
             "spend_points": [
-                (p["bucket"].strftime("%b %d"), int(p["spend"]) / 10**unit)
+                (p["bucket"].strftime("%b %d"), int(p["spend"]) * 100 // 10**unit)
                 for p in report["series"]
             ],
             "unit": unit,
