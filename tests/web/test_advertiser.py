@@ -1,8 +1,8 @@
 """The advertiser's pages in a real browser with a real wallet (flow 1): a fresh wallet
 connects, signs in, onboards, builds a campaign with a creative (a validation error shows next
 to its field and nothing typed is lost), registers and funds it on-chain; the campaign page
-then reads active, servable and funded, and the escrow holds the amount to the atomic unit.
-Every page is checked with axe, the builder and the campaign page at 375 px too; another
+then reads active, servable and funded, and the escrow holds the amount to the atomic unit;
+billing requests a withdrawal (its unlock time shown) and cancels it. Every page is checked with axe, the builder and the campaign page at 375 px too; another
 wallet gets a 404 for the campaign."""
 
 from __future__ import annotations
@@ -158,9 +158,15 @@ def test_an_advertiser_builds_registers_and_funds_a_campaign(
         clean(page, path.strip("/").replace("/", "-"), web)
     page.goto("/advertiser/billing")
     expect(page.get_by_text("In escrow: 37.25 USDC")).to_be_visible()
+    page.get_by_label("Amount to withdraw (USDC)").fill("1.5")
+    page.get_by_role("button", name="Request withdrawal").click()
+    expect(page.locator("[data-withdraw]")).to_contain_text("Requested 1.50 USDC; unlocks at")
+    web.shot(page, "withdraw-requested")
+    page.get_by_role("button", name="Cancel the request").click()
+    expect(page.get_by_role("button", name="Request withdrawal")).to_be_visible()
     page.goto("/advertiser/campaigns")
     row = page.get_by_role("row", name=re.compile("Spring shoes"))
-    expect(row).to_contain_text("Servable")
+    expect(row).to_contain_text("Servable")  # serving again once the request is cancelled
 
     assert someone_else_sees(stack, campaign_url) == 404
 
