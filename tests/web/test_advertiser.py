@@ -2,8 +2,9 @@
 connects, signs in, onboards, builds a campaign with a creative (a validation error shows next
 to its field and nothing typed is lost), registers and funds it on-chain; the campaign page
 then reads active, servable and funded, and the escrow holds the amount to the atomic unit;
-billing requests a withdrawal (its unlock time shown) and cancels it. Every page is checked with axe, the builder and the campaign page at 375 px too; another
-wallet gets a 404 for the campaign."""
+billing requests a withdrawal (its unlock time shown) and cancels it. Every page is checked
+with axe, the builder and the campaign page at 375 px too; another wallet gets a 404 for the
+campaign."""
 
 from __future__ import annotations
 
