@@ -21,7 +21,7 @@ from api.campaigns.schemas import (
 from api.core.chain import TxData
 from api.core.db import SessionDep
 from api.core.errors import NotFound, PayloadTooLarge
-from api.deps import SettingsDep, WalletDep, WalletLimited
+from api.deps import CacheDep, SettingsDep, WalletDep, WalletLimited
 from api.settlement.schemas import CampaignSpend
 from api.settlement.service import campaign_spend
 
@@ -60,16 +60,17 @@ def create_campaign(
 
 @campaigns.get("", response_model=list[CampaignPublic])
 def list_campaigns(
-    wallet: WalletDep, session: SessionDep, settings: SettingsDep
+    wallet: WalletDep, session: SessionDep, settings: SettingsDep, cache: CacheDep
 ) -> list[CampaignPublic]:
-    return service.list_campaigns(session, settings, wallet)
+    return service.list_campaigns(session, settings, wallet, cache)
 
 
 @campaigns.get("/{campaign_id}", response_model=CampaignPublic)
 def read_campaign(
-    campaign_id: str, wallet: WalletDep, session: SessionDep, settings: SettingsDep
+    campaign_id: str, wallet: WalletDep, session: SessionDep, settings: SettingsDep, cache: CacheDep
 ) -> CampaignPublic:
-    return service.read_campaign(session, settings, wallet, campaign_id)
+    """The campaign, with whether the ad server can show it now and why not."""
+    return service.read_campaign(session, settings, wallet, campaign_id, cache)
 
 
 @campaigns.get("/{campaign_id}/spend", response_model=list[CampaignSpend])
@@ -110,7 +111,8 @@ def delete_campaign(
 def registration_tx(
     campaign_id: str, wallet: WalletDep, session: SessionDep, settings: SettingsDep
 ) -> TxData:
-    """`CampaignRegistry.register(...)` for the advertiser's wallet to sign."""
+    """`CampaignRegistry.register(...)` for the advertiser's wallet to sign; 409 `no_creative`
+    until a creative is uploaded (the metadata hash fixes the creatives at registration)."""
     return service.registration_tx(session, settings, wallet, campaign_id)
 
 

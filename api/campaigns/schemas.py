@@ -194,6 +194,14 @@ class CampaignPublic(BaseModel):
     unverified_inventory: bool = Field(description=UNVERIFIED_INVENTORY)
     metadata_hash: str
     status: str = Field(description="draft, registered, funded, active, paused or ended")
+    servable: bool = Field(description="whether the ad server can show the campaign now")
+    not_servable_reason: str | None = Field(
+        description="why not, when not: no_creative, not_registered, ended, paused,"
+        " withdraw_pending, pending_update, no_escrow_balance, not_started, budget_spent"
+        " (the escrow balance is held by events awaiting settlement) or epoch_budget_spent"
+        " (this epoch's max spend is reached)"
+    )
+    not_servable_message: str | None = Field(description="the reason as a sentence")
     onchain_id: int | None
     escrow_balance: int
     onchain_bid: int | None = Field(description="the bid the chain records, once registered")

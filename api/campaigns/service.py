@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
 from eth_utils import keccak, to_checksum_address
 from pydantic import ValidationError
-from sqlalchemy import text
+from sqlalchemy import func, text
 from sqlmodel import Session, select
 
 from api.campaigns.models import AdvertiserProfile, CampaignDraft, Creative
@@ -28,6 +30,7 @@ from api.campaigns.schemas import (
 from api.core.chain import TxData, call_data, chain_time, deployment, transaction
 from api.core.errors import Conflict, NotFound, Unprocessable
 from api.core.settings import Settings
+from api.tracking.stream import Keys
 
 ZERO = "0x0000000000000000000000000000000000000000"
 ONCHAIN_STATUS = {1: "active", 2: "paused", 3: "ended"}
@@ -183,7 +186,7 @@ def onchain_row(session: Session, settings: Settings, wallet: str, draft: Campai
             "SELECT c.status, c.bid, c.metadata_hash, coalesce(b.balance, 0) AS balance,"
             " w.amount AS w_amount, w.available_at AS w_available_at, w.status AS w_status,"
             " w.paid AS w_paid, m.max_spend_now, m.max_spend_per_epoch,"
-            " m.max_spend_effective_epoch FROM campaigns_onchain c"
+            " m.max_spend_effective_epoch, m.current_epoch FROM campaigns_onchain c"
             " LEFT JOIN campaign_max_spend m ON m.chain_id = c.chain_id"
             "  AND m.campaign_id = c.campaign_id"
             " LEFT JOIN escrow_balances b ON b.chain_id = c.chain_id"
@@ -197,8 +200,14 @@ def onchain_row(session: Session, settings: Settings, wallet: str, draft: Campai
 
 
 def public_campaign(
-    session: Session, settings: Settings, wallet: str, draft: CampaignDraft
+    session: Session,
+    settings: Settings,
+    wallet: str,
+    draft: CampaignDraft,
+    cache: redis.Redis | None = None,
 ) -> CampaignPublic:
+    """The campaign as its owner sees it; with `cache`, servability also weighs the spend
+    the ad server has reserved and billed (the escrow's balance and this epoch's max)."""
     onchain = onchain_row(session, settings, wallet, draft)
     balance = int(onchain.balance) if onchain else 0
     withdraw = None
@@ -219,6 +228,8 @@ def public_campaign(
         status = "funded"
     else:
         status = "active"
+    spend = _live_spend(cache, settings, draft, onchain)
+    blocked = not_servable(draft, onchain, creative_count(session, draft), spend)
     return CampaignPublic(
         id=str(draft.id),
         name=draft.name,
@@ -237,12 +248,110 @@ def public_campaign(
         unverified_inventory=draft.unverified_inventory,
         metadata_hash=draft.metadata_hash,
         status=status,
+        servable=blocked is None,
+        not_servable_reason=blocked[0] if blocked else None,
+        not_servable_message=blocked[1] if blocked else None,
         onchain_id=draft.onchain_id,
         escrow_balance=balance,
         onchain_bid=int(onchain.bid) if onchain else None,
         pending_update=onchain is not None and not _matches_chain(draft, onchain),
         withdraw=withdraw,
     )
+
+
+def creative_count(session: Session, draft: CampaignDraft) -> int:
+    return int(
+        session.exec(
+            select(func.count()).select_from(Creative).where(Creative.campaign_id == draft.id)
+        ).one()
+    )
+
+
+@dataclass(frozen=True)
+class LiveSpend:
+    """What the ad server holds against a campaign in Redis, not settled yet."""
+
+    reserved: int
+    billed: int
+    this_epoch: int  # reserved or billed in the current escrow epoch
+
+
+def _live_spend(
+    cache: redis.Redis | None, settings: Settings, draft: CampaignDraft, onchain: Any
+) -> LiveSpend | None:
+    if cache is None or onchain is None or draft.onchain_id is None:
+        return None
+    keys = Keys(draft.onchain_id, settings.tracking_shards)
+    epoch = onchain.current_epoch
+    names = [keys.reserved, keys.billed]
+    if epoch is not None:
+        names.append(keys.epoch(int(epoch)))
+    try:
+        values = [int(v or 0) for v in cache.mget(names)]
+    except redis.RedisError:
+        return None  # servability then goes by what Postgres knows
+    return LiveSpend(values[0], values[1], values[2] if epoch is not None else 0)
+
+
+def one_event_price(bid_model: str, bid: int) -> int:
+    """What one billable event costs: an impression (CPM, rounded up) or a click (CPC)."""
+    return -(-bid // 1000) if bid_model == "cpm" else bid
+
+
+def not_servable(
+    draft: CampaignDraft, onchain: Any, creatives: int, spend: LiveSpend | None
+) -> tuple[str, str] | None:
+    """Why the ad server would not show the campaign now, as (code, sentence), the first
+    that applies in the order an advertiser would fix them; None when it can serve."""
+    now = datetime.now(UTC)
+    if creatives == 0:
+        if onchain is None:
+            return "no_creative", "It has no creative: upload one before registering it."
+        return (
+            "no_creative",
+            "It was registered without a creative, and creatives cannot be added after"
+            " registration: end it and build a new campaign with a creative.",
+        )
+    if onchain is None:
+        return "not_registered", "It is not registered on-chain yet."
+    state = ONCHAIN_STATUS.get(onchain.status)
+    if state == "ended":
+        return "ended", "It has ended."
+    if draft.end_date and _aware(draft.end_date) <= now:
+        return "ended", "Its end date has passed."
+    if state == "paused":
+        return "paused", "It is paused: resume it to serve."
+    if onchain.w_status == "pending":
+        return (
+            "withdraw_pending",
+            "A withdraw request is pending: serving stops until it is withdrawn or cancelled.",
+        )
+    if not _matches_chain(draft, onchain):
+        return (
+            "pending_update",
+            "It was edited since registration: sign the metadata transaction to serve again.",
+        )
+    if int(onchain.balance) == 0:
+        return "no_escrow_balance", "Its escrow balance is empty: fund it to serve."
+    if draft.start_date and _aware(draft.start_date) > now:
+        return "not_started", "Its start date has not come yet."
+    price = one_event_price(draft.bid_model, int(onchain.bid))
+    if spend is not None and int(onchain.balance) - spend.billed - spend.reserved < price:
+        return (
+            "budget_spent",
+            "Its escrow balance is spent on events awaiting settlement: fund it to serve.",
+        )
+    in_force = onchain.max_spend_now
+    if in_force is not None and spend is not None and spend.this_epoch + price > int(in_force):
+        return (
+            "epoch_budget_spent",
+            "Its max spend for this epoch is reached: it serves again next epoch.",
+        )
+    return None
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _max_spend(onchain: Any) -> MaxSpendPublic | None:
@@ -271,20 +380,27 @@ def create_campaign(
     return public_campaign(session, settings, wallet, draft)
 
 
-def list_campaigns(session: Session, settings: Settings, wallet: str) -> list[CampaignPublic]:
+def list_campaigns(
+    session: Session, settings: Settings, wallet: str, cache: redis.Redis | None = None
+) -> list[CampaignPublic]:
     advertiser = _advertiser(session, wallet)
     drafts = session.exec(
         select(CampaignDraft)
         .where(CampaignDraft.advertiser_id == advertiser.id)
         .order_by(CampaignDraft.created_at)  # type: ignore[arg-type]
     ).all()
-    return [public_campaign(session, settings, wallet, d) for d in drafts]
+    return [public_campaign(session, settings, wallet, d, cache) for d in drafts]
 
 
 def read_campaign(
-    session: Session, settings: Settings, wallet: str, campaign_id: str
+    session: Session,
+    settings: Settings,
+    wallet: str,
+    campaign_id: str,
+    cache: redis.Redis | None = None,
 ) -> CampaignPublic:
-    return public_campaign(session, settings, wallet, own_campaign(session, wallet, campaign_id))
+    draft = own_campaign(session, wallet, campaign_id)
+    return public_campaign(session, settings, wallet, draft, cache)
 
 
 def delete_campaign(session: Session, settings: Settings, wallet: str, campaign_id: str) -> None:
@@ -299,6 +415,14 @@ def registration_tx(session: Session, settings: Settings, wallet: str, campaign_
     draft = own_campaign(session, wallet, campaign_id)
     if onchain_row(session, settings, wallet, draft) is not None:
         raise Conflict("this campaign is already registered on-chain")
+    if creative_count(session, draft) == 0:
+        # the creatives are part of the metadata hash the chain records: none can be added later
+        raise Conflict(
+            "upload a creative first: a campaign registered without one could never serve,"
+            " and creatives cannot be added after registration",
+            {"field": "creative"},
+            code="no_creative",
+        )
     return transaction(
         settings.chain_id,
         "CampaignRegistry",

@@ -10,6 +10,7 @@ import pytest
 
 from tests.api.conftest import Wallet
 from tests.api.test_campaigns import CAMPAIGN, USDC, advertiser
+from tests.api.test_creatives import png
 from tests.indexer.helpers import index_to_head
 from tests.support.chain import dev_account
 
@@ -33,6 +34,10 @@ def live(api, chain, database_url):
         chain.mine(1)
         index_to_head(chain.rpc_url, database_url)
 
+    upload = api.post(
+        f"{path}/creatives", files={"file": ("a.png", png(300, 250))}, headers=headers
+    )
+    assert upload.status_code == 201, upload.text
     sign(api.post(f"{path}/registration-tx", headers=headers).json())
     chain.mint_usdc(OWNER, 100 * USDC)
     sign(*api.post(f"{path}/funding-txs", json={"amount": 100 * USDC}, headers=headers).json())

@@ -139,6 +139,12 @@ def test_register_and_fund_on_chain(api, chain, database_url):
             {"from": owner.address, "to": tx["to"], "data": tx["data"], "value": tx["value"]},
         )
 
+    from tests.api.test_creatives import png  # that module imports this one
+
+    upload = api.post(
+        f"{path}/creatives", files={"file": ("a.png", png(300, 250))}, headers=headers
+    )
+    assert upload.status_code == 201, upload.text
     send(api.post(f"{path}/registration-tx", headers=headers).json())
     chain.mine(1)
     index_to_head(chain.rpc_url, database_url)
@@ -160,6 +166,7 @@ def test_register_and_fund_on_chain(api, chain, database_url):
 
     funded = api.get(path, headers=headers).json()
     assert (funded["status"], funded["escrow_balance"]) == ("active", 100 * USDC)
+    assert (funded["servable"], funded["not_servable_reason"]) == (True, None)
     assert api.delete(path, headers=headers).status_code == 409
     assert api.post(f"{path}/registration-tx", headers=headers).status_code == 409
 

@@ -62,6 +62,11 @@ def test_advertiser_data_goes_but_live_campaigns_stay(api, chain, database_url):
     ).json()["cid"]
     live = api.post("/api/v1/campaigns", json={**CAMPAIGN, "name": "Live"}, headers=headers)
     live_id = live.json()["id"]
+    live_cid = api.post(
+        f"/api/v1/campaigns/{live_id}/creatives",
+        files={"file": ("b.png", png(300, 250, noise=4))},
+        headers=headers,
+    ).json()["cid"]
     tx = api.post(f"/api/v1/campaigns/{live_id}/registration-tx", headers=headers).json()
     chain.rpc.call(
         "eth_sendTransaction", {"from": owner.address, "to": tx["to"], "data": tx["data"]}
@@ -71,7 +76,7 @@ def test_advertiser_data_goes_but_live_campaigns_stay(api, chain, database_url):
 
     exported = api.get("/api/v1/privacy/export", headers=headers).json()
     assert {c["name"] for c in exported["off_chain"]["campaigns"]} == {"Launch", "Live"}
-    assert [c["cid"] for c in exported["off_chain"]["creatives"]] == [cid]
+    assert sorted(c["cid"] for c in exported["off_chain"]["creatives"]) == sorted([cid, live_cid])
     assert len(exported["on_chain"]["campaigns"]) == 1
 
     deleted = api.delete("/api/v1/privacy/data", headers=headers).json()
