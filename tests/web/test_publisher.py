@@ -43,6 +43,7 @@ from tests.support.test_stack import sign_in as api_sign_in
 from tests.web.browser import TestWallet, axe_violations, new_account
 from tests.web.conftest import Web
 
+BUDGET = 5 * USDC
 PAGES = [
     "/publisher",
     "/publisher/onboarding",
@@ -84,12 +85,16 @@ def wallet_of(stack: Stack, account: LocalAccount) -> TestWallet:
 def send(stack: Stack, account: LocalAccount, tx: dict[str, Any]) -> None:
     call = {"from": account.address, "to": tx["to"], "data": tx["data"], "value": tx["value"]}
     tx_hash, _ = wallet_of(stack, account).request("eth_sendTransaction", [call])
-    receipt = stack.anvil.call("eth_getTransactionReceipt", tx_hash)
-    assert receipt is not None and int(receipt["status"], 16) == 1, tx["description"]
+    receipt = until(
+        f"{tx['description']} is mined",
+        lambda: stack.anvil.call("eth_getTransactionReceipt", tx_hash),
+    )
+    assert int(receipt["status"], 16) == 1, tx["description"]
 
 
 def test_onboarding_then_every_page(web: Web) -> None:
     stack = web.stack
+    web.allow_console(r"status of (422|404) ")  # the refusals this test provokes
     opened = web.open()
     page = opened.page
     web.sign_in(opened, "/publisher")
@@ -175,9 +180,9 @@ def test_onboarding_then_every_page(web: Web) -> None:
 
 def open_campaign(api: httpx.Client, stack: Stack, web: Web) -> int:
     """A CPM campaign of a fresh advertiser for news sites in the US, registered and funded
-    with 1 USDC from its own wallet; its on-chain id."""
+    with 5 USDC from its own wallet; its on-chain id."""
     account = new_account()
-    web.fund(account.address, usdc=USDC)
+    web.fund(account.address, usdc=BUDGET)
     headers = api_sign_in(api, Wallet(account), stack)
     api.post(
         "/api/v1/advertisers",
@@ -188,8 +193,8 @@ def open_campaign(api: httpx.Client, stack: Stack, web: Web) -> int:
         "name": "Claims test",
         "bid_model": "cpm",
         "bid": CPM_BID,
-        "total_budget": USDC,
-        "max_spend_per_epoch": USDC,
+        "total_budget": BUDGET,
+        "max_spend_per_epoch": BUDGET,
         "format": "banner",
         "landing_url": "https://ads.example/landing",
         "targeting": {"geo": ["US"], "categories": ["news"], "quality_min": 30},
@@ -204,7 +209,7 @@ def open_campaign(api: httpx.Client, stack: Stack, web: Web) -> int:
     send(stack, account, api.post(f"{path}/registration-tx", headers=headers).json())
     stack.index_here()
     until("the API sees the campaign", lambda: api.get(path, headers=headers).json()["onchain_id"])
-    funding = api.post(f"{path}/funding-txs", json={"amount": USDC}, headers=headers)
+    funding = api.post(f"{path}/funding-txs", json={"amount": BUDGET}, headers=headers)
     assert funding.status_code == 200, funding.text
     for tx in funding.json():
         send(stack, account, tx)
