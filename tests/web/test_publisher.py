@@ -10,6 +10,7 @@ import re
 import secrets
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -164,12 +165,21 @@ def test_onboarding_then_every_page(web: Web) -> None:
     page.get_by_label("New payment wallet").fill("0x1234")
     page.get_by_role("button", name="Change payment wallet").click()
     expect(page.locator("[data-error-for=payment_wallet]")).not_to_be_empty()
+    payee = new_account().address
+    page.get_by_label("New payment wallet").fill(payee)
+    page.get_by_role("button", name="Change payment wallet").click()
+    index_until(stack, page.locator("[data-payment-wallet]", has_text=payee.lower()))
+    assert len(opened.wallet.sent) == 2
+    page.get_by_label("AI agent reading the page (USDC)").fill("0.002")
+    page.get_by_role("button", name="Save prices").click()
+    expect(page.get_by_text("Prices saved.")).to_be_visible()
     page.get_by_label("Push my payouts to me").check()
     page.get_by_label("Threshold (USDC)").fill("2.5")
     page.get_by_role("button", name="Save push payouts").click()
     expect(page.get_by_text("Saved.")).to_be_visible()
     page.reload()
     expect(page.get_by_label("Threshold (USDC)")).to_have_value("2.50")
+    expect(page.get_by_label("AI agent reading the page (USDC)")).to_have_value("0.002")
     accessible(page)
 
     # analytics: a range ending before it starts is explained next to the field
@@ -287,6 +297,15 @@ def test_publisher_claims_what_a_settled_epoch_earned(
     no_sideways_scroll(page)
     page.goto("/publisher/onboarding")
     expect(page.locator("[data-first-ad]")).to_contain_text("first ad has been served")
+
+    # analytics over the chain's days (its clock runs ahead of ours once tests move it)
+    now = datetime.fromtimestamp(stack.chain.timestamp(), UTC)
+    days = f"from={(now - timedelta(days=1)).date()}&to={now.date()}"
+    page.goto(f"/publisher/analytics?{days}")
+    expect(page.locator("[data-total=impressions]")).to_have_text("4")
+    expect(page.get_by_role("img", name=re.compile("^Impressions"))).to_be_visible()
+    accessible(page)
+    web.shot(page, "analytics")
 
 
 def shown_text(units: int) -> str:
