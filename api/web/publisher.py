@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from api.analytics import service as analytics
 from api.analytics.router import span as analytics_span
+from api.analytics.schemas import EARNINGS_NOTE
 from api.analytics.service import Scope
 from api.campaigns.targeting import CATEGORIES
 from api.core.chain import deployment
@@ -326,7 +327,7 @@ def analytics_page(
         problem = exc
     charts: list[tuple[str, list[tuple[str, Any]], str]] = []
     if report is not None:
-        series = report["series"]
+        series = _filled(report, timedelta(hours=1) if group == "hour" else timedelta(days=1))
         fmt = "%Y-%m-%d %H:00" if group == "hour" else "%Y-%m-%d"
 
         def points(pick: Any) -> list[tuple[str, Any]]:
@@ -351,8 +352,30 @@ def analytics_page(
             "charts": charts,
             "problem": problem,
             "problem_field": _problem_field(problem),
+            "earnings_note": EARNINGS_NOTE,
         },
     )
+
+
+NO_TRAFFIC = {
+    "impressions": 0,
+    "clicks": 0,
+    "ctr_bps": 0,
+    "earnings": "0",
+    "ivt_rate_bps": 0,
+    "x402_revenue": "0",
+}
+
+
+def _filled(report: dict[str, Any], step: timedelta) -> list[dict[str, Any]]:
+    """The series with a zero point for every bucket without traffic, so the charts draw
+    the whole range."""
+    found = {point["bucket"]: point for point in report["series"]}
+    points, at = [], report["from"]
+    while at < report["to"]:
+        points.append(found.get(at, {**NO_TRAFFIC, "bucket": at}))
+        at += step
+    return points
 
 
 def _problem_field(problem: ApiError | None) -> str:
