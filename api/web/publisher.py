@@ -304,8 +304,9 @@ def analytics_page(
     settings: SettingsDep,
     start: Annotated[str | None, Query(alias="from", max_length=40)] = None,
     end: Annotated[str | None, Query(alias="to", max_length=40)] = None,
-    group: Annotated[str, Query(pattern="^(day|hour)$")] = "day",
+    group: Annotated[str, Query(max_length=10)] = "day",
 ) -> Response:
+    group = "hour" if group == "hour" else "day"
     if _profile(session, wallet) is None:
         return RedirectResponse(ONBOARDING, 303)
     today = _today(settings)
