@@ -17,7 +17,7 @@ from sqlmodel import Session
 from api.core.chain import TxData, transaction
 from api.core.errors import Conflict
 from api.core.settings import Settings
-from api.publishers.schemas import EarningsPublic, TokenEarnings
+from api.publishers.schemas import EarningsPublic, EpochEarnings, TokenEarnings
 from api.publishers.service import onchain_status, profile_of
 from api.settlement.schemas import (
     ClaimProof,
@@ -91,6 +91,39 @@ def summary(session: Session, settings: Settings, wallet: str) -> EarningsPublic
             )
         )
     return EarningsPublic(tokens=tokens)
+
+
+def per_epoch(
+    session: Session, settings: Settings, wallet: str, limit: int = 500
+) -> list[EpochEarnings]:
+    """What each settled epoch allocated to the publisher's payment wallets, per token,
+    newest first (the allocation rows settlement writes; `amount` is none until allocated)."""
+    profile_of(session, wallet)
+    accounts = _accounts(session, settings, wallet)
+    rows = session.execute(
+        text(
+            "SELECT a.epoch, a.token, a.account, sum(a.events) AS events,"
+            " sum(a.amount) AS amount, bool_or(a.amount IS NULL) AS open, e.state, e.root_id"
+            " FROM settlement_allocations a JOIN settlement_epochs e"
+            " ON e.chain_id = a.chain_id AND e.epoch = a.epoch"
+            " WHERE a.chain_id = :chain AND a.account = ANY(:accounts)"
+            " GROUP BY a.epoch, a.token, a.account, e.state, e.root_id"
+            " ORDER BY a.epoch DESC, a.token, a.account LIMIT :limit"
+        ),
+        {"chain": settings.chain_id, "accounts": accounts, "limit": limit},
+    )
+    return [
+        EpochEarnings(
+            epoch=row.epoch,
+            token=row.token,
+            account=row.account,
+            events=int(row.events),
+            amount=None if row.open else int(row.amount),
+            state=row.state,
+            root_id=row.root_id,
+        )
+        for row in rows
+    ]
 
 
 def claim_txs(session: Session, settings: Settings, wallet: str) -> list[TxData]:

@@ -12,7 +12,9 @@ from api.publishers.schemas import (
     DomainInstructions,
     DomainVerified,
     EarningsPublic,
+    EpochEarnings,
     IntegrationCode,
+    PaymentWalletIn,
     PublisherCreate,
     PublisherPublic,
     PublisherUpdate,
@@ -59,6 +61,15 @@ def registration_tx(
     """The transaction that registers the wallet on-chain, ready for the wallet to sign.
     The profile shows `onchain.registered` once the indexer has seen the event."""
     return service.registration_tx(session, settings.chain_id, wallet, body)
+
+
+@router.post("/me/payment-wallet-tx", response_model=TxData)
+def payment_wallet_tx(
+    body: PaymentWalletIn, wallet: WalletDep, session: SessionDep, settings: SettingsDep
+) -> TxData:
+    """`PublisherRegistry.update_payment_wallet` for the wallet to sign: what settles after it
+    is mined pays the new wallet. 409 `not_registered` before the on-chain registration."""
+    return service.payment_wallet_tx(session, settings.chain_id, wallet, body)
 
 
 @router.post("/me/slots", response_model=SlotPublic, status_code=status.HTTP_201_CREATED)
@@ -131,6 +142,14 @@ def verify_domain(
 def read_earnings(wallet: WalletDep, session: SessionDep, settings: SettingsDep) -> EarningsPublic:
     """Earned, claimable, pending and claimed per token, from settled epochs."""
     return earnings.summary(session, settings, wallet)
+
+
+@router.get("/me/earnings/epochs", response_model=list[EpochEarnings])
+def read_epoch_earnings(
+    wallet: WalletDep, session: SessionDep, settings: SettingsDep
+) -> list[EpochEarnings]:
+    """What each settled epoch allocated to the publisher, per token, newest first."""
+    return earnings.per_epoch(session, settings, wallet)
 
 
 @router.get("/me/claims", response_model=ClaimsPublic)

@@ -76,6 +76,19 @@ class RegistrationIn(Body):
     )
 
 
+class PaymentWalletIn(Body):
+    payment_wallet: str = Field(
+        pattern=r"^0x[0-9a-fA-F]{40}$", description="where settlement pays from now on"
+    )
+
+    @field_validator("payment_wallet")
+    @classmethod
+    def _not_zero(cls, value: str) -> str:
+        if int(value, 16) == 0:
+            raise ValueError("the zero address would burn the payments")
+        return value
+
+
 class SlotFormat(StrEnum):
     banner = "banner"
     native = "native"
@@ -171,6 +184,16 @@ class TokenEarnings(BaseModel):
 
 class EarningsPublic(BaseModel):
     tokens: list[TokenEarnings] = Field(description="empty until the first settlement")
+
+
+class EpochEarnings(BaseModel):
+    epoch: int
+    token: str
+    account: str = Field(description="the payment wallet the epoch's share was allocated to")
+    events: int = Field(description="verified events on the publisher's slots")
+    amount: int | None = Field(description="the publisher's share; none until allocated")
+    state: str = Field(description="the epoch's settlement state")
+    root_id: int | None = Field(description="the root that pays it, once built")
 
 
 class SiteCreate(Body):

@@ -20,6 +20,7 @@ from api.publishers.schemas import (
     DomainInstructions,
     DomainVerified,
     OnChainStatus,
+    PaymentWalletIn,
     PublisherCreate,
     PublisherPublic,
     PublisherUpdate,
@@ -153,6 +154,29 @@ def registration_tx(session: Session, chain_id: int, wallet: str, body: Registra
         body.pub_id,
         payment_wallet,
         description=f"Register publisher {body.pub_id!r}, paid to {payment_wallet}",
+    )
+
+
+def payment_wallet_tx(
+    session: Session, chain_id: int, wallet: str, body: PaymentWalletIn
+) -> TxData:
+    """`PublisherRegistry.update_payment_wallet(new_wallet)` for the wallet to sign: epochs
+    allocated from then on pay the new wallet; earlier leaves stay with the old one."""
+    profile_of(session, wallet)
+    status = onchain_status(session, chain_id, wallet)
+    if not status.registered:
+        raise Conflict(
+            "register the wallet on-chain first: the payment wallet is part of that registration",
+            code="not_registered",
+        )
+    if status.payment_wallet and status.payment_wallet.lower() == body.payment_wallet.lower():
+        raise Conflict(f"{body.payment_wallet} is already the payment wallet", code="unchanged")
+    return transaction(
+        chain_id,
+        "PublisherRegistry",
+        "update_payment_wallet",
+        body.payment_wallet,
+        description=f"Pay {status.pub_id!r} to {body.payment_wallet} from now on",
     )
 
 
