@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -131,3 +132,16 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(PageNotFound)
     async def _missing(request: Request, exc: PageNotFound) -> Response:
         return render(request, "not_found.html", {"what": str(exc)}, status=404)
+
+    json_invalid = app.exception_handlers[RequestValidationError]
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        """A page asked for with a malformed query (`?page=abc`) answers a page that says
+        so; the API keeps its JSON error shape."""
+        route = request.scope.get("route")
+        if route is None or getattr(route, "include_in_schema", True):
+            return await json_invalid(request, exc)
+        fields = ", ".join(str(e["loc"][-1]) for e in exc.errors())
+        what = f"This address has a value that is not valid ({fields}). Check the link."
+        return render(request, "not_found.html", {"what": what, "title": "Bad link"}, 400)

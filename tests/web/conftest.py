@@ -5,6 +5,8 @@ and keeps screenshots (and on failure the HTML and console log) under tests/web/
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +26,7 @@ from tests.support.stack import Stack, stack  # noqa: F401 (the session stack)
 from tests.web.browser import (
     LAUNCH_ARGS,
     PERSON,
+    PROJECT_ROOT,
     Artefacts,
     TestWallet,
     chromium_path,
@@ -131,6 +134,23 @@ class Web:
                     (directory / f"page-{n}.html").write_text(f"unavailable: {exc}")
                 (directory / f"page-{n}-console.log").write_text("\n".join(opened.console))
             opened.page.context.close()
+
+
+@pytest.fixture
+def indexer(stack: Stack) -> Iterator[None]:
+    """The indexer following the chain, as in production, so a page sees its transactions
+    indexed (the status the page waits for)."""
+    env = {**stack.env, "INDEXER_CONFIRMATIONS": "0", "INDEXER_POLL_SECONDS": "0.2"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "indexer", "run"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    yield
+    process.terminate()
+    process.wait(timeout=10)
 
 
 @pytest.fixture

@@ -10,41 +10,20 @@ from __future__ import annotations
 
 import io
 import re
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from PIL import Image
 from playwright.sync_api import Page, expect
 
 from tests.support.stack import Stack
-from tests.web.browser import PROJECT_ROOT, axe_violations
+from tests.web.browser import axe_violations
 from tests.web.conftest import Web
 
 USDC = 10**6
 FUNDED = 37_250_000  # 37.25 USDC: the amount typed into the fund form, to the atomic unit
-
-
-@pytest.fixture
-def indexer(stack: Stack) -> Iterator[None]:
-    """The indexer following the chain, as in production, so a page sees its transactions
-    indexed (the status the page waits for)."""
-    env = {**stack.env, "INDEXER_CONFIRMATIONS": "0", "INDEXER_POLL_SECONDS": "0.2"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "indexer", "run"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    yield
-    process.terminate()
-    process.wait(timeout=10)
 
 
 def png(tmp_path: Path, width: int = 300, height: int = 250) -> Path:
