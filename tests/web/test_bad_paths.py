@@ -11,7 +11,6 @@ import jwt
 from playwright.sync_api import expect
 from sqlalchemy import create_engine, text
 
-from api.core.chain import transaction
 from tests.support.stack import JWT_SECRET
 from tests.web.browser import TestWallet, new_account
 from tests.web.conftest import Web
@@ -75,7 +74,7 @@ def test_an_expired_session_keeps_what_was_typed(web: Web) -> None:
     page.get_by_role("button", name="Create profile").click()
     expect(page.get_by_role("heading", name="Register on-chain")).to_be_visible()
     assert profile_of(web, opened.wallet.address) == (
-        "https://kept.example",
+        "https://kept.example/",
         "ops@kept.example",
     )
 
@@ -93,14 +92,15 @@ def test_a_reverted_transaction_says_why_and_keeps_the_form(web: Web, indexer: N
     # another wallet takes the id on-chain first (the server could not know yet)
     rival = TestWallet(stack.anvil.url, new_account(), stack.anvil.chain_id, stack.anvil.chain_id)
     web.fund(rival.address)
-    tx = transaction(stack.anvil.chain_id, "PublisherRegistry", "register", pub_id, rival.address)
-    rival.request("eth_sendTransaction", [{"from": rival.address, **tx.model_dump()}])
+    data = stack.chain.abis.calldata("PublisherRegistry", "register", pub_id, rival.address)
+    to = stack.chain.addresses["PublisherRegistry"]
+    rival.request("eth_sendTransaction", [{"from": rival.address, "to": to, "data": data}])
 
     page.get_by_role("button", name="Register with my wallet").click()
     alert = page.locator("[data-form-message]").first
     expect(alert).to_contain_text("Reverted in block", timeout=30_000)
     expect(alert).to_contain_text("registry: pub_id taken")
-    expect(alert).to_contain_text("No funds moved")
+    expect(alert).to_contain_text("Nothing changed on-chain; only the gas was spent")
     expect(page.get_by_label("Publisher id")).to_have_value(pub_id)
     web.shot(page, "reverted")
     assert not stack.chain.call("PublisherRegistry", "is_registered", opened.wallet.address)

@@ -288,7 +288,7 @@
         }
         const state = reply.data.state;
         if (state === "reverted") {
-          status(box, `${step}Reverted in block ${reply.data.block}: ${reply.data.reason}. No funds moved.`, "bad");
+          status(box, `${step}Reverted in block ${reply.data.block}: ${reply.data.reason}. Nothing changed on-chain; only the gas was spent.`, "bad");
           return false;
         }
         if (state === "indexed") break;
