@@ -74,15 +74,17 @@ def delete(session: Session, wallet: str, slot_id: str) -> None:
     session.commit()
 
 
-def integration(
-    session: Session, wallet: str, slot_id: str, api_base: str, pub_id: str | None
-) -> IntegrationCode:
-    slot = _own_slot(session, profile_of(session, wallet), slot_id)
-    base = api_base.rstrip("/")
-    params = {"pub_id": pub_id or "<register on-chain first>", "slot_id": slot.slot_id}
-    config = json.dumps({**params, "format": slot.format, "api": api_base.rstrip("/")})
-    size = f"width:{slot.width}px;height:{slot.height}px"
-    html = f"""<div id="buzzer-{slot.slot_id}" style="{size}"></div>
+def page_snippet(
+    slot_id: str, pub_id: str, fmt: str, width: int, height: int, api_base: str
+) -> str:
+    """The HTML a publisher pastes into a page: a box of the slot's size, filled from
+    `GET /x402/ad` with the ad linked to its click URL and its impression beaconed once the
+    creative has loaded."""
+    config = json.dumps(
+        {"pub_id": pub_id, "slot_id": slot_id, "format": fmt, "api": api_base.rstrip("/")}
+    )
+    size = f"width:{width}px;height:{height}px"
+    return f"""<div id="buzzer-{slot_id}" style="{size}"></div>
 <script>
 (function (c) {{
   var box = document.getElementById("buzzer-" + c.slot_id);
@@ -100,6 +102,15 @@ def integration(
   }});
 }})({config});
 </script>"""
+
+
+def integration(
+    session: Session, wallet: str, slot_id: str, api_base: str, pub_id: str | None
+) -> IntegrationCode:
+    slot = _own_slot(session, profile_of(session, wallet), slot_id)
+    base = api_base.rstrip("/")
+    params = {"pub_id": pub_id or "<register on-chain first>", "slot_id": slot.slot_id}
+    html = page_snippet(slot.slot_id, params["pub_id"], slot.format, slot.width, slot.height, base)
     server_relay = f'''# Agents calling your own server: relay Buzzer's x402 answer, and
 # serve the page without ads only for a receipt Buzzer signed for this slot (and page).
 # (Checking locally instead: PyJWT and {base}/.well-known/jwks.json, see Buzzer's docs.)

@@ -73,7 +73,7 @@ def _campaign(request: Request, session: Session, wallet: str, campaign_id: str)
             session, _settings(request), wallet, campaign_id, request.app.state.redis
         )
     except NotFound:
-        raise PageNotFound("campaign") from None
+        raise PageNotFound("You have no such campaign.") from None
 
 
 def _onboarded(session: Session, wallet: str) -> bool:
@@ -168,7 +168,7 @@ def campaign(
     request: Request, campaign_id: str, wallet: PageWallet, session: SessionDep
 ) -> Response:
     if not _onboarded(session, wallet):
-        raise PageNotFound("campaign")
+        raise PageNotFound("You have no such campaign.")
     settings = _settings(request)
     found = _campaign(request, session, wallet, campaign_id)
     report = _report(session, settings, found.onchain_id)

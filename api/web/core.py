@@ -5,6 +5,7 @@ script, with the session cookie and its CSRF token."""
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -141,7 +142,8 @@ def install(app: FastAPI) -> None:
         so; the API keeps its JSON error shape."""
         route = request.scope.get("route")
         if route is None or getattr(route, "include_in_schema", True):
-            return await json_invalid(request, exc)
+            reply = json_invalid(request, exc)
+            return await reply if inspect.isawaitable(reply) else reply
         fields = ", ".join(str(e["loc"][-1]) for e in exc.errors())
         what = f"This address has a value that is not valid ({fields}). Check the link."
         return render(request, "not_found.html", {"what": what, "title": "Bad link"}, 400)

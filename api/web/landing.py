@@ -4,12 +4,12 @@ state comes from this deployment's settings or the contracts' defaults and floor
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
 from api.core.settings import Settings
+from api.publishers.slots import page_snippet
 from api.web.core import render
 
 router = APIRouter(include_in_schema=False)
@@ -34,15 +34,9 @@ CONTRACT_TERMS = {
 }
 
 # What the integration preview shows: a 300×250 banner slot of a publisher registered as
-# `my-site`. The snippet's shape is api/publishers/slots.py `integration` (tests/web/
-# test_demo.py checks the two agree).
-SAMPLE_SLOT = {
-    "slot_id": "slot_0123456789abcdef",
-    "pub_id": "my-site",
-    "format": "banner",
-    "width": 300,
-    "height": 250,
-}
+# `my-site`, its snippet written by the same function as the integration route's.
+SAMPLE_SLOT = {"slot_id": "slot_0123456789abcdef", "pub_id": "my-site", "format": "banner"}
+SAMPLE_WIDTH, SAMPLE_HEIGHT = 300, 250
 
 
 def duration(seconds: int) -> str:
@@ -85,30 +79,11 @@ def facts(request: Request) -> dict[str, Any]:
 
 
 def sample_snippet(api_base: str) -> str:
-    """The HTML snippet a publisher pastes, for `SAMPLE_SLOT` (as slots.integration writes it)."""
+    """The HTML snippet a publisher pastes, for `SAMPLE_SLOT`: the integration route's own."""
     slot = SAMPLE_SLOT
-    base = api_base.rstrip("/")
-    params = {key: slot[key] for key in ("pub_id", "slot_id", "format")}
-    config = json.dumps({**params, "api": base})
-    size = f"width:{slot['width']}px;height:{slot['height']}px"
-    return f"""<div id="buzzer-{slot["slot_id"]}" style="{size}"></div>
-<script>
-(function (c) {{
-  var box = document.getElementById("buzzer-" + c.slot_id);
-  var q = new URLSearchParams({{pub_id: c.pub_id, slot_id: c.slot_id, format: c.format}});
-  fetch(c.api + "/x402/ad?" + q, {{credentials: "omit"}}).then(function (r) {{
-    if (r.status !== 200) return;
-    return r.json().then(function (ad) {{
-      var a = document.createElement("a");
-      a.href = ad.click_url; a.rel = "sponsored noopener"; a.target = "_blank";
-      var img = document.createElement("img");
-      img.src = ad.creative_url; img.width = ad.width; img.height = ad.height; img.alt = "Ad";
-      img.onload = function () {{ navigator.sendBeacon(ad.impression_url); }};
-      a.appendChild(img); box.appendChild(a);
-    }});
-  }});
-}})({config});
-</script>"""
+    return page_snippet(
+        slot["slot_id"], slot["pub_id"], slot["format"], SAMPLE_WIDTH, SAMPLE_HEIGHT, api_base
+    )
 
 
 def page(request: Request, name: str, **context: Any) -> Response:
@@ -141,5 +116,8 @@ def about(request: Request) -> Response:
 def guide(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     return page(
-        request, "guide", sample=SAMPLE_SLOT, snippet=sample_snippet(settings.public_base_url)
+        request,
+        "guide",
+        sample={**SAMPLE_SLOT, "width": SAMPLE_WIDTH, "height": SAMPLE_HEIGHT},
+        snippet=sample_snippet(settings.public_base_url),
     )

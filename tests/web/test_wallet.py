@@ -82,9 +82,18 @@ def test_with_several_wallets_the_user_chooses_one(web: Web) -> None:
     assert "personal_sign" in second.calls and "personal_sign" not in first.wallet.calls
 
 
-def test_sign_in_page_is_accessible_and_fits_a_phone(web: Web) -> None:
-    page = web.open(width=375).page
-    for path in ("/sign-in", "/"):
-        page.goto(path)
-        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-        assert axe_violations(page) == [], path
+def test_sign_in_chooser_and_not_found_pages_are_accessible_and_fit_a_phone(web: Web) -> None:
+    web.allow_console(r"status of 404")  # the missing page, on purpose
+    opened = web.open(width=375)
+    page = opened.page
+    page.goto("/sign-in")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert axe_violations(page) == []
+    web.sign_in(opened, "/app")
+    expect(page.get_by_role("heading", name="What brings you here?")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert axe_violations(page) == []
+    web.shot(page, "chooser-375")
+    page.goto("/advertiser/campaigns/00000000-0000-0000-0000-000000000000")
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+    assert axe_violations(page) == []
