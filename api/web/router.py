@@ -20,11 +20,13 @@ from sqlalchemy import text
 from api.auth import service as auth
 from api.auth.router import _auth_limit
 from api.auth.schemas import VerifyIn
+from api.campaigns import service as campaigns
 from api.core.db import SessionDep
 from api.core.errors import NotFound, Unavailable, Unprocessable
 from api.core.ratelimit import per_ip
 from api.core.settings import Settings
 from api.deps import CacheDep, SettingsDep, WalletDep
+from api.publishers import service as publishers
 from api.web.core import ViewerDep, render
 from api.web.session import (
     COOKIE,
@@ -182,14 +184,9 @@ def choose_dashboard(request: Request, who: ViewerDep, session: SessionDep) -> R
     chooses."""
     if who.wallet is None:
         return RedirectResponse("/sign-in?next=/app", 303)
-    wallet = who.wallet
-    if session.execute(
-        text("SELECT 1 FROM publisher_profiles WHERE wallet = :w"), {"w": wallet.lower()}
-    ).first():
+    if publishers.find_profile(session, who.wallet) is not None:
         return RedirectResponse("/publisher", 303)
-    if session.execute(
-        text("SELECT 1 FROM advertiser_profiles WHERE wallet = :w"), {"w": wallet.lower()}
-    ).first():
+    if campaigns.find_advertiser(session, who.wallet) is not None:
         return RedirectResponse("/advertiser", 303)
     return render(request, "choose.html")
 

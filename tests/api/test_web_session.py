@@ -195,3 +195,14 @@ def test_pages_cannot_be_framed_by_another_site(client):
     page = client.get("/sign-in")
     assert page.headers["x-frame-options"] == "DENY"
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+
+def test_the_dashboard_link_goes_to_what_the_wallet_is(api):
+    csrf = {"X-CSRF-Token": open_session(api, Wallet())}
+    chooser = api.get("/app", follow_redirects=False)
+    assert chooser.status_code == 200 and "What brings you here?" in chooser.text
+    company = {"company_name": "Shoes", "website_url": "https://shoes.example"}
+    assert api.post("/api/v1/advertisers", json=company, headers=csrf).status_code == 201
+    assert api.get("/app", follow_redirects=False).headers["location"] == "/advertiser"
+    assert api.post("/api/v1/publishers", json=PROFILE, headers=csrf).status_code == 201
+    assert api.get("/app", follow_redirects=False).headers["location"] == "/publisher"
