@@ -267,8 +267,21 @@ def verify_domain(
 # --- traffic --------------------------------------------------------------------------------
 
 
+# five people's browsers (one visitor each: the visitor key is the IP and the user agent)
+PEOPLE = {
+    1: BROWSER,
+    2: "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    3: "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15"
+    " (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+    4: "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko)"
+    " Chrome/131.0.0.0 Mobile Safari/537.36",
+    5: "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko)"
+    " Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0",
+}
+
+
 def visitor(n: int) -> str:
-    return f"{BROWSER} journey/{n}"  # one visitor per user agent (the frequency cap's key)
+    return PEOPLE[n]
 
 
 def ads_for(
@@ -380,7 +393,6 @@ def settle_until_claimable(
 def test_deposit_serve_pay_track_settle_claim_to_the_atomic_unit(
     stack: Stack, settlement_settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    started = time.monotonic()
     chain = stack.chain
     usdc_token = chain.usdc
     advertiser = fresh_account(stack, eth=ETH, usdc=2 * BUDGET)
@@ -500,4 +512,3 @@ def test_deposit_serve_pay_track_settle_claim_to_the_atomic_unit(
     # the agent's payment was its own: not counted in the claim, nor taken from escrow
     assert usdc(stack, payee) == AGENT_PRICE + sum(share.values())
     assert usdc(stack, x402["agent"]) == 9 * AGENT_PRICE
-    print(f"journey: {time.monotonic() - started:.1f} s")
