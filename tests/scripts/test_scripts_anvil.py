@@ -624,7 +624,7 @@ def test_stack_starts_anvil_deploys_and_stops_on_sigint(tmp_path: Path) -> None:
     env.pop("RPC_URL", None)
     process = _stack(env)
     try:
-        output = "".join(_wait_for(_read_lines(process), "Ctrl-C to stop", timeout=60))
+        output = "".join(_wait_for(_read_lines(process), "Ctrl-C to stop", timeout=120))
         deployment = load_deployment(CHAIN_ID, tmp_path / "deployments")
         w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{port}"))
         for name, address in deployment.contracts.items():
