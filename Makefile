@@ -12,7 +12,7 @@ BUILD_STAMP := .build/__local__.json
 # ape-vyper uses the vyper on PATH (no download), and ape-foundry the anvil on PATH.
 export PATH := $(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: install run test test-contracts lint gas clean browser
+.PHONY: install run reset epoch test test-contracts lint gas clean browser
 
 install: $(PY_STAMP) $(NODE_STAMP) $(BUILD_STAMP)
 
@@ -31,8 +31,17 @@ $(BUILD_STAMP): $(PY_STAMP) $(wildcard contracts/*.vy contracts/*/*.vy) ape-conf
 	ape compile --force
 	@touch $@
 
+# `make run` keeps the local chain, the database and Redis in .run between runs; `make reset`
+# deletes them first and starts a clean stack. `make epoch` (in a second terminal, while
+# `make run` is up) settles the current epoch on the local chain and makes it claimable.
 run: install
 	$(VENV)/bin/python scripts/_stack.py
+
+reset: install
+	$(VENV)/bin/python scripts/_stack.py --reset
+
+epoch: install
+	$(VENV)/bin/python scripts/_epoch.py
 
 test: install browser
 	ruff check . && ruff format --check . && mypy

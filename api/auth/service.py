@@ -9,6 +9,7 @@ import secrets
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 import redis
@@ -43,6 +44,19 @@ def _reject(code: str, message: str) -> Unauthorized:
     return Unauthorized(message, code=code)
 
 
+def sign_in_origins(settings: Settings) -> tuple[list[str], list[str]]:
+    """The domains and URIs a sign-in message may name: `siwe_domain` / `siwe_uri`, and the
+    host and URL of the public base URL (e.g. 127.0.0.1:8000 beside localhost:8000)."""
+    public = urlsplit(settings.public_base_url)
+    domains = [settings.siwe_domain]
+    if public.netloc and public.netloc not in domains:
+        domains.append(public.netloc)
+    uris = [settings.siwe_uri.rstrip("/")]
+    if settings.public_base_url.rstrip("/") not in uris:
+        uris.append(settings.public_base_url.rstrip("/"))
+    return domains, uris
+
+
 def verify_sign_in(cache: redis.Redis, settings: Settings, message: str, signature: str) -> str:
     """The checksummed wallet that signed `message`, once; every failure is a 401 that
     says which check failed. The nonce is consumed only by a message that passed them all."""
@@ -52,10 +66,18 @@ def verify_sign_in(cache: redis.Redis, settings: Settings, message: str, signatu
         parsed = SiweMessage.from_message(message)
     except Exception:
         raise _reject("malformed_message", "the message is not an EIP-4361 message") from None
-    if parsed.domain != settings.siwe_domain:
-        raise _reject("wrong_domain", f"the message is for {parsed.domain}, not this site")
-    if str(parsed.uri).rstrip("/") != settings.siwe_uri.rstrip("/"):
-        raise _reject("wrong_uri", f"the message is for {parsed.uri}, not {settings.siwe_uri}")
+    domains, uris = sign_in_origins(settings)
+    if parsed.domain not in domains:
+        raise _reject(
+            "wrong_domain",
+            f"the message is for domain {parsed.domain}; this API expects "
+            + " or ".join(domains)
+            + " (BUZZER_SIWE_DOMAIN, or the host of BUZZER_PUBLIC_BASE_URL)",
+        )
+    if str(parsed.uri).rstrip("/") not in uris:
+        raise _reject(
+            "wrong_uri", f"the message is for {parsed.uri}; this API expects " + " or ".join(uris)
+        )
     if int(parsed.chain_id) != settings.chain_id:
         raise _reject("wrong_chain", f"sign in on chain {settings.chain_id}, not {parsed.chain_id}")
     now = datetime.now(UTC)
@@ -70,7 +92,7 @@ def verify_sign_in(cache: redis.Redis, settings: Settings, message: str, signatu
         )
     _check_signature_form(signature)
     try:
-        parsed.verify(signature, domain=settings.siwe_domain, timestamp=now)
+        parsed.verify(signature, domain=parsed.domain, timestamp=now)
     except ExpiredMessage:
         raise _reject("expired_message", "the message has expired") from None
     except NotYetValidMessage:

@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
+from fastapi.testclient import TestClient
 
+from api.main import create_app
 from tests.api.conftest import SECRET, Wallet, sign_in
 
 
@@ -219,3 +221,43 @@ def test_no_token_is_refused(client):
     reply = client.get("/api/v1/auth/me")
     assert reply.status_code == 401
     assert reply.json()["error"]["code"] == "no_token"
+
+
+def test_a_wrong_domain_is_told_which_domain_is_expected(client, wallet):
+    nonce = client.get("/api/v1/auth/nonce").json()["nonce"]
+    message = wallet.message(nonce, domain="127.0.0.1:8000", uri="http://127.0.0.1:8000")
+    reply = client.post(
+        "/api/v1/auth/verify", json={"message": message, "signature": wallet.sign(message)}
+    )
+    assert reply.status_code == 401
+    error = reply.json()["error"]
+    assert error["code"] == "wrong_domain"
+    assert "127.0.0.1:8000" in error["message"]
+    assert "expects buzzer.test" in error["message"]
+
+
+def test_the_public_urls_host_signs_in_as_well_as_the_siwe_domain(settings, wallet):
+    local = settings.model_copy(
+        update={
+            "siwe_domain": "localhost:8000",
+            "siwe_uri": "http://localhost:8000",
+            "public_base_url": "http://127.0.0.1:8000",
+        }
+    )
+    with TestClient(create_app(local)) as client:
+        client.app.state.redis.flushdb()
+        for host in ("localhost:8000", "127.0.0.1:8000"):
+            nonce = client.get("/api/v1/auth/nonce").json()["nonce"]
+            message = wallet.message(nonce, domain=host, uri=f"http://{host}")
+            reply = client.post(
+                "/api/v1/auth/verify",
+                json={"message": message, "signature": wallet.sign(message)},
+            )
+            assert reply.status_code == 200, (host, reply.text)
+        nonce = client.get("/api/v1/auth/nonce").json()["nonce"]
+        message = wallet.message(nonce, domain="evil.example:8000", uri="http://127.0.0.1:8000")
+        reply = client.post(
+            "/api/v1/auth/verify", json={"message": message, "signature": wallet.sign(message)}
+        )
+        assert reply.json()["error"]["code"] == "wrong_domain"
+        assert "localhost:8000 or 127.0.0.1:8000" in reply.json()["error"]["message"]

@@ -618,11 +618,13 @@ def test_stack_starts_anvil_deploys_and_stops_on_sigint(tmp_path: Path) -> None:
         **base_env(tmp_path / "deployments", tmp_path / "ape"),
         "ANVIL_PORT": str(port),
         "ANVIL_LOG": str(tmp_path / "anvil.log"),
+        "BUZZER_RUN_DIR": str(tmp_path / "run"),
+        "API_PORT": str(free_port()),
     }
     env.pop("RPC_URL", None)
     process = _stack(env)
     try:
-        output = "".join(_wait_for(_read_lines(process), "Ctrl-C to stop", timeout=60))
+        output = "".join(_wait_for(_read_lines(process), "Ctrl-C to stop", timeout=120))
         deployment = load_deployment(CHAIN_ID, tmp_path / "deployments")
         w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{port}"))
         for name, address in deployment.contracts.items():
@@ -650,14 +652,21 @@ def test_stack_refuses_a_taken_port(chain: Chain, tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 1
-    assert f"port {port} is taken" in result.stderr
+    assert f"port {port} (ANVIL_PORT) is taken" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_stack_with_rpc_url_keeps_a_live_deployment(chain: Chain, deployed: Run) -> None:
     before = (Path(chain.env["BUZZER_DEPLOYMENTS_DIR"]) / "1337.json").read_bytes()
     block = chain.w3.eth.block_number
-    process = _stack({**chain.env, "RPC_URL": chain.url})
+    process = _stack(
+        {
+            **chain.env,
+            "RPC_URL": chain.url,
+            "BUZZER_RUN_DIR": str(Path(chain.env["APE_DATA_FOLDER"]).parent / "run"),
+            "API_PORT": str(free_port()),
+        }
+    )
     try:
         output = "".join(_wait_for(_read_lines(process), "Ctrl-C to stop", timeout=30))
         assert "already has a live deployment: not deploying" in output

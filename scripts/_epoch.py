@@ -1,0 +1,143 @@
+"""`make epoch`: on the local chain of a running `make run`, move the chain's clock past the
+current epoch's end and the IVT hold, settle it (`python -m api.settlement run`), then move
+past the payout's challenge period so the new root is claimable: a settlement and a claim in
+minutes instead of days. Refused on any chain but the local one (1337).
+
+    python scripts/_epoch.py
+
+It reads the running stack's services from `<run dir>/stack.json` (written by `make run`).
+The chain's clock only moves forward; restart `make run` afterwards if you want the API's
+clock (what it serves and tracks) to follow the chain into the new epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts._stack import (
+    LOCAL_CHAIN_ID,
+    PROJECT_ROOT,
+    StackError,
+    rpc,
+    run_dir,
+    services_env,
+)
+
+MARGIN = 60  # seconds past each deadline
+
+
+class EpochError(Exception):
+    pass
+
+
+def call(rpc_url: str, name: str, method: str, *args: Any) -> int:
+    from web3 import Web3
+
+    from chain.contracts import load_abi, load_deployment
+
+    deployment = load_deployment(LOCAL_CHAIN_ID)
+    w3 = Web3(Web3.HTTPProvider(rpc_url))
+    contract = w3.eth.contract(
+        address=Web3.to_checksum_address(deployment.address(name)), abi=load_abi(name)
+    )
+    return int(getattr(contract.functions, method)(*args).call())
+
+
+def chain_time(rpc_url: str) -> int:
+    return int(rpc(rpc_url, "eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
+
+
+def move_to(rpc_url: str, timestamp: int, blocks: int = 4) -> None:
+    """Mine a block at `timestamp` (when the chain is behind it), then a few more so the
+    indexer's finalized block passes it."""
+    if chain_time(rpc_url) < timestamp:
+        rpc(rpc_url, "evm_mine", [timestamp])
+    for _ in range(blocks):
+        rpc(rpc_url, "evm_mine", [])
+
+
+def wait_indexed(database_url: str, rpc_url: str, timeout: float = 60.0) -> None:
+    import psycopg
+
+    from migrations import libpq_url
+
+    head = int(rpc(rpc_url, "eth_blockNumber"), 16)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with psycopg.connect(libpq_url(database_url)) as conn:
+            row = conn.execute(
+                "SELECT block_number, finalized_block FROM indexer_checkpoints WHERE chain_id = %s",
+                (LOCAL_CHAIN_ID,),
+            ).fetchone()
+        if row is not None and int(row[0]) >= head and int(row[1]) >= head - 3:
+            return
+        time.sleep(0.5)
+    raise EpochError(f"the indexer did not reach block {head} in {timeout:.0f} s: is make run up?")
+
+
+def settle(env: dict[str, str]) -> None:
+    for args in (["run", "--wait", "60"], ["status"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "api.settlement", *args], cwd=PROJECT_ROOT, env=env, check=False
+        )
+        if result.returncode not in (0,):
+            raise EpochError(
+                f"python -m api.settlement {' '.join(args)} exited {result.returncode}"
+            )
+
+
+def main() -> int:
+    from api.core.settings import Settings
+
+    state_file = run_dir(os.environ) / "stack.json"
+    try:
+        stack = json.loads(state_file.read_text())
+    except FileNotFoundError:
+        print(
+            f"no running stack ({state_file} is missing): start `make run` first", file=sys.stderr
+        )
+        return 1
+    rpc_url, database_url, redis_url = stack["rpc_url"], stack["database_url"], stack["redis_url"]
+    try:
+        chain_id = int(rpc(rpc_url, "eth_chainId"), 16)
+        if chain_id != LOCAL_CHAIN_ID:
+            raise EpochError(
+                f"make epoch moves the clock of the local chain only, not chain {chain_id}"
+            )
+        env = services_env(
+            rpc_url,
+            database_url,
+            redis_url,
+            chain_id,
+            secret_file=run_dir(os.environ) / "session-secret",
+        )
+        hold = Settings(**{"ivt_hold_seconds": env["BUZZER_IVT_HOLD_SECONDS"]}
+                        if env.get("BUZZER_IVT_HOLD_SECONDS") else {}).ivt_hold_seconds  # fmt: skip
+        epoch = call(rpc_url, "CampaignRegistry", "current_epoch")
+        end = call(rpc_url, "CampaignRegistry", "epoch_end", epoch)
+        print(f"epoch {epoch} ends at {end}; moving the chain past it and the IVT hold ({hold} s)")
+        move_to(rpc_url, end + hold + MARGIN)
+        wait_indexed(database_url, rpc_url)
+        settle(env)
+        challenge = call(rpc_url, "PublisherPayout", "challenge_period")
+        print(f"moving the chain past the challenge period ({challenge} s)")
+        move_to(rpc_url, chain_time(rpc_url) + challenge + MARGIN)
+        wait_indexed(database_url, rpc_url)
+        settle(env)
+    except (EpochError, StackError, OSError) as exc:
+        print(f"make epoch: {exc}", file=sys.stderr)
+        return 1
+    print(f"epoch {epoch} is settled and its root claimable: publishers claim on /publisher")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
