@@ -126,19 +126,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # the ad and tracking endpoints first: they take most of the traffic, and routes are
     # matched in order
+    for router in (ads_router, tracking_router, creatives_files):
+        app.include_router(router, responses=errors.ERROR_RESPONSES)
+    if settings.api_role == "serving":
+        return app  # a hot-path replica: no accounts, analytics, settlement or pages
     routers = (
-        ads_router,
-        tracking_router,
         auth_router,
         publishers_router,
         advertisers,
         campaigns,
         privacy_router,
+        analytics_router,
+        settlement_router,
     )
-    for router in (*routers, creatives_files):
+    for router in routers:
         app.include_router(router, responses=errors.ERROR_RESPONSES)
-    app.include_router(analytics_router, responses=errors.ERROR_RESPONSES)
-    app.include_router(settlement_router, responses=errors.ERROR_RESPONSES)
     # the dashboards and landing pages
     web.install(app)
     app.include_router(session_api, responses=errors.ERROR_RESPONSES)

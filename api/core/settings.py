@@ -6,7 +6,7 @@ import ipaddress
 import json
 import time
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
@@ -189,6 +189,9 @@ class Settings(BaseSettings):
     # "dev"), so its slots serve ads without a DNS record or a file on a real domain. Refused
     # on any chain but a local one: elsewhere only a proven domain serves ads.
     dev_trust_sites: bool = False
+    # which routes this API process serves: "all", or "serving" (the ad endpoint, tracking,
+    # receipts' public keys and the ops endpoints only) for replicas that scale the hot path
+    api_role: Literal["all", "serving"] = "all"
     # how far in the future a sign-in message's issuedAt may be: a wallet's clock runs a little
     # ahead; one issued years ahead would stay fresh for years
     siwe_clock_skew_seconds: int = Field(default=60, ge=0)

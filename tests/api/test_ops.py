@@ -81,3 +81,16 @@ def test_a_flood_of_readyz_opens_no_connection_per_probe(settings, pg_server, an
 
     assert statuses == [200] * 200
     assert opened <= 10, f"{opened} Postgres sessions for 200 probes"
+
+
+def test_a_serving_replica_answers_only_the_hot_path(settings):
+    serving = settings.model_copy(update={"api_role": "serving"})
+    with TestClient(create_app(serving)) as client:
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/.well-known/jwks.json").status_code == 200
+        assert client.get("/x402/ad").status_code == 422  # there, and asks for its parameters
+        assert client.get("/track/click/not-a-token").status_code != 404
+        for elsewhere in ("/api/v1/auth/nonce", "/", "/publisher", "/api/v1/settlement/epochs"):
+            assert client.get(elsewhere).status_code == 404, elsewhere
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/api/v1/auth/nonce").status_code == 200
