@@ -173,10 +173,13 @@ def port_of(process: str, environ: dict[str, str] | None = None) -> int:
 
 def serve(process: str, *collectors: Collector, environ: dict[str, str] | None = None) -> int:
     """Register `collectors` and answer `/metrics` for `process` on its port; returns the
-    port (0 when off or taken)."""
+    port (0 when off or taken). A malformed port setting ends the process with its name."""
+    try:
+        port = port_of(process, environ)
+    except ValueError as exc:  # a setting to fix: one line, no traceback
+        raise SystemExit(f"{process}: {exc}") from None
     for collector in collectors:
         REGISTRY.register(collector)
-    port = port_of(process, environ)
     if port == 0:
         return 0
     host = (os.environ if environ is None else environ).get(HOST_VARIABLE) or "127.0.0.1"

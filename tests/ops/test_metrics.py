@@ -125,5 +125,5 @@ def test_a_process_serves_its_metrics_on_its_port_and_survives_a_taken_one() -> 
     assert 'buzzer_watcher_verdicts_total{verdict="ok"}' in text
     assert metrics.serve("watcher", environ=env) == 0  # taken: logged, the process goes on
     assert metrics.serve("watcher", environ={"BUZZER_WATCHER_METRICS_PORT": "0"}) == 0
-    with pytest.raises(ValueError, match="BUZZER_WATCHER_METRICS_PORT"):
-        metrics.port_of("watcher", {"BUZZER_WATCHER_METRICS_PORT": "http"})
+    with pytest.raises(SystemExit, match="watcher: BUZZER_WATCHER_METRICS_PORT must be a port"):
+        metrics.serve("watcher", environ={"BUZZER_WATCHER_METRICS_PORT": "http"})
