@@ -46,7 +46,7 @@ epoch: install
 test: install browser
 	ruff check . && ruff format --check . && mypy
 	ape test tests/contracts -p no:cacheprovider
-	pytest tests/scripts tests/support tests/chain tests/indexer tests/api tests/ads tests/tracking tests/analytics tests/settlement tests/web tests/journey -p no:cacheprovider
+	pytest tests/scripts tests/support tests/chain tests/indexer tests/api tests/ads tests/tracking tests/analytics tests/settlement tests/ops tests/web tests/journey -p no:cacheprovider
 
 # The dashboards' tests drive Debian's Chromium (Playwright never downloads a browser here):
 # installed with apt when missing, which needs root; otherwise install `chromium` first or

@@ -43,6 +43,7 @@ from api.web import core as web
 from api.web.pages import PAGE_ROUTERS
 from api.web.router import router as web_router
 from api.web.router import session_api
+from observe import logs
 
 log = logging.getLogger("api")
 
@@ -222,4 +223,7 @@ def _check_rpc(rpc_url: str, chain_id: int) -> str:
 
 
 def app_from_env() -> FastAPI:
+    """The app as a server starts it (`uvicorn --factory api.main:app_from_env`): its logs,
+    uvicorn's included, as JSON lines (or for a terminal, see `observe.logs`)."""
+    logs.configure("api")
     return create_app()

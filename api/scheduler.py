@@ -37,6 +37,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from api.core.settings import Settings
 from migrations import libpq_url
+from observe import logs, metrics
 
 log = logging.getLogger("api.scheduler")
 
@@ -206,9 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--once", metavar="JOB", choices=[job.name for job in JOBS])
     parser.add_argument("--list", action="store_true", help="print the jobs and exit")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure("scheduler")
     # a skipped turn of a job still running is expected; each HTTP call of a job is noise
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -238,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
+    metrics.serve("scheduler", metrics.SettlementStates(lambda: settlement_states(settings)))
     scheduler.start()
     while not stop.wait(0.5):
         pass
@@ -248,6 +248,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.shutdown()
         os._exit(0)
     return 0
+
+
+def settlement_states(settings: Settings) -> list[tuple[str, int, int]]:
+    """(state, epochs in it, newest epoch) of this chain's settlement (the settlement job
+    runs here), for the metrics."""
+    with psycopg.connect(libpq_url(settings.database_url), connect_timeout=2) as conn:
+        rows = conn.execute(
+            "SELECT state, count(*), max(epoch) FROM settlement_epochs WHERE chain_id = %s"
+            " GROUP BY state ORDER BY state",
+            (settings.chain_id,),
+        ).fetchall()
+    return [(str(state), int(count), int(newest)) for state, count, newest in rows]
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 
+from observe import metrics
+
 log = logging.getLogger(__name__)
 
 # Phrases nodes use when an eth_getLogs range holds too many results or takes too long.
@@ -84,6 +86,9 @@ class Rpc:
             try:
                 return self._post(payload)
             except (httpx.TransportError, httpx.HTTPStatusError, json.JSONDecodeError) as exc:
+                metrics.RPC_ERRORS.labels(
+                    "transport", what.split(" ", 1)[0]
+                ).inc()  # "batch of n": batch
                 if attempt == retries:
                     raise RpcUnavailable(
                         f"cannot reach RPC at {self.url} ({what}): {exc}"
@@ -106,6 +111,7 @@ class Rpc:
             if error is None:
                 return reply.get("result")
             code, message = int(error.get("code", 0)), str(error.get("message", ""))
+            metrics.RPC_ERRORS.labels("node", method).inc()
             too_large = method == "eth_getLogs" and _is_too_large(code, message)
             if too_large and not _single_block(params):
                 raise RangeTooLarge(code, message)

@@ -17,6 +17,7 @@ from indexer.runner import Indexer, ReorgTooDeep
 from indexer.settings import ConfigError, Settings
 from indexer.store import leader_lock
 from migrations import upgrade
+from observe import logs, metrics
 
 log = logging.getLogger("indexer")
 
@@ -43,10 +44,7 @@ def _guarded(work: Callable[[Settings], Any]) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool) -> None:
     """Follow Buzzer's contracts into Postgres."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure("indexer", level="DEBUG" if verbose else None)
     logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
@@ -63,6 +61,8 @@ def run(exit_at_head: bool) -> None:
             on_wait=lambda: log.info("another indexer leads chain %d; waiting", indexer.chain_id),
         ):
             upgrade(settings.database_url)
+            if not exit_at_head:  # a catch-up that exits is not scraped
+                metrics.serve("indexer")
             indexer.run(until_head=exit_at_head)
 
     _guarded(work)

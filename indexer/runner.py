@@ -17,6 +17,7 @@ from chain.rpc import RangeTooLarge, Rpc
 from indexer import store
 from indexer.settings import ConfigError, Settings
 from indexer.store import BlockHeader, Checkpoint
+from observe import metrics
 
 log = logging.getLogger("indexer")
 
@@ -157,6 +158,8 @@ class Indexer:
                     orphaned = store.rewind(
                         self.conn, self.chain_id, ancestor, checkpoint.finalized_block
                     )
+                    metrics.INDEXER_REORGS.inc()
+                    metrics.INDEXER_ORPHANED.inc(orphaned)
                     log.warning(
                         "reorg: blocks %d..%d replaced; rewound to %d (%s), %d events orphaned",
                         ancestor.number + 1,
@@ -276,6 +279,7 @@ class Indexer:
             head = self.rpc.block_number()
             target = head if stop_at is None else min(head, stop_at)
             checkpoint = self._check_reorg(checkpoint)
+            _observe(checkpoint, head)
             if checkpoint.block_number >= target:
                 progress.report(checkpoint.block_number, head, force=True)
                 if until_head or stop_at is not None:
@@ -290,7 +294,9 @@ class Indexer:
                 continue
             progress.blocks += new.block_number - checkpoint.block_number
             progress.events += count
+            metrics.INDEXER_EVENTS.inc(count)
             checkpoint = new
+            _observe(checkpoint, head)
             progress.report(checkpoint.block_number, head)
 
     # ---------------------------------------------------------------- backfill
@@ -317,3 +323,9 @@ class Indexer:
         if last > checkpoint.block_number:
             return self.run(stop_at=min(last, head))
         return checkpoint
+
+
+def _observe(checkpoint: Checkpoint, head: int) -> None:
+    metrics.INDEXER_HEAD.set(head)
+    metrics.INDEXER_BLOCK.set(checkpoint.block_number)
+    metrics.INDEXER_LAG.set(max(head - checkpoint.block_number, 0))

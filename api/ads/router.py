@@ -52,6 +52,7 @@ from api.core.errors import (
 )
 from api.core.ratelimit import LocalLimiter
 from api.core.settings import Settings
+from observe import metrics
 
 log = logging.getLogger("api.ads")
 router = APIRouter(tags=["ads"])
@@ -315,6 +316,18 @@ RECEIPT_DOC = {
     openapi_extra={"parameters": [*QUERY_DOC, RECEIPT_DOC]},
 )
 async def serve_ad(request: Request) -> Response:
+    started = time.perf_counter()
+    outcome = "refused"
+    try:
+        outcome, response = await _decide(request)
+        return response
+    finally:
+        metrics.AD_DECISIONS.labels(outcome).inc()
+        metrics.AD_DECISION_SECONDS.observe(time.perf_counter() - started)
+
+
+async def _decide(request: Request) -> tuple[str, Response]:
+    """The answer to `/x402/ad` and its outcome for the metrics."""
     serving = _serving(request)
     ip = client_ip(request, serving.settings)
     serving.limiter.hit(ip)
@@ -332,12 +345,13 @@ async def serve_ad(request: Request) -> Response:
 
     receipt = request.headers.get(RECEIPT_HEADER)
     if receipt:
-        return _presented(serving, request, slot, case, receipt, query.page)
+        return "receipt", _presented(serving, request, slot, case, receipt, query.page)
     v2 = request.headers.get("payment-signature")
     v1 = request.headers.get("x-payment")
     if v2 or v1:
         version = 2 if v2 else 1
-        return await _paid(serving, request, slot, case, v2 or v1 or "", version, query.page)
+        paid = await _paid(serving, request, slot, case, v2 or v1 or "", version, query.page)
+        return "paid", paid
 
     if not agent and not ad_free:
         ad_request = AdRequest(
@@ -355,12 +369,12 @@ async def serve_ad(request: Request) -> Response:
         ads = await _fill(serving, request, slot, ad_request, visitor, n)
         if ads:
             body = ads[0] if n == 1 else {"ads": ads}
-            return JSONResponse(body, headers=NO_STORE)
+            return "ad", JSONResponse(body, headers=NO_STORE)
 
     price = getattr(slot, f"{case}_price")
     if price:
-        return _payment_required(serving, request, slot, case, price)
-    return Response(status_code=204, headers={"Cache-Control": "no-store"})
+        return "payment_required", _payment_required(serving, request, slot, case, price)
+    return "empty", Response(status_code=204, headers={"Cache-Control": "no-store"})
 
 
 def _check_slot(slot: SlotInfo | None, pub_id: str, slot_id: str, format: AdFormat) -> None:
@@ -572,11 +586,13 @@ async def _paid(
             header, version, terms, slot_key=f"{slot.slot_id}:{case}", page=page
         )
     except x402.PaymentRejected as exc:  # the terms again, so the client can pay anew
+        metrics.X402_PAYMENTS.labels("rejected", exc.code).inc()
         exc.headers = {
             **exc.headers,
             "PAYMENT-REQUIRED": _required_header(serving, request, terms, case, exc.code),
         }
         raise
+    metrics.X402_PAYMENTS.labels("settled", "").inc()
     body = AccessReceipt(
         receipt=paid.receipt,
         valid_until=paid.valid_until.isoformat(),

@@ -1,7 +1,9 @@
 """The outermost layer of every request, as one plain ASGI middleware (Starlette's
 `@app.middleware("http")` costs a task and a stream per request and per layer):
 
-- a request id (the caller's `X-Request-ID` or a new one), echoed in the response and logged;
+- a request id (the caller's `X-Request-ID` or a new one), echoed in the response and on
+  every log line written while the request is handled (`observe.logs.bound`), and one access
+  line per request with its method, path, route, status and time;
 - Prometheus counts and latency per route template;
 - open CORS for what publishers' pages fetch (`/x402/`, `/track/`, `/creatives/`), with the
   x402 headers exposed; the dashboard API keeps its own origin list;
@@ -19,6 +21,7 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 
 from api.core.errors import error_body
+from observe.logs import bound
 
 log = logging.getLogger("api")
 
@@ -69,6 +72,19 @@ class Edge:
                 rid = value.decode("latin-1")[:128]
                 break
         rid = rid or uuid.uuid4().hex
+        with bound(request_id=rid):
+            await self._handle(scope, receive, send, rid, path, method, public)
+
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        rid: str,
+        path: str,
+        method: str,
+        public: bool,
+    ) -> None:
         started = time.perf_counter()
         status = 500
 
@@ -110,7 +126,20 @@ class Edge:
         REQUESTS.labels(method, route, str(status)).inc()
         LATENCY.labels(route).observe(elapsed)
         if log.isEnabledFor(logging.INFO):
-            log.info("%s %s %d %.1fms rid=%s", method, path, status, elapsed * 1000, rid)
+            log.info(
+                "%s %s %d %.1fms",
+                method,
+                path,
+                status,
+                elapsed * 1000,
+                extra={
+                    "method": method,
+                    "path": path,
+                    "route": route,
+                    "status": status,
+                    "ms": round(elapsed * 1000, 2),
+                },
+            )
 
 
 def _cors() -> list[tuple[bytes, bytes]]:

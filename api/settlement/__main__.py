@@ -32,6 +32,7 @@ from api.settlement.service import (
     settle,
     status,
 )
+from observe import logs
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logs.configure("settlement")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per RPC call
     if argv and argv[0] == "verify":
         from api.settlement.verify import verify_main

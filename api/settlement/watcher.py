@@ -39,6 +39,7 @@ from api.settlement.verify import (
 from chain.contracts import Deployment, load_deployment
 from chain.rpc import Rpc, RpcError, RpcUnavailable
 from chain.sender import ChainSendError, Sender
+from observe import logs, metrics
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ class Watcher:
                 continue
             reports.append(report)
             self._checked[str(root_id)] = report.action or ("ok" if report.ok else "reported")
+            metrics.WATCHER_VERDICTS.labels(self._checked[str(root_id)]).inc()
             self._save_state()
         return reports
 
@@ -264,14 +266,13 @@ def watch_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--once", action="store_true", help="one round, then exit")
     args = parser.parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+    logs.configure("watcher")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per RPC call
     watcher = Watcher(get_settings())
     try:
         if args.once:
             return 0 if all(r.ok for r in watcher.run_once()) else 1
+        metrics.serve("watcher")
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())

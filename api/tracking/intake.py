@@ -33,6 +33,7 @@ from api.core.settings import Settings
 from api.tracking.ivt import IvtRules
 from api.tracking.models import CLICK, IMPRESSION
 from api.tracking.stream import STREAM_VERSION, Keys, TrackedEvent, shard_of, stream_key
+from observe import metrics
 
 log = logging.getLogger("api.tracking")
 
@@ -200,6 +201,16 @@ class Intake:
             return None, FORGED
 
     async def record(self, kind: str, token: str, visit: Visit) -> Outcome:
+        outcome = await self._record(kind, token, visit)
+        if not outcome.recorded:
+            metrics.EVENTS_REJECTED.labels(kind, "lost").inc()
+        else:
+            metrics.EVENTS_INGESTED.labels(kind).inc()
+            if outcome.verdict:
+                metrics.EVENTS_REJECTED.labels(kind, outcome.verdict).inc()
+        return outcome
+
+    async def _record(self, kind: str, token: str, visit: Visit) -> Outcome:
         now = self.settings.now()
         event, verdict = self.read(kind, token, now)
         verdict = verdict or self.rules.verdict(visit.user_agent, visit.ip)

@@ -74,6 +74,7 @@ from redis.retry import Retry
 from api.core.settings import Settings
 from api.tracking import partitions
 from api.tracking.stream import DEFAULT_SHARDS, GROUP, Keys, stream_keys
+from observe import logs, metrics
 
 logger = logging.getLogger("api.tracking.writer")  # also when run as __main__
 
@@ -514,6 +515,13 @@ class Writer:
 
     # -- the loop -----------------------------------------------------------------------
 
+    def backlog(self) -> dict[str, int]:
+        """Each shard stream's entries not stored yet (acknowledged entries are deleted)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in self.streams:
+            pipe.xlen(key)
+        return dict(zip(self.streams, map(int, pipe.execute()), strict=True))
+
     def stop(self) -> None:
         self._stop.set()
 
@@ -728,6 +736,7 @@ class Writer:
             self._rated.pop(entry.event_id, None)
         self.stats["batches"] += 1
         self.stats["events"] += len(batch.entries)
+        metrics.EVENTS_STORED.inc(len(batch.entries))
         self.stats["taken_back"] += taken_back
         self._progress()
 
@@ -791,6 +800,8 @@ class Writer:
                 for event in group[max(0, limit - before) :]:
                     if reasons[event.entry.event_id] is None:
                         reasons[event.entry.event_id] = reason
+                        kind = event.entry.fields.get("kind", "")
+                        metrics.EVENTS_REJECTED.labels(kind, reason).inc()
         return reasons  # the IP rule is applied first: an event over both keeps rate_ip
 
     def _store(self, rows: list[tuple[Any, ...]], events: list[Event]) -> list[str]:
@@ -1046,10 +1057,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--log-every", type=int, default=100, help="batches per progress line")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure("writer")
     config = WriterConfig.from_settings(
         Settings(),
         consumer=args.consumer,
@@ -1067,6 +1075,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     tune_gc()
+    metrics.serve("writer", metrics.Backlog(writer.backlog))  # scrapes use a pooled connection
     writer.run()
 
 

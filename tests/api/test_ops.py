@@ -1,15 +1,25 @@
-"""Health, readiness, metrics, request ids and the error shape for unknown routes."""
+"""Health, readiness, metrics, request ids (on every log line of their request) and the error
+shape for unknown routes."""
 
 from __future__ import annotations
 
+import io
+import json
+import logging
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from api.core.settings import Settings
 from api.main import ConfigurationError, create_app
+from observe import logs
+from tests.support.stack import Stack
 
 
 def test_healthz_and_request_id(client):
@@ -94,3 +104,71 @@ def test_a_serving_replica_answers_only_the_hot_path(settings):
             assert client.get(elsewhere).status_code == 404, elsewhere
     with TestClient(create_app(settings)) as client:
         assert client.get("/api/v1/auth/nonce").status_code == 200
+
+
+def test_a_request_id_is_on_its_json_log_line(stack: Stack) -> None:
+    """The API as served (uvicorn, its log a file): one JSON object per line, the access
+    line of a request carrying the id the caller sent."""
+    rid = "ops-" + uuid.uuid4().hex
+    reply = httpx.get(f"{stack.api_url}/healthz", headers={"X-Request-ID": rid})
+    assert reply.headers["X-Request-ID"] == rid
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [json.loads(x) for x in stack.log("api", 200).splitlines() if rid in x]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    (line,) = lines
+    assert line["request_id"] == rid and line["process"] == "api"
+    assert (line["method"], line["route"], line["status"]) == ("GET", "/healthz", 200)
+    assert line["level"] == "info" and line["timestamp"].endswith("Z")
+
+
+def test_every_line_logged_during_a_request_has_its_id(settings) -> None:
+    out = io.StringIO()
+    handler = logs.configure("api", format="json", stream=out)
+    app = create_app(settings)
+
+    @app.get("/boom-log")
+    def noisy() -> dict[str, str]:  # another module's logger, in the threadpool
+        logging.getLogger("api.ads").warning("something odd", extra={"slot_id": "slot-1"})
+        return {}
+
+    try:
+        with TestClient(app) as client:
+            client.get("/boom-log", headers={"X-Request-ID": "rid-42"})
+        logging.getLogger("api").warning("outside any request")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = [json.loads(x) for x in out.getvalue().splitlines()]
+    odd = next(x for x in lines if x["event"] == "something odd")
+    assert (odd["request_id"], odd["slot_id"], odd["logger"]) == ("rid-42", "slot-1", "api.ads")
+    assert next(x for x in lines if x["event"] == "outside any request").get("request_id") is None
+
+
+def test_a_terminal_gets_readable_lines_and_bad_settings_are_named() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Terminal()
+    handler = logs.configure("indexer", stream=out)
+    try:
+        logging.getLogger("indexer").info("indexed to block %d", 42)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    text = out.getvalue()
+    assert "indexed to block 42" in text and not text.lstrip().startswith("{")
+    with pytest.raises(logs.ConfigError, match="BUZZER_LOG_FORMAT"):
+        logs.configure("api", format="xml")
+    with pytest.raises(logs.ConfigError, match="LOG_LEVEL"):
+        logs.configure("api", level="loud")
+
+
+def test_the_indexer_reports_head_and_lag(stack: Stack) -> None:
+    stack.chain.mine(3)
+    stack.index_here()
+    head = int(stack.anvil.call("eth_blockNumber"), 16)
+    assert REGISTRY.get_sample_value("buzzer_indexer_head_block") == head
+    assert REGISTRY.get_sample_value("buzzer_indexer_block") == head
+    assert REGISTRY.get_sample_value("buzzer_indexer_lag_blocks") == 0
