@@ -387,18 +387,25 @@ class Indexer:
             raise ConfigError(
                 f"--from {first} would leave a gap: indexed up to block {checkpoint.block_number}"
             )
-        block = first
         head = self.rpc.block_number()
+        block = first
         while block <= min(last, checkpoint.block_number):
             upto = min(block + self.range_size - 1, last, checkpoint.block_number)
             events, upto = self._fetch(block, upto)
-            if self.payments is not None:
-                followed = store.followed_wallets(self.conn, self.chain_id)
-                token_events = self.payments.fetch(self.rpc, followed, block, upto)
-                events = sorted(events + token_events, key=lambda e: e.order)
             store.reindex(self.conn, self.chain_id, events)
             log.info("re-indexed blocks %d..%d: %d events", block, upto, len(events))
             block = upto + 1
+        if self.payments is not None:
+            # then the token's, once the registry's events are all there: every wallet ever
+            # known, up to the block it stopped being one
+            limits = store.payment_wallet_limits(self.conn, self.chain_id)
+            dropped = {w: until for w, until in limits.items() if until is not None}
+            block, end = first, min(last, checkpoint.block_number)
+            while block <= end:
+                upto = min(block + self.settings.max_range - 1, end)
+                fetched = self.payments.fetch(self.rpc, limits, block, upto)
+                store.reindex(self.conn, self.chain_id, payments.without_dropped(fetched, dropped))
+                block = upto + 1
         if last > checkpoint.block_number:
             return self.run(stop_at=min(last, head))
         return checkpoint

@@ -332,6 +332,31 @@ def followed_wallets(conn: psycopg.Connection[Any], chain_id: int) -> list[str]:
     return [wallet for (wallet,) in rows]
 
 
+def payment_wallet_limits(conn: psycopg.Connection[Any], chain_id: int) -> dict[str, int | None]:
+    """Every wallet a publisher has been paid at, with the last block it was one (None for
+    those that still are): what re-indexing the token reads."""
+    rows = conn.execute(
+        "WITH named AS ("
+        " SELECT args->>'payment_wallet' AS wallet, NULL::bigint AS dropped FROM chain_events"
+        "  WHERE chain_id = %(c)s AND canonical AND contract = 'PublisherRegistry'"
+        "  AND event = 'PublisherRegistered'"
+        " UNION ALL SELECT args->>'new_wallet', NULL FROM chain_events"
+        "  WHERE chain_id = %(c)s AND canonical AND contract = 'PublisherRegistry'"
+        "  AND event = 'PaymentWalletUpdated'"
+        " UNION ALL SELECT args->>'previous_wallet', block_number FROM chain_events"
+        "  WHERE chain_id = %(c)s AND canonical AND contract = 'PublisherRegistry'"
+        "  AND event = 'PaymentWalletUpdated')"
+        " SELECT n.wallet, CASE WHEN bool_or(p.payment_wallet IS NOT NULL) THEN NULL"
+        "  ELSE max(n.dropped) END"
+        " FROM named n LEFT JOIN publishers_onchain p"
+        "  ON p.chain_id = %(c)s AND p.payment_wallet = n.wallet"
+        " GROUP BY n.wallet",
+        {"c": chain_id},
+    ).fetchall()
+    conn.commit()
+    return {wallet: dropped for wallet, dropped in rows}
+
+
 def publishers_per_wallet(
     conn: psycopg.Connection[Any], chain_id: int, wallets: Iterable[str]
 ) -> dict[str, int]:
