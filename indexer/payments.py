@@ -18,6 +18,7 @@ re-indexing keep the same rows:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,8 @@ from eth_utils import keccak
 
 from chain.decode import Decoder, Event
 from chain.rpc import RangeTooLarge, Rpc
+
+log = logging.getLogger("indexer")
 
 TOKEN = "PaymentToken"
 TOKEN_ABI: list[dict[str, Any]] = [
@@ -86,6 +89,48 @@ class PaymentToken:
         transfers = self.decoder.decode_all(logs)
         return sorted(transfers + self._authorizations(rpc, transfers), key=lambda e: e.order)
 
+    def cross_check(
+        self,
+        rpc: Rpc,
+        events: list[Event],
+        headers: Sequence[Any],
+        wallets: Iterable[str],
+    ) -> list[Event]:
+        """A node may answer eth_getLogs with nothing for blocks that hold our logs. Inside
+        the window each block's bloom filter says whether it may hold a transfer to one of
+        `wallets`: such a block without one is asked again on its own (by hash)."""
+        topics = [wallet_topic(w) for w in sorted({w.lower() for w in wallets})]
+        if not topics:
+            return events
+        with_logs = {e.block_number for e in events}
+        wanted = [bytes.fromhex(self.address[2:]), bytes.fromhex(TRANSFER_TOPIC[2:])]
+        missed: list[Event] = []
+        for header in headers:
+            if header.number in with_logs:
+                continue
+            if header.logs_bloom:
+                bloom = int(header.logs_bloom, 16)
+                if not all(bloom_admits(bloom, item) for item in wanted) or not any(
+                    bloom_admits(bloom, bytes.fromhex(t[2:])) for t in topics
+                ):
+                    continue
+            logs: list[Any] = []
+            for start in range(0, len(topics), WALLETS_PER_QUERY):
+                query = {
+                    "address": self.address,
+                    "topics": [TRANSFER_TOPIC, None, topics[start : start + WALLETS_PER_QUERY]],
+                    "blockHash": header.hash,
+                }
+                logs.extend(rpc.call("eth_getLogs", [query]))
+            if logs:
+                log.warning(
+                    "node omitted %d payments of block %d; recovered", len(logs), header.number
+                )
+                missed.extend(self.decoder.decode_all(logs))
+        if not missed:
+            return events
+        return sorted(events + missed + self._authorizations(rpc, missed), key=lambda e: e.order)
+
     def _logs(self, rpc: Rpc, topics: list[str], first: int, last: int) -> list[Any]:
         query = {
             "address": self.address,
@@ -130,6 +175,13 @@ class PaymentToken:
                         raise ChainChanged(f"block {transfer.block_number} changed while read")
                     found.append(self.decoder.decode(log))
         return found
+
+
+def bloom_admits(bloom: int, item: bytes) -> bool:
+    """A block's logs bloom may hold `item` (an address or a topic); false positives happen,
+    false negatives do not."""
+    digest = keccak(item)
+    return all(bloom >> (((digest[i] << 8) | digest[i + 1]) & 2047) & 1 for i in (0, 2, 4))
 
 
 # ---------------------------------------------------------------- which wallets, when

@@ -280,7 +280,12 @@ class Indexer:
         if self.payments is None:
             return read.events, {}
         followed = store.followed_wallets(self.conn, self.chain_id)
-        token_events = self.payments.fetch(self.rpc, followed, read.first, read.last)
+        token_events = self.payments.cross_check(
+            self.rpc,
+            self.payments.fetch(self.rpc, followed, read.first, read.last),
+            read.headers,
+            followed,
+        )
         for event in token_events:
             header = by_number.get(event.block_number)
             if header is not None and header.hash != event.block_hash:
@@ -316,6 +321,10 @@ class Indexer:
             upto = min(first + self.settings.max_range - 1, last)
             wallets = [job.wallet for job in group]
             events = self.payments.fetch(self.rpc, wallets, first, upto)
+            floor = checkpoint.head_block - self.settings.reorg_window + 1
+            if upto >= floor:  # the bloom check of the unfinalized window, as going forward
+                headers = self._headers(list(range(max(first, floor), upto + 1)))
+                events = self.payments.cross_check(self.rpc, events, headers, wallets)
             store.write_backfill(self.conn, self.chain_id, events, wallets, upto)
             log.info(
                 "payment history of %d wallet(s): blocks %d..%d, %d events",
