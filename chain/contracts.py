@@ -24,6 +24,12 @@ DEPLOYMENTS_DIR_ENV = "BUZZER_DEPLOYMENTS_DIR"
 
 CORE_CONTRACTS = ("PublisherRegistry", "CampaignRegistry", "PaymentEscrow", "PublisherPayout")
 
+# Circle's USDC, the token x402 pays in on Base (the `exact` scheme's default asset there)
+BASE_USDC = {
+    8453: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+    84532: "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+}
+
 Abi = list[dict[str, Any]]
 
 
@@ -85,6 +91,16 @@ class Deployment:
             "start_block": self.start_block,
             "roles": self.roles,
         }
+
+
+def payment_token_address(deployment: Deployment, configured: str = "") -> str | None:
+    """The token x402 payments are made in: `configured` (`PAYMENT_TOKEN`) when set, else the
+    deployment's TestUSDC on a local chain, else Circle's USDC on Base; None when unknown."""
+    if configured:
+        if not is_address(configured):
+            raise ContractsError(f"PAYMENT_TOKEN is not an address: {configured!r}")
+        return to_checksum_address(configured)
+    return deployment.contracts.get("TestUSDC") or BASE_USDC.get(deployment.chain_id)
 
 
 def deployments_dir(environ: Mapping[str, str] | None = None) -> Path:

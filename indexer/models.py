@@ -243,3 +243,18 @@ class X402Payment(SQLModel, table=True):
     token: str
     tx_hash: str
     block_number: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class PaymentBackfill(SQLModel, table=True):
+    """A payment wallet whose earlier transfers are still to be read: blocks `next_block` to
+    `last_block` (the job ends when `next_block` passes `last_block`). `created_block` is the
+    last block of the range that asked for it: a reorg below it drops the job, and indexing
+    the range again asks again."""
+
+    __tablename__ = "payment_backfills"
+
+    chain_id: int = Field(primary_key=True)
+    wallet: str = Field(primary_key=True)
+    next_block: int = Field(sa_column=Column(BigInteger, nullable=False))
+    last_block: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_block: int = Field(sa_column=Column(BigInteger, nullable=False))

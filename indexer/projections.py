@@ -366,7 +366,7 @@ x402_payments = Projection(
 )
 
 
-@x402_payments.on("TestUSDC", "AuthorizationUsed")
+@x402_payments.on("PaymentToken", "AuthorizationUsed")
 def _authorization(row: Row | None, e: Event, batch: Batch) -> Row | None:
     # the transfer the authorization paid for is the token's next log in the same transaction
     transfer = batch.get((e.tx_hash, e.log_index + 1))

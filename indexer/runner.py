@@ -11,10 +11,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from catalog_version import SERVING_CONTRACTS, Notifier
-from chain.contracts import ContractsError, load_abi, load_deployment
+from chain.contracts import ContractsError, load_abi, load_deployment, payment_token_address
 from chain.decode import Decoder, Event
 from chain.rpc import RangeTooLarge, Rpc
-from indexer import store
+from indexer import payments, store
+from indexer.payments import ChainChanged, PaymentToken
 from indexer.settings import ConfigError, Settings
 from indexer.store import BlockHeader, Checkpoint
 from observe import metrics
@@ -28,8 +29,7 @@ class ReorgTooDeep(Exception):
     """The chain changed below the unfinalized window: the indexer must not guess."""
 
 
-class ChainChanged(Exception):
-    """Blocks moved while a range was being read; read it again."""
+__all__ = ["ChainChanged", "Indexer", "ReorgTooDeep"]
 
 
 @dataclass
@@ -87,13 +87,27 @@ class Indexer:
                 f"serves chain {self.chain_id}"
             )
         deployment = load_deployment(self.chain_id)
-        contracts = {address: name for name, address in deployment.contracts.items()}
+        token = payment_token_address(deployment, settings.payment_token)
+        # the payment token is read by payment wallet (indexer/payments.py), not in full
+        contracts = {
+            address: name for name, address in deployment.contracts.items() if address != token
+        }
         try:
             self.decoder = Decoder(contracts, {name: load_abi(name) for name in contracts.values()})
         except KeyError as exc:
             raise ContractsError(f"no ABI for {exc}") from None
         self.start_block = (
             settings.start_block if settings.start_block is not None else deployment.start_block
+        )
+        self.payments = (
+            None
+            if token is None
+            else PaymentToken(
+                token,
+                self.start_block
+                if settings.payment_start_block is None
+                else settings.payment_start_block,
+            )
         )
         self.conn = store.connect(settings.database_url)
         self.range_size = settings.initial_range
@@ -241,16 +255,90 @@ class Indexer:
             if header is not None and header.hash != event.block_hash:
                 self._prefetched = None
                 raise ChainChanged(f"block {event.block_number} changed while it was read")
+        events, backfills = self._with_payments(read, by_number)
         tip = read.tip
         new = Checkpoint(
             tip.number, tip.hash, tip.timestamp, min(self._finalized(head), tip.number), head
         )
         store.write_range(
-            self.conn, self.chain_id, read.events, read.headers, new, self.settings.reorg_window
+            self.conn,
+            self.chain_id,
+            events,
+            read.headers,
+            new,
+            self.settings.reorg_window,
+            backfills,
+            self.payments.start_block if self.payments else 0,
         )
         if any(event.contract in SERVING_CONTRACTS for event in read.events):
             self.notifier.changed()
         return new, len(read.events)
+
+    def _with_payments(
+        self, read: RangeRead, by_number: dict[int, BlockHeader]
+    ) -> tuple[list[Event], dict[str, int]]:
+        """The range's events with the payment token's for the wallets followed before it
+        (read now, not prefetched: the range before may have changed the wallets), and the
+        wallets whose history is to be backfilled."""
+        if self.payments is None:
+            return read.events, {}
+        followed = store.followed_wallets(self.conn, self.chain_id)
+        token_events = self.payments.cross_check(
+            self.rpc,
+            self.payments.fetch(self.rpc, followed, read.first, read.last),
+            read.headers,
+            followed,
+        )
+        for event in token_events:
+            header = by_number.get(event.block_number)
+            if header is not None and header.hash != event.block_hash:
+                self._prefetched = None
+                raise ChainChanged(f"block {event.block_number} changed while it was read")
+        touched = payments.touched_wallets(read.events)
+        changes = payments.wallet_changes(
+            read.events, store.publishers_per_wallet(self.conn, self.chain_id, touched), read.last
+        )
+        if not token_events:
+            return read.events, changes.backfill
+        kept = payments.without_dropped(token_events, changes.dropped)
+        return sorted(read.events + kept, key=lambda e: e.order), changes.backfill
+
+    def backfill_payments(self, checkpoint: Checkpoint, drain: bool) -> int:
+        """Read on the history of newly known payment wallets (one chunk, or every chunk
+        when `drain`), never past `checkpoint`; the number of events stored."""
+        if self.payments is None:
+            return 0
+        stored = 0
+        while True:
+            jobs = [
+                job
+                for job in store.pending_backfills(self.conn, self.chain_id)
+                if job.next_block <= checkpoint.block_number
+            ]
+            if not jobs:
+                return stored
+            # wallets at the same point are read together
+            first = jobs[0].next_block
+            group = [job for job in jobs if job.next_block == first]
+            last = min(min(job.last_block for job in group), checkpoint.block_number)
+            upto = min(first + self.settings.max_range - 1, last)
+            wallets = [job.wallet for job in group]
+            events = self.payments.fetch(self.rpc, wallets, first, upto)
+            floor = checkpoint.head_block - self.settings.reorg_window + 1
+            if upto >= floor:  # the bloom check of the unfinalized window, as going forward
+                headers = self._headers(list(range(max(first, floor), upto + 1)))
+                events = self.payments.cross_check(self.rpc, events, headers, wallets)
+            store.write_backfill(self.conn, self.chain_id, events, wallets, upto)
+            log.info(
+                "payment history of %d wallet(s): blocks %d..%d, %d events",
+                len(wallets),
+                first,
+                upto,
+                len(events),
+            )
+            stored += len(events)
+            if not drain:
+                return stored
 
     def _prefetch(self, first: int, last: int, head: int) -> None:
         future = self._reader.submit(self._read, first, last, head, self._reader_rpc)
@@ -281,6 +369,7 @@ class Indexer:
             checkpoint = self._check_reorg(checkpoint)
             _observe(checkpoint, head)
             if checkpoint.block_number >= target:
+                self.backfill_payments(checkpoint, drain=True)
                 progress.report(checkpoint.block_number, head, force=True)
                 if until_head or stop_at is not None:
                     return checkpoint
@@ -297,6 +386,7 @@ class Indexer:
             metrics.INDEXER_EVENTS.inc(count)
             checkpoint = new
             _observe(checkpoint, head)
+            progress.events += self.backfill_payments(checkpoint, drain=False)
             progress.report(checkpoint.block_number, head)
 
     # ---------------------------------------------------------------- backfill
@@ -312,14 +402,25 @@ class Indexer:
             raise ConfigError(
                 f"--from {first} would leave a gap: indexed up to block {checkpoint.block_number}"
             )
-        block = first
         head = self.rpc.block_number()
+        block = first
         while block <= min(last, checkpoint.block_number):
             upto = min(block + self.range_size - 1, last, checkpoint.block_number)
             events, upto = self._fetch(block, upto)
             store.reindex(self.conn, self.chain_id, events)
             log.info("re-indexed blocks %d..%d: %d events", block, upto, len(events))
             block = upto + 1
+        if self.payments is not None:
+            # then the token's, once the registry's events are all there: every wallet ever
+            # known, up to the block it stopped being one
+            limits = store.payment_wallet_limits(self.conn, self.chain_id)
+            dropped = {w: until for w, until in limits.items() if until is not None}
+            block, end = first, min(last, checkpoint.block_number)
+            while block <= end:
+                upto = min(block + self.settings.max_range - 1, end)
+                fetched = self.payments.fetch(self.rpc, limits, block, upto)
+                store.reindex(self.conn, self.chain_id, payments.without_dropped(fetched, dropped))
+                block = upto + 1
         if last > checkpoint.block_number:
             return self.run(stop_at=min(last, head))
         return checkpoint

@@ -33,6 +33,10 @@ class Settings:
     max_range: int = 100_000
     target_logs: int = 10_000
     redis_url: str = ""
+    # the x402 payment token (default: the deployment's TestUSDC, or USDC on Base) and the
+    # block a newly known payment wallet's history is read from (default: the start block)
+    payment_token: str = ""
+    payment_start_block: int | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -53,4 +57,6 @@ class Settings:
             max_range=_int(env, "INDEXER_MAX_RANGE", 100_000) or 100_000,
             target_logs=_int(env, "INDEXER_TARGET_LOGS", 10_000) or 10_000,
             redis_url=env.get("REDIS_URL", ""),
+            payment_token=env.get("PAYMENT_TOKEN", ""),
+            payment_start_block=_int(env, "INDEXER_PAYMENT_START_BLOCK", None),
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -119,10 +119,15 @@ def write_range(
     headers: Sequence[BlockHeader],
     checkpoint: Checkpoint,
     window: int,
+    backfills: Mapping[str, int] | None = None,
+    backfill_from: int = 0,
 ) -> None:
-    """Commit one block range: raw events, window blocks, projections and the checkpoint,
-    all or nothing."""
+    """Commit one block range: raw events, window blocks, projections, the payment wallets
+    whose history is to be read (`backfills`: wallet -> last block, from `backfill_from`)
+    and the checkpoint, all or nothing."""
     with conn.transaction():
+        if backfills:
+            _add_backfills(conn, chain_id, backfills, backfill_from, checkpoint.block_number)
         _insert_events(conn, chain_id, events)
         if headers:
             with conn.cursor() as cur:
@@ -315,6 +320,118 @@ def _store_rows(
         )
 
 
+# ---------------------------------------------------------------- payment wallets
+
+
+def followed_wallets(conn: psycopg.Connection[Any], chain_id: int) -> list[str]:
+    """Every wallet some publisher is paid at now."""
+    rows = conn.execute(
+        "SELECT DISTINCT payment_wallet FROM publishers_onchain WHERE chain_id = %s", (chain_id,)
+    ).fetchall()
+    conn.commit()
+    return [wallet for (wallet,) in rows]
+
+
+def payment_wallet_limits(conn: psycopg.Connection[Any], chain_id: int) -> dict[str, int | None]:
+    """Every wallet a publisher has been paid at, with the last block it was one (None for
+    those that still are): what re-indexing the token reads."""
+    rows = conn.execute(
+        "WITH named AS ("
+        " SELECT args->>'payment_wallet' AS wallet, NULL::bigint AS dropped FROM chain_events"
+        "  WHERE chain_id = %(c)s AND canonical AND contract = 'PublisherRegistry'"
+        "  AND event = 'PublisherRegistered'"
+        " UNION ALL SELECT args->>'new_wallet', NULL FROM chain_events"
+        "  WHERE chain_id = %(c)s AND canonical AND contract = 'PublisherRegistry'"
+        "  AND event = 'PaymentWalletUpdated'"
+        " UNION ALL SELECT args->>'previous_wallet', block_number FROM chain_events"
+        "  WHERE chain_id = %(c)s AND canonical AND contract = 'PublisherRegistry'"
+        "  AND event = 'PaymentWalletUpdated')"
+        " SELECT n.wallet, CASE WHEN bool_or(p.payment_wallet IS NOT NULL) THEN NULL"
+        "  ELSE max(n.dropped) END"
+        " FROM named n LEFT JOIN publishers_onchain p"
+        "  ON p.chain_id = %(c)s AND p.payment_wallet = n.wallet"
+        " GROUP BY n.wallet",
+        {"c": chain_id},
+    ).fetchall()
+    conn.commit()
+    return {wallet: dropped for wallet, dropped in rows}
+
+
+def publishers_per_wallet(
+    conn: psycopg.Connection[Any], chain_id: int, wallets: Iterable[str]
+) -> dict[str, int]:
+    """How many publishers each of `wallets` pays (absent: none)."""
+    rows = conn.execute(
+        "SELECT payment_wallet, count(*) FROM publishers_onchain"
+        " WHERE chain_id = %s AND payment_wallet = ANY(%s) GROUP BY payment_wallet",
+        (chain_id, sorted(wallets)),
+    ).fetchall()
+    conn.commit()
+    return {wallet: int(count) for wallet, count in rows}
+
+
+def _add_backfills(
+    conn: psycopg.Connection[Any],
+    chain_id: int,
+    backfills: Mapping[str, int],
+    first: int,
+    created_block: int,
+) -> None:
+    # a wallet with a job already keeps its progress; the job reaches the later last block
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO payment_backfills"
+            " (chain_id, wallet, next_block, last_block, created_block)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (chain_id, wallet) DO UPDATE SET"
+            " last_block = GREATEST(payment_backfills.last_block, EXCLUDED.last_block)",
+            [
+                (chain_id, wallet, first, last, created_block)
+                for wallet, last in sorted(backfills.items())
+                if last >= first
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class Backfill:
+    wallet: str
+    next_block: int
+    last_block: int
+
+
+def pending_backfills(conn: psycopg.Connection[Any], chain_id: int) -> list[Backfill]:
+    rows = conn.execute(
+        "SELECT wallet, next_block, last_block FROM payment_backfills WHERE chain_id = %s"
+        " ORDER BY next_block, last_block, wallet",
+        (chain_id,),
+    ).fetchall()
+    conn.commit()
+    return [Backfill(*row) for row in rows]
+
+
+def write_backfill(
+    conn: psycopg.Connection[Any],
+    chain_id: int,
+    events: Sequence[Event],
+    wallets: Sequence[str],
+    upto: int,
+) -> None:
+    """Store a backfilled chunk of the payment token's events (none doubled) with the jobs
+    of `wallets` moved past block `upto`, in one transaction: a crash loses nothing."""
+    with conn.transaction():
+        if events:
+            reindex(conn, chain_id, events)
+        conn.execute(
+            "UPDATE payment_backfills SET next_block = %s"
+            " WHERE chain_id = %s AND wallet = ANY(%s) AND next_block <= %s",
+            (upto + 1, chain_id, list(wallets), upto),
+        )
+        conn.execute(
+            "DELETE FROM payment_backfills WHERE chain_id = %s AND next_block > last_block",
+            (chain_id,),
+        )
+
+
 # ---------------------------------------------------------------- reorgs
 
 
@@ -336,6 +453,20 @@ def rewind(
         conn.execute(
             "DELETE FROM indexed_blocks WHERE chain_id = %s AND number > %s",
             (chain_id, ancestor.number),
+        )
+        # jobs asked for by orphaned ranges go (indexing them again asks again); the others
+        # read no further than the ancestor (a job extended later may reach beyond it)
+        conn.execute(
+            "DELETE FROM payment_backfills WHERE chain_id = %s AND created_block > %s",
+            (chain_id, ancestor.number),
+        )
+        conn.execute(
+            "UPDATE payment_backfills SET last_block = LEAST(last_block, %s) WHERE chain_id = %s",
+            (ancestor.number, chain_id),
+        )
+        conn.execute(
+            "DELETE FROM payment_backfills WHERE chain_id = %s AND next_block > last_block",
+            (chain_id,),
         )
         for projection in ALL:
             keys = {projection.key(e) for e in orphaned if projection.handles(e)}

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from indexer.runner import Indexer
 from indexer.settings import Settings
 from indexer.store import Checkpoint
@@ -80,3 +82,18 @@ def projections(database_url: str) -> dict[str, list[Any]]:
     tables = snapshot(database_url, exclude=RAW_AND_CHECKPOINT)
     tables["chain_events"] = [row for row in tables.get("chain_events", []) if row[-1] is True]
     return tables
+
+
+def core_logs(chain: Any) -> list[Any]:
+    """The deployment's logs the indexer stores in full: every contract's but the payment
+    token's (that one is read by payment wallet)."""
+    return [log for log in chain.logs() if log.contract != "TestUSDC"]
+
+
+def core_event_count(database_url: str) -> int:
+    """Canonical stored events of every contract but the payment token."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM chain_events WHERE canonical AND contract <> 'PaymentToken'"
+        ).fetchone()
+    return int(row[0]) if row else 0

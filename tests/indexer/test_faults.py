@@ -12,7 +12,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.indexer.helpers import cli, cli_env, index_to_head, projections, spawn
+from tests.indexer.helpers import (
+    cli,
+    cli_env,
+    core_event_count,
+    core_logs,
+    index_to_head,
+    projections,
+    spawn,
+)
 from tests.support.tables import diff
 
 
@@ -28,12 +36,6 @@ def checkpoint_of(database_url: str) -> int | None:
     except psycopg.errors.UndefinedTable:
         return None
     return None if row is None else int(row[0])
-
-
-def event_count(database_url: str) -> int:
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT count(*) FROM chain_events WHERE canonical").fetchone()
-    return int(row[0]) if row else 0
 
 
 def test_sigkill_mid_backfill_loses_and_doubles_nothing(
@@ -70,7 +72,7 @@ def test_sigkill_mid_backfill_loses_and_doubles_nothing(
     clean = make_database()
     index_to_head(chain.rpc_url, clean)
     assert diff(projections(database_url), projections(clean)) == ""
-    assert event_count(database_url) == len(chain.logs())
+    assert core_event_count(database_url) == len(core_logs(chain))
 
 
 def test_flaky_rpc_gives_the_same_tables(chain, flaky_rpc, database_url, make_database):
@@ -138,7 +140,7 @@ def test_a_second_indexer_waits_and_takes_over(chain, database_url, deployments_
             assert time.monotonic() < deadline, "the follower did not take over"
             time.sleep(0.2)
         assert "indexed to block" in follower_log.read_text()
-        assert event_count(database_url) == len(chain.logs())
+        assert core_event_count(database_url) == len(core_logs(chain))
     finally:
         for process in (leader, follower):
             if process.poll() is None:

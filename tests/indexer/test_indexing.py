@@ -11,7 +11,13 @@ from eth_utils import keccak
 
 from api.settlement.merkle import Leaf
 from indexer.runner import Indexer
-from tests.indexer.helpers import index_to_head, projections, settings
+from tests.indexer.helpers import (
+    core_event_count,
+    core_logs,
+    index_to_head,
+    projections,
+    settings,
+)
 from tests.support.anvil import CHALLENGE_PERIOD, EPOCH_LENGTH, WITHDRAW_DELAY
 from tests.support.chain import ADMIN, GUARDIAN
 from tests.support.tables import diff
@@ -81,9 +87,11 @@ def every_action(chain) -> dict[str, Any]:
     second = [payee_leaf, *earlier, Leaf(chain.account(payer), chain.usdc, 0)]
     chain.post_root(chain.payout_tree(second))
     chain.revoke_root(root_id + 1)
-    chain.mint_usdc(payer, MAX_UINT - 10**30)  # a Transfer whose value needs all 256 bits
+    # a Transfer whose value needs all 256 bits, to a wallet a publisher is paid at
+    chain.mint_usdc(new_wallet, MAX_UINT - 10**30)
     chain.mint_usdc(payer, 5 * USDC)
-    chain.x402_transfer(payer, chain.account(payee), 1_234_567)
+    chain.x402_transfer(payer, chain.account(new_wallet), 1_234_567)
+    chain.x402_transfer(payer, chain.account(payee), 7)  # no publisher's wallet any more
     return {
         "publisher": chain.account(publisher).lower(),
         "payee": chain.account(payee).lower(),
@@ -106,7 +114,18 @@ def test_every_event_lands_raw_and_in_its_projection(chain, database_url):
     checkpoint = index_to_head(chain.rpc_url, database_url)
 
     assert checkpoint.block_number == chain.block_number()
-    on_chain = chain.logs()
+    # the token's logs that concern the publishers' current wallet, and everything else
+    logs = chain.logs()
+    on_chain = [
+        log
+        for i, log in enumerate(logs)
+        if log.contract != "TestUSDC"
+        or (log.name == "Transfer" and log.args["receiver"].lower() == facts["new_wallet"])
+        or (
+            log.name == "AuthorizationUsed"
+            and logs[i + 1].args["receiver"].lower() == facts["new_wallet"]
+        )
+    ]
     raw = rows(
         database_url,
         "SELECT contract, event, tx_hash, log_index, args, block_number FROM chain_events"
@@ -115,7 +134,7 @@ def test_every_event_lands_raw_and_in_its_projection(chain, database_url):
     assert len(raw) == len(on_chain)
     for (contract, event, tx_hash, log_index, args, block), log in zip(raw, on_chain, strict=True):
         assert (contract, event, tx_hash, log_index, block) == (
-            log.contract,
+            "PaymentToken" if log.contract == "TestUSDC" else log.contract,
             log.name,
             log.transaction_hash.lower(),
             log.log_index,
@@ -153,8 +172,8 @@ def test_every_event_lands_raw_and_in_its_projection(chain, database_url):
         ("PublisherPayout", "RootPosted"),
         ("PublisherPayout", "RootRevoked"),
         ("PublisherPayout", "Claimed"),
-        ("TestUSDC", "AuthorizationUsed"),
-        ("TestUSDC", "Transfer"),
+        ("PaymentToken", "AuthorizationUsed"),
+        ("PaymentToken", "Transfer"),
     ]:
         assert expected in names, expected
     huge_mint = [a for c, e, _, _, a, _ in raw if e == "Transfer" and a["value"] > 2**255]
@@ -230,7 +249,7 @@ def test_every_event_lands_raw_and_in_its_projection(chain, database_url):
     }
     assert config[("PaymentEscrow", "EscrowConfigured")]["withdraw_delay"] == WITHDRAW_DELAY
     assert rows(database_url, "SELECT payer, pay_to, amount FROM x402_payments_onchain") == [
-        (facts["payer"], facts["payee"], 1_234_567)
+        (facts["payer"], facts["new_wallet"], 1_234_567)
     ]
 
 
@@ -277,7 +296,7 @@ def test_backfill_past_the_head_of_the_index_extends_it(chain, database_url):
     finally:
         indexer.close()
     assert checkpoint.block_number == chain.block_number()
-    assert rows(database_url, "SELECT count(*) FROM chain_events")[0][0] == len(chain.logs())
+    assert core_event_count(database_url) == len(core_logs(chain))
 
 
 def root_status(database_url: str) -> dict[int, tuple[str, int]]:
