@@ -26,6 +26,10 @@ INDEXER = {
     "INDEXER_INITIAL_RANGE": ("100", "blocks per first `eth_getLogs` range"),
     "INDEXER_MAX_RANGE": ("100000", "largest block range per `eth_getLogs`"),
     "INDEXER_TARGET_LOGS": ("10000", "logs per range the range size adapts to"),
+    "INDEXER_PAYMENT_START_BLOCK": (
+        "`INDEXER_START_BLOCK`",
+        "where a newly known payment wallet's history of payment-token transfers is read from",
+    ),
 }
 STACK = {
     "ANVIL_PORT": ("8545", "`make run`: the local anvil's port"),
