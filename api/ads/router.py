@@ -39,7 +39,7 @@ from api.ads.matching import AdRequest, Candidate, Epoch, Serve, ample_budget, r
 from api.ads.receipts import RECEIPT_HEADER, Grant, ReceiptKeys, ReceiptRefused
 from api.ads.traffic import device_of, is_agent, today, visitor_key
 from api.campaigns.targeting import COUNTRIES
-from api.core.chain import deployment
+from api.core.chain import payment_token
 from api.core.clientip import client_ip
 from api.core.errors import (
     ApiError,
@@ -172,9 +172,7 @@ class Serving:
     @property
     def asset(self) -> str:
         if self._asset is None:
-            self._asset = self.settings.payment_token or deployment(self.settings.chain_id).address(
-                "TestUSDC"
-            )
+            self._asset = payment_token(self.settings.chain_id, self.settings.payment_token)
         return self._asset
 
 

@@ -27,7 +27,7 @@ from api.campaigns.schemas import (
     MaxSpendPublic,
     WithdrawPublic,
 )
-from api.core.chain import TxData, call_data, chain_time, deployment, transaction
+from api.core.chain import TxData, call_data, chain_time, deployment, payment_token, transaction
 from api.core.errors import Conflict, NotFound, Unprocessable
 from api.core.settings import Settings
 from api.tracking.stream import Keys
@@ -119,7 +119,7 @@ def _fields(body: CampaignCreate, token: str) -> dict[str, Any]:
 
 
 def _default_token(settings: Settings) -> str:
-    return settings.payment_token or deployment(settings.chain_id).address("TestUSDC")
+    return payment_token(settings.chain_id, settings.payment_token)
 
 
 def own_campaign(session: Session, wallet: str, campaign_id: str) -> CampaignDraft:

@@ -10,7 +10,7 @@ from eth_abi import encode
 from eth_utils import keccak
 from pydantic import BaseModel
 
-from chain.contracts import Deployment, load_abi, load_deployment
+from chain.contracts import Deployment, load_abi, load_deployment, payment_token_address
 from chain.decode import canonical_type
 
 
@@ -27,6 +27,16 @@ class TxData(BaseModel):
 @lru_cache(maxsize=4)
 def deployment(chain_id: int) -> Deployment:
     return load_deployment(chain_id)
+
+
+def payment_token(chain_id: int, configured: str = "") -> str:
+    """The token campaigns and x402 payments use unless told otherwise: `PAYMENT_TOKEN`, else
+    the deployment's TestUSDC on a local chain, else Circle's USDC on Base (the indexer
+    follows the same one)."""
+    token = payment_token_address(deployment(chain_id), configured)
+    if token is None:
+        raise ChainError(f"no payment token is known on chain {chain_id}: set BUZZER_PAYMENT_TOKEN")
+    return token
 
 
 def _function(contract: str, name: str, arity: int) -> dict[str, Any]:

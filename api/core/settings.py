@@ -47,7 +47,8 @@ class Settings(BaseSettings):
     # where uploaded creatives are kept (content-addressed)
     storage_dir: str = ".run/creatives"
 
-    # the token campaigns pay in unless they name another (default: the deployment's TestUSDC)
+    # the token campaigns pay in unless they name another, and the one the indexer follows
+    # for x402 payments (default: the deployment's TestUSDC on a local chain, USDC on Base)
     payment_token: str = ""
 
     # the ORACLE key that records verified domains and quality scores on-chain

@@ -22,7 +22,7 @@ from api.analytics.router import span as analytics_span
 from api.analytics.schemas import EARNINGS_NOTE
 from api.analytics.service import Scope
 from api.campaigns.targeting import CATEGORIES
-from api.core.chain import deployment
+from api.core.chain import payment_token
 from api.core.db import SessionDep
 from api.core.errors import ApiError, NotFound
 from api.core.settings import Settings
@@ -72,7 +72,7 @@ class Token:
 def token_of(settings: Settings, address: str) -> Token:
     if int(address, 16) == 0:
         return Token(address, "ETH", 18)
-    usdc = settings.payment_token or deployment(settings.chain_id).address("TestUSDC")
+    usdc = payment_token(settings.chain_id, settings.payment_token)
     if address.lower() == usdc.lower():
         return Token(address, "USDC", 6)
     return Token(address, f"{address[:6]}…{address[-4:]} (atomic units)", 0)
