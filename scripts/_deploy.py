@@ -87,6 +87,8 @@ class DeployConfig:
     fee_bps: int = FEE_BPS
     test_token: bool = False
     allow_tokens: tuple[str, ...] = ()
+    # the multisig proposed as every contract's next admin; it takes over with accept_admin()
+    propose_admin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ def live_problems(
     chain_id: int,
     test_token: bool,
     allow_tokens: tuple[str, ...],
+    propose_admin: str | None = None,
 ) -> list[str]:
     """What makes a deploy unsafe off a local chain, every problem at once (empty: none).
 
@@ -168,6 +171,23 @@ def live_problems(
             problems.append(
                 f"{option} is the deployer {deployer}: a hot key must not also hold the admin "
                 "role; give the role its own key"
+            )
+    if propose_admin is not None:
+        if propose_admin in dev:
+            problems.append(
+                f"--propose-admin {propose_admin} is account {dev[propose_admin]} of the public "
+                "test mnemonic: its key is published"
+            )
+        elif propose_admin in (ZERO_ADDRESS, deployer):
+            what = "deployer" if propose_admin == deployer else "zero address"
+            problems.append(
+                f"--propose-admin {propose_admin} is the {what}: name the multisig that will "
+                "administer the contracts"
+            )
+        elif propose_admin in {roles.get(role) for role in ROLE_DUTIES if role != "treasury"}:
+            problems.append(
+                f"--propose-admin {propose_admin} also holds a hot role: the admin must be a "
+                "multisig of its own"
             )
     if test_token:
         problems.append(
@@ -297,6 +317,10 @@ def deploy_buzzer(admin: AccountAPI, config: DeployConfig, echo: Echo = click.ec
         name = "ETH" if token == ZERO_ADDRESS else f"token {token}"
         send(f"register {name}", payout, "register_token", token, sender=admin, echo=echo)
         send(f"allow {name}", escrow, "set_token_allowed", token, True, sender=admin, echo=echo)
+    if config.propose_admin is not None:
+        for contract in (publishers, campaigns, escrow, payout):
+            label = f"propose {config.propose_admin} as admin of {contract.contract_type.name}"
+            send(label, contract, "propose_admin", config.propose_admin, sender=admin, echo=echo)
 
     deployment = Deployment(
         chain_id=chain.chain_id,

@@ -104,6 +104,12 @@ LOCAL_ROLE_ACCOUNTS = {
     help="An ERC-20 to register in the payout and allow in the escrow, e.g. USDC on Base "
     "(repeatable)",
 )
+@click.option(
+    "--propose-admin",
+    type=AddressParam(),
+    help="The multisig to hand every contract's admin role to: proposed at the end of the "
+    "deploy, it takes over when it calls accept_admin() on each contract",
+)
 @click.option("--yes", is_flag=True, help="Do not ask before deploying off a local chain")
 def cli(
     account: AccountAPI | None,
@@ -119,6 +125,7 @@ def cli(
     fee_bps: int,
     test_token: bool | None,
     allow_tokens: tuple[str, ...],
+    propose_admin: str | None,
     yes: bool,
 ) -> None:
     """Deploy and wire the Buzzer contracts; write deployments/<chain_id>.json."""
@@ -141,7 +148,9 @@ def cli(
             "`ape accounts list`; its passphrase may come from APE_ACCOUNTS_<alias>_PASSPHRASE)"
         )
     else:
-        problems = live_problems(account.address, roles, network.chain_id, test_token, allow_tokens)
+        problems = live_problems(
+            account.address, roles, network.chain_id, test_token, allow_tokens, propose_admin
+        )
         if problems:
             raise ScriptError(refusal(network, problems))
     admin = select_account(account)
@@ -158,6 +167,7 @@ def cli(
         fee_bps=fee_bps,
         test_token=test_token,
         allow_tokens=allow_tokens,
+        propose_admin=propose_admin,
     )
     validate_config(config, network.chain_id, chain.blocks.head.timestamp)
     click.echo(f"deploying to {network.describe()} from {admin.address}")
@@ -165,6 +175,7 @@ def cli(
         for role in roles:
             click.echo(f"  {role}: {roles[role]}")
         click.echo(f"  tokens: ETH, {', '.join(allow_tokens)}; fee {fee_bps} bps")
+        click.echo(f"  next admin (proposed): {propose_admin or 'none, the deployer stays admin'}")
         if not yes:
             click.confirm("Deploy with these role holders?", abort=True)
         # one answer covers the deploy's ~20 transactions, not a question for each
@@ -173,7 +184,12 @@ def cli(
             set_autosign(True)
     deployment = deploy_buzzer(admin, config)
     Console().print(deployment_table(deployment))
-    if not local:
+    if propose_admin is not None:
+        click.echo(
+            f"next: {propose_admin} calls accept_admin() on each of the four contracts; "
+            "until then the deployer is their admin"
+        )
+    elif not local:
         click.echo(
             "next: hand every contract's admin role to the multisig "
             "(propose_admin, then accept_admin from it; docs/RUNBOOK.md)"

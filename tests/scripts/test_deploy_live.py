@@ -107,6 +107,7 @@ def test_an_unsafe_deploy_is_refused_with_every_reason_and_no_transaction(fork: 
         "--guardian", "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
         "--treasury", fork.roles["treasury"],
         "--test-token",
+        "--propose-admin", dev_deployer,
     )  # fmt: skip
     output = run.stdout + run.stderr
     assert run.returncode == 1, output
@@ -121,6 +122,7 @@ def test_an_unsafe_deploy_is_refused_with_every_reason_and_no_transaction(fork: 
         "--oracle is missing: the address that writes domain verifications",
         "--guardian 0x70997970C51812dc3A010C7d01b50e0d17dc79C8 is account 1",
         "--test-token deploys TestUSDC, which anyone can mint",
+        f"--propose-admin {dev_deployer} is account 0 of the public test mnemonic",
         f"--allow-token {USDC} (USDC on Base Sepolia) is missing",
     ):
         assert f"  - {reason}" in output, output
@@ -128,11 +130,17 @@ def test_an_unsafe_deploy_is_refused_with_every_reason_and_no_transaction(fork: 
     assert not fork.deployments.exists()
 
 
-def test_a_safe_deploy_deploys_with_usdc_and_the_named_roles(fork: Fork) -> None:
-    options = ["--account", "deployer", *fork.role_options(), "--allow-token", USDC]
+def test_a_safe_deploy_deploys_with_usdc_the_named_roles_and_the_multisig_proposed(
+    fork: Fork,
+) -> None:
+    multisig = Account.create().address
+    options = [
+        "--account", "deployer", *fork.role_options(), "--allow-token", USDC,
+        "--propose-admin", multisig,
+    ]  # fmt: skip
     run = fork.deploy(*options, "--yes")
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "next: hand every contract's admin role to the multisig" in run.stdout
+    assert f"next: {multisig} calls accept_admin() on each of the four contracts" in run.stdout
     raw = json.loads((fork.deployments / f"{SEPOLIA}.json").read_text())
     assert raw["chain_id"] == SEPOLIA
     assert "TestUSDC" not in raw["contracts"]
@@ -142,6 +150,18 @@ def test_a_safe_deploy_deploys_with_usdc_and_the_named_roles(fork: Fork) -> None
     )
     assert escrow.functions.allowed_tokens(USDC).call()
     assert escrow.functions.treasury().call() == fork.roles["treasury"]
+    for name in ("PublisherRegistry", "CampaignRegistry", "PaymentEscrow", "PublisherPayout"):
+        contract = fork.w3.eth.contract(address=raw["contracts"][name], abi=load_abi(name))
+        assert contract.functions.admin().call() == fork.deployer
+        assert contract.functions.pending_admin().call() == multisig
+    # the multisig takes over, and the deployer keeps nothing
+    fork.w3.provider.make_request("anvil_impersonateAccount", [multisig])  # type: ignore[arg-type]
+    fork.w3.provider.make_request("anvil_setBalance", [multisig, hex(10**18)])  # type: ignore[arg-type]
+    tx = escrow.functions.accept_admin().transact({"from": multisig})
+    assert fork.w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
+    admin_role = escrow.functions.DEFAULT_ADMIN_ROLE().call()
+    assert escrow.functions.admin().call() == multisig
+    assert not escrow.functions.hasRole(admin_role, fork.deployer).call()
 
 
 ROLE_HOLDERS = {role: "0x" + f"{index + 1:02x}" * 20 for index, role in enumerate(ROLES)}
@@ -149,10 +169,13 @@ DEPLOYER = "0x" + "aa" * 20
 
 
 def _problems(chain_id: int = SEPOLIA, **changes: str | None) -> list[str]:
+    proposed = changes.pop("propose_admin", "0x" + "ee" * 20)
     roles = {**ROLE_HOLDERS, **changes}
     checksummed = {k: v if v is None else Web3.to_checksum_address(v) for k, v in roles.items()}
     tokens = (BASE_USDC[chain_id],) if chain_id in BASE_USDC else ()
-    return live_problems(Web3.to_checksum_address(DEPLOYER), checksummed, chain_id, False, tokens)
+    admin = Web3.to_checksum_address(proposed) if proposed else None
+    deployer = Web3.to_checksum_address(DEPLOYER)
+    return live_problems(deployer, checksummed, chain_id, False, tokens, admin)
 
 
 def test_a_complete_plan_has_no_problem_on_either_base_network() -> None:
@@ -168,6 +191,11 @@ def test_a_complete_plan_has_no_problem_on_either_base_network() -> None:
         ({"escrow_settler": DEPLOYER}, "--escrow-settler is the deployer"),
         ({"guardian": DEPLOYER}, "--guardian is the deployer"),
         ({"treasury": "0x8626f6940E2eb28930eFb4CeF49B2d1F2C9C1199"}, "is account 19 of"),
+        ({"propose_admin": ROLE_HOLDERS["oracle"]}, "also holds a hot role"),
+        (
+            {"propose_admin": DEPLOYER},
+            "--propose-admin 0xaAaAaAaaAaAaAaaAaAAAAAAAAaaaAaAaAaaAaaAa is the deployer",
+        ),
     ],
 )
 def test_each_unsafe_role_is_named(changes: dict[str, str], reason: str) -> None:
