@@ -13,11 +13,15 @@ module, and `dataclass` needs it registered. From `ape console`:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cache
+from urllib.parse import urlsplit
 
 import click
 from ape import chain, project
 from ape.api import AccountAPI
 from ape.contracts import ContractInstance
+from eth_account import Account
+from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
 from rich.table import Table
 
 from chain.contracts import Deployment, write_deployment
@@ -45,6 +49,24 @@ MIN_SETTLEMENT_GRACE, MAX_WITHDRAW_DELAY = HOUR, 30 * DAY  # PaymentEscrow
 MIN_CHALLENGE_PERIOD, MAX_CHALLENGE_PERIOD = HOUR, 30 * DAY  # PublisherPayout
 MAX_TOKENS = 16  # PublisherPayout's registered-token list
 
+# Base's chain ids and the USDC that x402 payments and campaign budgets are paid in there
+BASE_NETWORKS = {8453: "Base mainnet", 84532: "Base Sepolia"}
+BASE_USDC = {
+    8453: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+    84532: "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+}
+# the mnemonic anvil, hardhat and ape's test accounts derive from: every key of it is public
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+DEV_ACCOUNTS = 20
+DEV_NODES = ("anvil", "hardhat", "ganache")
+ROLE_DUTIES = {
+    "escrow_settler": "moves campaign spend in the escrow (the scheduler's hot key)",
+    "payout_settler": "posts payout roots (the scheduler's second hot key)",
+    "oracle": "writes domain verifications and quality scores",
+    "guardian": "pauses, suspends and revokes pending roots (the watcher's key)",
+    "treasury": "receives the network fee",
+}
+
 
 @dataclass(frozen=True)
 class DeployConfig:
@@ -65,6 +87,125 @@ class DeployConfig:
     fee_bps: int = FEE_BPS
     test_token: bool = False
     allow_tokens: tuple[str, ...] = ()
+    # the multisig proposed as every contract's next admin; it takes over with accept_admin()
+    propose_admin: str | None = None
+
+
+@dataclass(frozen=True)
+class Network:
+    """The chain a deploy is connected to: its id, the RPC it is reached through and the
+    node's `web3_clientVersion`."""
+
+    chain_id: int
+    uri: str
+    client: str = ""
+
+    @property
+    def local(self) -> bool:
+        return self.chain_id in LOCAL_CHAIN_IDS
+
+    @property
+    def dev_node(self) -> bool:
+        return self.client.lower().startswith(DEV_NODES)
+
+    def describe(self) -> str:
+        """Which network this is, in words; a development node posing under a real network's
+        chain id (anvil --chain-id 84532) says so. The RPC is shown by host only, since a
+        provider's URL often carries its API key."""
+        host = urlsplit(self.uri).hostname or self.uri
+        if self.local:
+            return f"the local chain {self.chain_id} at {host}"
+        name = BASE_NETWORKS.get(self.chain_id, f"chain {self.chain_id}")
+        if self.dev_node:
+            return (
+                f"{name} (chain {self.chain_id}) as a local fork: {self.client} at {host} "
+                f"using {name}'s chain id, not the real network; the same checks apply"
+            )
+        return f"{name} (chain {self.chain_id}) through {host}"
+
+
+@cache
+def dev_addresses() -> dict[str, int]:
+    """The first `DEV_ACCOUNTS` addresses of the public development mnemonic, by index."""
+    seed = seed_from_mnemonic(DEV_MNEMONIC, passphrase="")
+    return {
+        Account.from_key(key_from_seed(seed, f"m/44'/60'/0'/0/{index}")).address: index
+        for index in range(DEV_ACCOUNTS)
+    }
+
+
+def live_problems(
+    deployer: str,
+    roles: dict[str, str | None],
+    chain_id: int,
+    test_token: bool,
+    allow_tokens: tuple[str, ...],
+    propose_admin: str | None = None,
+) -> list[str]:
+    """What makes a deploy unsafe off a local chain, every problem at once (empty: none).
+
+    Public development keys anywhere, a role left out, a role held by the deployer (whose
+    admin rights stay until handed to the multisig), TestUSDC (anyone can mint it), and on
+    Base a deploy that does not allow Base's USDC."""
+    problems = []
+    dev = dev_addresses()
+    if deployer in dev:
+        problems.append(
+            f"the deployer {deployer} is account {dev[deployer]} of the public test mnemonic "
+            f'"{DEV_MNEMONIC}": its key is published, so anyone could act as the admin of '
+            "every contract; deploy from your own ape account (`ape accounts import`)"
+        )
+    for role, duty in ROLE_DUTIES.items():
+        option = f"--{role.replace('_', '-')}"
+        address = roles.get(role)
+        if address is None:
+            problems.append(f"{option} is missing: the address that {duty}")
+        elif address == ZERO_ADDRESS:
+            problems.append(f"{option} is the zero address: the address that {duty}")
+        elif address in dev:
+            problems.append(
+                f"{option} {address} is account {dev[address]} of the public test mnemonic: "
+                "its key is published"
+            )
+        elif address == deployer and role != "treasury":
+            problems.append(
+                f"{option} is the deployer {deployer}: a hot key must not also hold the admin "
+                "role; give the role its own key"
+            )
+    if propose_admin is not None:
+        if propose_admin in dev:
+            problems.append(
+                f"--propose-admin {propose_admin} is account {dev[propose_admin]} of the public "
+                "test mnemonic: its key is published"
+            )
+        elif propose_admin in (ZERO_ADDRESS, deployer):
+            what = "deployer" if propose_admin == deployer else "zero address"
+            problems.append(
+                f"--propose-admin {propose_admin} is the {what}: name the multisig that will "
+                "administer the contracts"
+            )
+        elif propose_admin in {roles.get(role) for role in ROLE_DUTIES if role != "treasury"}:
+            problems.append(
+                f"--propose-admin {propose_admin} also holds a hot role: the admin must be a "
+                "multisig of its own"
+            )
+    if test_token:
+        problems.append(
+            "--test-token deploys TestUSDC, which anyone can mint: budgets in it pay "
+            "publishers nothing real; allow the network's USDC with --allow-token instead"
+        )
+    usdc = BASE_USDC.get(chain_id)
+    if usdc is not None and usdc not in allow_tokens:
+        problems.append(
+            f"--allow-token {usdc} (USDC on {BASE_NETWORKS[chain_id]}) is missing: x402 "
+            "payments and campaign budgets are paid in it"
+        )
+    return problems
+
+
+def refusal(network: Network, problems: list[str]) -> str:
+    lines = "\n".join(f"  - {problem}" for problem in problems)
+    return f"refusing to deploy to {network.describe()}:\n{lines}"
 
 
 def start_of_utc_day(timestamp: int) -> int:
@@ -176,6 +317,10 @@ def deploy_buzzer(admin: AccountAPI, config: DeployConfig, echo: Echo = click.ec
         name = "ETH" if token == ZERO_ADDRESS else f"token {token}"
         send(f"register {name}", payout, "register_token", token, sender=admin, echo=echo)
         send(f"allow {name}", escrow, "set_token_allowed", token, True, sender=admin, echo=echo)
+    if config.propose_admin is not None:
+        for contract in (publishers, campaigns, escrow, payout):
+            label = f"propose {config.propose_admin} as admin of {contract.contract_type.name}"
+            send(label, contract, "propose_admin", config.propose_admin, sender=admin, echo=echo)
 
     deployment = Deployment(
         chain_id=chain.chain_id,
