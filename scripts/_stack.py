@@ -757,7 +757,9 @@ def serve(
         for name, (_, path) in children.items():
             logger.info("%s is up (log %s)", name, path)
         demo = None
-        if chain_id == LOCAL_CHAIN_ID and not stop.is_set():
+        # the demo only on the chain this command started: an external RPC's chain is not
+        # ours to send the demo's transactions to, even a local one
+        if node is not None and chain_id == LOCAL_CHAIN_ID and not stop.is_set():
             from scripts._demo import DemoError, ensure_demo
 
             try:

@@ -36,7 +36,7 @@ from api.settlement.merkle import Leaf, PayoutTree
 from chain.contracts import load_abi, load_deployment
 from scripts._common import ScriptError
 from scripts._deploy import DeployConfig, validate_config
-from scripts._stack import anvil, free_port, port_is_free
+from scripts._stack import anvil, free_port
 
 pytestmark = pytest.mark.anvil
 
@@ -610,32 +610,6 @@ def _stack(env: dict[str, Any]) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
     )
-
-
-def test_stack_starts_anvil_deploys_and_stops_on_sigint(tmp_path: Path) -> None:
-    port = free_port()
-    env = {
-        **base_env(tmp_path / "deployments", tmp_path / "ape"),
-        "ANVIL_PORT": str(port),
-        "ANVIL_LOG": str(tmp_path / "anvil.log"),
-        "BUZZER_RUN_DIR": str(tmp_path / "run"),
-        "API_PORT": str(free_port()),
-    }
-    env.pop("RPC_URL", None)
-    process = _stack(env)
-    try:
-        output = "".join(_wait_for(_read_lines(process), "Ctrl-C to stop", timeout=120))
-        deployment = load_deployment(CHAIN_ID, tmp_path / "deployments")
-        w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{port}"))
-        for name, address in deployment.contracts.items():
-            assert w3.eth.get_code(Web3.to_checksum_address(address)), name
-            assert address in output
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=15) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert port_is_free(port)  # anvil was stopped with it
 
 
 def test_stack_refuses_a_taken_port(chain: Chain, tmp_path: Path) -> None:

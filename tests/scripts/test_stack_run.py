@@ -15,9 +15,17 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from web3 import Web3
 
+from chain.contracts import load_deployment
 from scripts._stack import free_port, port_is_free
-from tests.scripts.test_scripts_anvil import PROJECT_ROOT, _read_lines, _wait_for, base_env
+from tests.scripts.test_scripts_anvil import (
+    CHAIN_ID,
+    PROJECT_ROOT,
+    _read_lines,
+    _wait_for,
+    base_env,
+)
 
 pytestmark = pytest.mark.anvil
 
@@ -67,6 +75,11 @@ def test_restart_keeps_the_data_and_a_sigint_to_make_stops_it(tmp_path: Path) ->
     slot = re.search(r"/demo\?slot=(slot_[0-9a-f]+)", first)
     assert slot is not None, first
     assert "deploying" in first
+    deployment = load_deployment(CHAIN_ID, tmp_path / "deployments")
+    w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{anvil_port}"))
+    for name, address in deployment.contracts.items():  # deployed, and shown
+        assert w3.eth.get_code(Web3.to_checksum_address(address)), name
+        assert address in first
     page = f"http://127.0.0.1:{api_port}/demo?slot={slot.group(1)}"
     with urllib.request.urlopen(page, timeout=10) as reply:
         assert reply.status == 200

@@ -145,6 +145,21 @@ def test_demo_page_shows_the_ad_and_tracks_impression_and_click(web: Web) -> Non
             f"/api/v1/publishers/me/slots/{slot_id}/integration", headers=publisher
         ).json()
 
+        # the ad servers learn of a new publisher within moments; until then the slot answers
+        # 403 (the page would log it): wait for an agent's quote, which costs nothing
+        until(
+            "the ad servers know the publisher",
+            lambda: (
+                api.get(
+                    "/x402/ad",
+                    params={"pub_id": pub_id, "slot_id": slot_id, "format": "banner"},
+                    headers={"User-Agent": "python-httpx/0.28 (agent)"},
+                ).status_code
+                != 403
+            ),
+            30,
+        )
+
     visitor = web.open()
     page = visitor.page
     ad = show_ad(page, slot_id, campaign_id)
