@@ -38,17 +38,9 @@ from api.core.db import make_engine
 from api.core.redis import connect as connect_redis
 from chain.contracts import BUILD_MANIFEST
 from migrations import upgrade
-from tests.api.conftest import redis_url  # noqa: F401 (fixture used by name)
 from tests.support import postgres
 from tests.support.anvil import Anvil, DeploymentRecord, start_anvil
 from tests.support.chain import ADMIN, USDC, ChainDriver, dev_account
-from tests.support.fixtures import (  # noqa: F401 (fixtures used by name)
-    anvil_session,
-    deployment_record,
-    deployments_dir,
-    pg_server,
-)
-from tests.support.stack import stack  # noqa: F401 (the session stack)
 
 V1_NETWORK_NAMES = {chain_id: name for name, chain_id in V1_NETWORK_CHAIN_IDS.items()}
 SECRET = "test-receipt-secret-" + "x" * 40

@@ -21,7 +21,6 @@ from tests.api.conftest import (  # noqa: F401 (fixtures used by name)
     Wallet,
     api,
     auth,
-    redis_url,
     settings,
 )
 from tests.api.test_creatives import png
@@ -29,13 +28,8 @@ from tests.indexer.helpers import index_to_head
 from tests.support.chain import dev_account
 from tests.support.fixtures import (  # noqa: F401 (fixtures used by name)
     anvil,
-    anvil_session,
     chain,
     database_url,
-    deployment,
-    deployment_record,
-    deployments_dir,
-    pg_server,
 )
 
 BROWSER = (

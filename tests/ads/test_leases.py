@@ -25,7 +25,7 @@ from api.core.settings import Settings
 from api.main import create_app
 from api.tracking import jobs
 from api.tracking.stream import DEFAULT_SHARDS, Keys
-from tests.api.conftest import SECRET, redis_url  # noqa: F401 (fixture used by name)
+from tests.api.conftest import SECRET  # noqa: F401 (fixture used by name)
 from tests.tracking.conftest import (  # noqa: F401 (settings: a fixture used by name)
     BROWSER,
     CPM_ID,

@@ -31,7 +31,6 @@ from api.ads.matching import (
 )
 from api.campaigns.targeting import CATEGORIES
 from api.tracking.stream import DEFAULT_SHARDS, Keys
-from tests.api.conftest import redis_url  # noqa: F401 (fixture)
 
 NOW = 1_800_000_000.0
 EPOCH = Epoch(7, 3_600)
@@ -160,7 +159,7 @@ def test_equal_bids_rotate_fairly():
 
 
 @pytest.fixture
-def budgets(redis_url):  # noqa: F811
+def budgets(redis_url):
     client = redis_lib.Redis.from_url(redis_url, decode_responses=True)
     client.flushdb()
     yield Budgets(client)

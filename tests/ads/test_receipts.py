@@ -29,20 +29,14 @@ from tests.api.conftest import (  # noqa: F401 (fixtures used by name)
     Wallet,
     api,
     auth,
-    redis_url,
     settings,
 )
 from tests.indexer.helpers import index_to_head
 from tests.support.chain import dev_account
 from tests.support.fixtures import (  # noqa: F401 (fixtures used by name)
     anvil,
-    anvil_session,
     chain,
     database_url,
-    deployment,
-    deployment_record,
-    deployments_dir,
-    pg_server,
 )
 
 AGENT = "python-httpx/0.28.1"

@@ -20,10 +20,9 @@ from migrations import upgrade
 from tests.api.conftest import (  # noqa: F401 (fixtures used by name)
     Wallet,
     auth,
-    redis_url,
     settings,
 )
-from tests.support.fixtures import database_url, pg_server  # noqa: F401
+from tests.support.fixtures import database_url  # noqa: F401
 
 
 @dataclass

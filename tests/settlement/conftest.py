@@ -13,7 +13,6 @@ import httpx
 import pytest
 
 from api.core.settings import Settings
-from tests.api.conftest import redis_url  # noqa: F401 (fixture used by name)
 from tests.settlement.world import (
     CPC_ADVERTISER,
     CPC_BID,
@@ -27,13 +26,7 @@ from tests.settlement.world import (
     open_publisher,
 )
 from tests.support.chain import SETTLER, dev_account
-from tests.support.fixtures import (  # noqa: F401 (fixtures used by name)
-    anvil_session,
-    deployment_record,
-    deployments_dir,
-    pg_server,
-)
-from tests.support.stack import Stack, stack  # noqa: F401 (the session stack)
+from tests.support.stack import Stack
 
 
 def settler_key() -> str:

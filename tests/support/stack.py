@@ -3,9 +3,7 @@
 persistence (as `make run` runs it), the API served by uvicorn on a free port, and one
 tracking writer (`python -m api.tracking.writer`, once that module exists).
 
-    # in a conftest
-    from tests.support.stack import stack  # noqa: F401 (fixture used by name)
-
+    # `stack` is a session fixture of tests/conftest.py: every suite shares the one stack
     def test_serve_and_click(stack):
         httpx.get(f"{stack.api_url}/x402/ad", params=...)
         stack.chain.increase_time(3600)      # anvil's clock (`stack.anvil` for raw RPC)

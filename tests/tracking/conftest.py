@@ -20,14 +20,7 @@ from api.ads.catalog import Snapshot
 from api.core.settings import Settings
 from api.main import create_app
 from api.tracking.stream import DEFAULT_SHARDS, Keys, TrackedEvent, stream_key, stream_keys
-from tests.api.conftest import SECRET, redis_url  # noqa: F401 (fixture used by name)
-from tests.support.fixtures import (  # noqa: F401 (fixtures used by name)
-    anvil_session,
-    deployment_record,
-    deployments_dir,
-    pg_server,
-)
-from tests.support.stack import stack  # noqa: F401 (the session stack, shared by every suite)
+from tests.api.conftest import SECRET
 
 BROWSER = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)"

@@ -19,16 +19,11 @@ from tests.ads.test_endpoint import (  # noqa: F401 (fixtures used by name)
     campaign_body,
     site,
 )
-from tests.api.conftest import api, redis_url, settings  # noqa: F401 (fixtures used by name)
+from tests.api.conftest import api, settings  # noqa: F401 (fixtures used by name)
 from tests.support.fixtures import (  # noqa: F401 (fixtures used by name)
     anvil,
-    anvil_session,
     chain,
     database_url,
-    deployment,
-    deployment_record,
-    deployments_dir,
-    pg_server,
 )
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from api.core.db import make_engine
 from api.tracking import jobs
 from migrations import upgrade
-from tests.support.fixtures import database_url, pg_server  # noqa: F401 (fixtures used by name)
+from tests.support.fixtures import database_url  # noqa: F401 (fixtures used by name)
 
 
 def test_redemptions_older_than_any_live_token_are_pruned(settings, database_url):  # noqa: F811

@@ -5,7 +5,7 @@ stored as verified."""
 from __future__ import annotations
 
 from migrations import upgrade
-from tests.support.fixtures import database_url, pg_server  # noqa: F401 (fixtures used by name)
+from tests.support.fixtures import database_url  # noqa: F401 (fixtures used by name)
 from tests.tracking.conftest import CPM_ID, CPM_PRICE, click_path, impress, impression_token
 from tests.tracking.writer_fixtures import make_writer, rows
 

@@ -29,7 +29,6 @@ from tests.tracking.writer_fixtures import (
 )
 
 # the fixtures these tests use, by name
-pg_server = writer_fixtures.pg_server
 tracking_database = writer_fixtures.tracking_database
 db = writer_fixtures.db
 own_redis = writer_fixtures.own_redis

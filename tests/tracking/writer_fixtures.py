@@ -35,7 +35,6 @@ from api.tracking.stream import TrackedEvent, shard_of, stream_key
 from api.tracking.writer import Writer, WriterConfig
 from migrations import libpq_url, upgrade
 from tests.support import postgres
-from tests.support.fixtures import pg_server  # noqa: F401 (fixture used by name)
 
 SHARDS = 4
 CHAIN_ID = 1337
@@ -243,7 +242,7 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
 
 
 @pytest.fixture(scope="module")
-def tracking_database(pg_server: str) -> Iterator[str]:  # noqa: F811
+def tracking_database(pg_server: str) -> Iterator[str]:
     """A migrated database for the module's tests (each test starts from empty tables)."""
     with postgres.fresh_database(pg_server, prefix="buzzer_writer") as url:
         upgrade(url)

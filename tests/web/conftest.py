@@ -15,14 +15,7 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.api.conftest import redis_url  # noqa: F401 (fixture used by name)
-from tests.support.fixtures import (  # noqa: F401 (fixtures used by name)
-    anvil_session,
-    deployment_record,
-    deployments_dir,
-    pg_server,
-)
-from tests.support.stack import Stack, stack  # noqa: F401 (the session stack)
+from tests.support.stack import Stack
 from tests.web.browser import (
     LAUNCH_ARGS,
     PERSON,
