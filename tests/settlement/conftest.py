@@ -25,8 +25,20 @@ from tests.settlement.world import (
     open_campaign,
     open_publisher,
 )
+from tests.support.anvil import DeploymentRecord
 from tests.support.chain import SETTLER, dev_account
-from tests.support.stack import Stack
+from tests.support.stack import Stack, own_stack
+
+
+@pytest.fixture(scope="package")
+def stack(
+    deployment_record: DeploymentRecord, pg_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The settlement suite's own stack (every other suite shares the session's): its tests
+    count balances from a chain nothing else settled on (the treasury's, each payee's) and
+    expect no payout root another suite left pending."""
+    with own_stack(deployment_record, pg_server, tmp_path_factory) as started:
+        yield started
 
 
 def settler_key() -> str:
@@ -75,7 +87,7 @@ def settlement_env(stack: Stack, settings: Settings, **extra: Any) -> dict[str, 
     }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def world(stack: Stack) -> dict[str, Any]:
     """Two publishers (P1 paid to another wallet, P2 to itself), a CPM campaign with 10 USDC
     and a CPC campaign with 1 USDC, shared by the settlement tests in file order."""

@@ -324,12 +324,21 @@ def start_stack(
     return stack
 
 
-@pytest.fixture(scope="session")
-def stack(
+@contextmanager
+def own_stack(
     deployment_record: DeploymentRecord, pg_server: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
+    """A whole stack, stopped when the block ends."""
     # a short directory: the Redis socket's path must stay under the kernel's ~100 bytes
     directory = Path(tmp_path_factory.mktemp("stack"))
     with ExitStack() as exits:
         yield start_stack(exits, deployment_record, pg_server, directory)
     shutil.rmtree(directory / "redis", ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack(
+    deployment_record: DeploymentRecord, pg_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    with own_stack(deployment_record, pg_server, tmp_path_factory) as started:
+        yield started

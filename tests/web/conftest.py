@@ -38,8 +38,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
+    """Chromium for this package's tests only: Playwright's sync API keeps an event loop
+    running in the main thread while it is open, which later suites' `asyncio.run` refuse."""
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=chromium_path(), args=LAUNCH_ARGS)
         yield launched
