@@ -112,6 +112,11 @@ def main() -> int:
             raise EpochError(
                 f"make epoch moves the clock of the local chain only, not chain {chain_id}"
             )
+        # the running stack's API port and public URL (the root's artefact links there),
+        # whatever this terminal's environment says
+        os.environ["API_PORT"] = str(stack.get("api_port") or os.environ.get("API_PORT") or "")
+        if stack.get("public_base_url"):
+            os.environ["BUZZER_PUBLIC_BASE_URL"] = stack["public_base_url"]
         env = services_env(
             rpc_url,
             database_url,
@@ -126,7 +131,10 @@ def main() -> int:
         print(f"epoch {epoch} ends at {end}; moving the chain past it and the IVT hold ({hold} s)")
         move_to(rpc_url, end + hold + MARGIN)
         wait_indexed(database_url, rpc_url)
-        settle(env)
+        settle(env)  # freezes the epoch, spends from escrow, posts the root
+        move_to(rpc_url, 0)  # a few blocks: the post becomes final
+        wait_indexed(database_url, rpc_url)
+        settle(env)  # records the final post
         challenge = call(rpc_url, "PublisherPayout", "challenge_period")
         print(f"moving the chain past the challenge period ({challenge} s)")
         move_to(rpc_url, chain_time(rpc_url) + challenge + MARGIN)
@@ -135,7 +143,10 @@ def main() -> int:
     except (EpochError, StackError, OSError) as exc:
         print(f"make epoch: {exc}", file=sys.stderr)
         return 1
-    print(f"epoch {epoch} is settled and its root claimable: publishers claim on /publisher")
+    print(
+        f"epoch {epoch} has ended and settlement ran (its status is above: a root `current`"
+        " on-chain is claimable now; publishers claim on /publisher/earnings)"
+    )
     return 0
 
 

@@ -718,7 +718,15 @@ def serve(
         # what `make epoch` needs to find this stack
         stack_file = logs / "stack.json"
         stack_file.write_text(
-            json.dumps({"rpc_url": rpc_url, "database_url": database_url, "redis_url": redis_url})
+            json.dumps(
+                {
+                    "rpc_url": rpc_url,
+                    "database_url": database_url,
+                    "redis_url": redis_url,
+                    "api_port": int(environ.get("API_PORT") or API_PORT),
+                    "public_base_url": env["BUZZER_PUBLIC_BASE_URL"],
+                }
+            )
         )
         stack.callback(stack_file.unlink, missing_ok=True)
         # started in this order, stopped in the reverse: the API stops taking events first,
