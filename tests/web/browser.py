@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,8 @@ class TestWallet:
     reject_signatures: bool = False
     send_anyway: bool = False
     sent: list[str] = field(default_factory=list)
+    # called once when the page next asks to send, before the wallet signs: a race to stage
+    before_send: Callable[[], None] | None = None
     calls: list[str] = field(default_factory=list)
 
     @property
@@ -171,6 +174,9 @@ class TestWallet:
         return self.rpc(method, params), []
 
     def _send(self, tx: dict[str, Any]) -> str:
+        if self.before_send is not None:
+            staged, self.before_send = self.before_send, None
+            staged()
         if self.chain_id != self.real_chain_id:
             raise WalletRefusal(-32603, f"the wallet is on chain {self.chain_id}")
         call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}

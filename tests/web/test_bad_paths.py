@@ -89,12 +89,15 @@ def test_a_reverted_transaction_says_why_and_keeps_the_form(web: Web, indexer: N
     pub_id = f"race-{secrets.token_hex(4)}"
     page.get_by_label("Publisher id").fill(pub_id)
 
-    # another wallet takes the id on-chain first (the server could not know yet)
+    # between the server building the transaction and the wallet sending it, another
+    # wallet takes the id on-chain
     rival = TestWallet(stack.anvil.url, new_account(), stack.anvil.chain_id, stack.anvil.chain_id)
     web.fund(rival.address)
     data = stack.chain.abis.calldata("PublisherRegistry", "register", pub_id, rival.address)
     to = stack.chain.addresses["PublisherRegistry"]
-    rival.request("eth_sendTransaction", [{"from": rival.address, "to": to, "data": data}])
+    opened.wallet.before_send = lambda: rival.request(
+        "eth_sendTransaction", [{"from": rival.address, "to": to, "data": data}]
+    )
 
     page.get_by_role("button", name="Register with my wallet").click()
     alert = page.locator("[data-form-message]").first
