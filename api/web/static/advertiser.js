@@ -5,15 +5,8 @@
   "use strict";
   const $ = (selector, root = document) => root.querySelector(selector);
   const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
-  const SESSION_CODES = new Set(["no_token", "token_expired", "invalid_token", "csrf_failed"]);
+  const { SESSION_CODES, setPath, clearErrors, showError } = window.Buzzer;
   const csrf = () => $("meta[name=csrf-token]").content;
-
-  function setPath(target, dotted, value) {
-    const keys = dotted.split(".");
-    let node = target;
-    keys.slice(0, -1).forEach((key) => { node = node[key] = node[key] || {}; });
-    node[keys[keys.length - 1]] = value;
-  }
 
   // The form as the API's JSON body; [name, what to enter] for what cannot be read.
   function collect(form) {
@@ -54,26 +47,6 @@
     }
     Object.entries(checks).forEach(([name, values]) => setPath(body, name, values));
     return { body, problems };
-  }
-
-  function clearErrors(form) {
-    $$("[data-error-for]", form).forEach((el) => { el.textContent = ""; });
-    $$("[aria-invalid]", form).forEach((el) => el.removeAttribute("aria-invalid"));
-  }
-
-  function showError(form, field, text) {
-    const names = String(field).split(".");
-    for (let i = 0; i < names.length; i++) {
-      const name = names.slice(i).join(".");
-      const slot = form.querySelector(`[data-error-for="${CSS.escape(name)}"]`);
-      if (slot) {
-        slot.textContent = text;
-        const input = form.querySelector(`[name="${CSS.escape(name)}"]`);
-        if (input) input.setAttribute("aria-invalid", "true");
-        return true;
-      }
-    }
-    return false;
   }
 
   // An API error placed next to its fields; true when at least one found its field.

@@ -410,7 +410,7 @@
   }
 
   function showError(form, field, text) {
-    const names = field.split(".");
+    const names = String(field).split(".");
     // "body.targeting.geo" → try "targeting.geo", then "geo"
     for (let i = 0; i < names.length; i++) {
       const name = names.slice(i).join(".");
@@ -491,5 +491,5 @@
     });
   });
 
-  window.Buzzer = { api, signIn, sendAll, toUnits, notice };
+  window.Buzzer = { api, signIn, sendAll, toUnits, notice, setPath, clearErrors, showError, SESSION_CODES };
 })();
