@@ -6,8 +6,10 @@ minutes instead of days. Refused on any chain but the local one (1337).
     python scripts/_epoch.py
 
 It reads the running stack's services from `<run dir>/stack.json` (written by `make run`).
-The chain's clock only moves forward; restart `make run` afterwards if you want the API's
-clock (what it serves and tracks) to follow the chain into the new epoch.
+The chain's clock only moves forward, and the running stack's clock (what it serves and
+tracks) follows it through `<run dir>/clock-offset`, so the next traffic lands in the new
+epoch. While settlement waits for its transactions to be final, a block is mined every
+second (the local chain mines only on a transaction otherwise).
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +31,7 @@ from scripts._stack import (
     LOCAL_CHAIN_ID,
     PROJECT_ROOT,
     StackError,
+    follow_chain_clock,
     rpc,
     run_dir,
     services_env,
@@ -64,6 +70,27 @@ def move_to(rpc_url: str, timestamp: int, blocks: int = 4) -> None:
         rpc(rpc_url, "evm_mine", [])
 
 
+@contextmanager
+def mining(rpc_url: str, interval: float = 1.0) -> Iterator[None]:
+    """Mine a block every `interval` seconds until the block ends, so what waits for finality
+    (the indexer's finalized block) waits seconds rather than for its timeout."""
+    stop = threading.Event()
+
+    def mine() -> None:
+        while not stop.wait(interval):
+            # a failed tick is tried again next time; settlement reports a chain that is gone
+            with suppress(StackError, OSError):
+                rpc(rpc_url, "evm_mine", [])
+
+    miner = threading.Thread(target=mine, name="miner", daemon=True)
+    miner.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        miner.join()
+
+
 def wait_indexed(database_url: str, rpc_url: str, timeout: float = 60.0) -> None:
     import psycopg
 
@@ -84,7 +111,7 @@ def wait_indexed(database_url: str, rpc_url: str, timeout: float = 60.0) -> None
 
 
 def settle(env: dict[str, str]) -> None:
-    for args in (["run", "--wait", "60"], ["status"]):
+    for args in (["run", "--wait", "120"], ["status"]):
         result = subprocess.run(
             [sys.executable, "-m", "api.settlement", *args], cwd=PROJECT_ROOT, env=env, check=False
         )
@@ -129,17 +156,19 @@ def main() -> int:
         epoch = call(rpc_url, "CampaignRegistry", "current_epoch")
         end = call(rpc_url, "CampaignRegistry", "epoch_end", epoch)
         print(f"epoch {epoch} ends at {end}; moving the chain past it and the IVT hold ({hold} s)")
+        here = run_dir(os.environ)
         move_to(rpc_url, end + hold + MARGIN)
+        follow_chain_clock(rpc_url, here)  # new traffic lands in the next epoch
         wait_indexed(database_url, rpc_url)
-        settle(env)  # freezes the epoch, spends from escrow, posts the root
-        move_to(rpc_url, 0)  # a few blocks: the post becomes final
-        wait_indexed(database_url, rpc_url)
-        settle(env)  # records the final post
+        with mining(rpc_url):
+            settle(env)  # freezes the epoch, spends from escrow, posts the root
         challenge = call(rpc_url, "PublisherPayout", "challenge_period")
         print(f"moving the chain past the challenge period ({challenge} s)")
         move_to(rpc_url, chain_time(rpc_url) + challenge + MARGIN)
+        follow_chain_clock(rpc_url, here)
         wait_indexed(database_url, rpc_url)
-        settle(env)
+        with mining(rpc_url):
+            settle(env)  # records the root current: claimable
     except (EpochError, StackError, OSError) as exc:
         print(f"make epoch: {exc}", file=sys.stderr)
         return 1

@@ -398,6 +398,22 @@ def rpc(url: str, method: str, params: Sequence[Any] = (), timeout: float = 5.0)
     return reply["result"]
 
 
+CLOCK_OFFSET_FILE = "clock-offset"  # in the run dir: how far the local chain runs ahead
+
+
+def follow_chain_clock(rpc_url: str, directory: Path) -> int:
+    """Write how many seconds the chain's latest block runs ahead of real time (never below
+    0) to the clock-offset file the stack's processes read (`BUZZER_CLOCK_OFFSET_FILE`),
+    atomically; return it."""
+    latest = int(rpc(rpc_url, "eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
+    offset = max(0, latest - int(time.time()))
+    path = directory / CLOCK_OFFSET_FILE
+    partial = path.with_suffix(".partial")
+    partial.write_text(f"{offset}\n", encoding="ascii")
+    partial.replace(path)
+    return offset
+
+
 def wait_for_rpc(
     url: str, timeout: float = START_TIMEOUT, process: subprocess.Popen[bytes] | None = None
 ) -> int:
@@ -708,12 +724,15 @@ def serve(
         upgrade(database_url)
         if stop.is_set():
             return
-        if chain_id == LOCAL_CHAIN_ID:
-            # after `make epoch` the chain runs ahead of real time: the API's clock follows it
-            ahead = int(rpc(rpc_url, "eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
-            offset = ahead - int(time.time())
-            if offset > 60 and "BUZZER_CLOCK_OFFSET_SECONDS" not in environ:
-                env["BUZZER_CLOCK_OFFSET_SECONDS"] = str(offset)
+        if chain_id == LOCAL_CHAIN_ID and not {
+            "BUZZER_CLOCK_OFFSET_SECONDS",
+            "BUZZER_CLOCK_OFFSET_FILE",
+        } & set(environ):
+            # after `make epoch` the chain runs ahead of real time: every process's clock
+            # follows it through this file, which `make epoch` rewrites as it moves the chain
+            offset = follow_chain_clock(rpc_url, logs)
+            env["BUZZER_CLOCK_OFFSET_FILE"] = str(logs / CLOCK_OFFSET_FILE)
+            if offset > 60:
                 logger.info("the chain's clock is %d s ahead: the API's clock follows it", offset)
         # what `make epoch` needs to find this stack
         stack_file = logs / "stack.json"

@@ -175,6 +175,10 @@ class Settings(BaseSettings):
     # clock follows it by this many seconds so a served or tracked event lands in the epoch
     # the chain is in. Refused on any chain but a local one.
     clock_offset_seconds: int = 0
+    # the same offset kept in a file (seconds, one integer) that every process re-reads at
+    # most once a second, so `make epoch` moves the running stack's clock along with the
+    # chain's; when set it replaces `clock_offset_seconds`. Local chain only.
+    clock_offset_file: str = ""
     # x402 receipts are EdDSA (Ed25519) JWTs, checkable by anyone with /.well-known/jwks.json.
     # The signing key: PEM, or base64 of the 32-byte seed. Unset, it is derived from the JWT
     # secret (HKDF), the same on every worker: fine locally, production sets its own.
@@ -199,11 +203,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _offset_local_only(self) -> Settings:
-        if self.clock_offset_seconds and self.chain_id not in LOCAL_CHAIN_IDS:
-            raise ValueError(
-                "BUZZER_CLOCK_OFFSET_SECONDS is for a local chain only"
-                f" ({sorted(LOCAL_CHAIN_IDS)}); chain {self.chain_id} keeps real time"
-            )
+        for name, value in (
+            ("BUZZER_CLOCK_OFFSET_SECONDS", self.clock_offset_seconds),
+            ("BUZZER_CLOCK_OFFSET_FILE", self.clock_offset_file),
+        ):
+            if value and self.chain_id not in LOCAL_CHAIN_IDS:
+                raise ValueError(
+                    f"{name} is for a local chain only"
+                    f" ({sorted(LOCAL_CHAIN_IDS)}); chain {self.chain_id} keeps real time"
+                )
         return self
 
     @model_validator(mode="after")
@@ -218,7 +226,27 @@ class Settings(BaseSettings):
 
     def now(self) -> float:
         """The API's clock: real time, plus the local chain's offset."""
-        return time.time() + self.clock_offset_seconds
+        real = time.time()
+        if self.clock_offset_file:
+            return real + _offset_in(self.clock_offset_file, real)
+        return real + self.clock_offset_seconds
+
+
+_offsets: dict[str, tuple[float, int]] = {}  # file -> (read at, offset)
+
+
+def _offset_in(path: str, now: float) -> int:
+    """The offset written in `path`, read again once a second at most; 0 while the file is
+    missing or holds no integer (it is being rewritten)."""
+    read_at, offset = _offsets.get(path, (-1.0, 0))
+    if now - read_at >= 1.0 or now < read_at:
+        try:
+            with open(path, encoding="ascii") as file:
+                offset = int(file.read().strip() or 0)
+        except (OSError, ValueError):
+            pass  # keep the last good value
+        _offsets[path] = (now, offset)
+    return offset
 
 
 @lru_cache(maxsize=1)
