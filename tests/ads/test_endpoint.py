@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from api.ads import tokens
 from api.main import create_app
@@ -404,6 +405,11 @@ def test_without_redis_ads_still_serve(
     assert answers == [200, 200, 200, 402, 204]
 
 
+def payments_counted(outcome: str, reason: str) -> float:
+    labels = {"outcome": outcome, "reason": reason}
+    return REGISTRY.get_sample_value("buzzer_x402_payments_total", labels) or 0.0
+
+
 def test_the_official_x402_client_pays_an_agent_price(api, site, chain, settings, database_url):
     """An agent with the x402 SDK's httpx transport meets the 402, signs an EIP-3009
     authorization and retries; the endpoint settles it on anvil before answering."""
@@ -435,6 +441,7 @@ def test_the_official_x402_client_pays_an_agent_price(api, site, chain, settings
     )
     payee_before = chain.usdc_balance(PAYEE)
     query = {"pub_id": site["pub"], "slot_id": site["slot"], "format": "banner"}
+    settled = payments_counted("settled", "")
 
     async def fetch() -> httpx.Response:
         transport = x402_httpx_transport(client, httpx.ASGITransport(app=api.app))
@@ -449,6 +456,21 @@ def test_the_official_x402_client_pays_an_agent_price(api, site, chain, settings
     assert "PAYMENT-RESPONSE" in reply.headers
     assert chain.usdc_balance(PAYEE) - payee_before == 1_000
     assert chain.usdc_balance(payer.address) == 9_000
+    assert payments_counted("settled", "") == settled + 1  # on /metrics
+
+    # a payment header that is no x402 payload: refused, and counted with its x402 reason
+    spoiled = api.get(
+        "/x402/ad", params=query, headers={"User-Agent": AGENT, "PAYMENT-SIGNATURE": "bm9wZQ=="}
+    )
+    assert spoiled.status_code == 402, spoiled.text
+    reason = spoiled.json()["error"]["code"]
+    refused = payments_counted("rejected", reason)
+    again = api.get(
+        "/x402/ad", params=query, headers={"User-Agent": AGENT, "PAYMENT-SIGNATURE": "bm9wZQ=="}
+    )
+    assert again.status_code == 402
+    assert payments_counted("rejected", reason) == refused + 1
+    assert chain.usdc_balance(PAYEE) - payee_before == 1_000  # nothing more moved
     index_to_head(chain.rpc_url, database_url)
     with api.app.state.engine.connect() as db:
         linked = db.execute(

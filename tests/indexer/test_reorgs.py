@@ -1,11 +1,13 @@
 """Real reorganisations with `anvil_reorg`: after each, the projections equal a fresh index
 of the canonical chain and the orphaned rows are kept, marked non-canonical; a reorg deeper
-than the window stops the indexer with an error naming the blocks."""
+than the window stops the indexer with an error naming the blocks. Each reorg rewound moves
+`buzzer_indexer_reorgs_total`, and its orphaned events `buzzer_indexer_orphaned_events_total`."""
 
 from __future__ import annotations
 
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 
 from indexer.runner import ReorgTooDeep
 from tests.indexer.helpers import cli, cli_env, index_to_head, projections
@@ -24,6 +26,14 @@ def funded(fresh_anvil, monkeypatch):
     campaign = chain.register_campaign(ADVERTISER, "usdc")
     chain.mint_usdc(ADVERTISER, 1_000 * USDC)
     return chain, campaign, fresh_anvil.deployments_dir
+
+
+def reorg_metrics() -> tuple[float, float]:
+    """(reorgs rewound, events orphaned) as the indexer's /metrics shows them."""
+    return (
+        REGISTRY.get_sample_value("buzzer_indexer_reorgs_total") or 0.0,
+        REGISTRY.get_sample_value("buzzer_indexer_orphaned_events_total") or 0.0,
+    )
 
 
 def deposit_then_mine(chain, campaign: int, depth: int) -> None:
@@ -75,11 +85,17 @@ def test_reorg_rewinds_to_the_canonical_chain(
             txs = [({**deposit, "nonce": hex(nonce)}, 0)]
         else:  # anvil takes one transaction per sender and block
             txs = [({**approve, "nonce": hex(nonce)}, 0), ({**deposit, "nonce": hex(nonce + 1)}, 1)]
+    reorgs, orphans = reorg_metrics()
     chain.reorg(depth, txs)
     chain.mine(1)
     index_to_head(chain.rpc_url, database_url)
 
     assert balance(database_url, campaign) == replacement
+    with psycopg.connect(database_url) as conn:
+        (orphaned,) = conn.execute(
+            "SELECT count(*) FROM chain_events WHERE NOT canonical"
+        ).fetchone()
+    assert reorg_metrics() == (reorgs + 1, orphans + orphaned)
     assert orphaned_deposits(database_url) == [100 * USDC]
     canonical = make_database()
     index_to_head(chain.rpc_url, canonical)
@@ -90,12 +106,15 @@ def test_two_consecutive_reorgs(funded, database_url, make_database):
     chain, campaign, _ = funded
     deposit_then_mine(chain, campaign, 3)
     index_to_head(chain.rpc_url, database_url)
+    reorgs, _ = reorg_metrics()
     chain.reorg(3)
     index_to_head(chain.rpc_url, database_url)
     chain.deposit(ADVERTISER, campaign, 30 * USDC)
     chain.reorg(2)
     chain.mine(2)
     index_to_head(chain.rpc_url, database_url)
+    # the second reorg replaced only blocks the indexer had not read yet: nothing to rewind
+    assert reorg_metrics()[0] == reorgs + 1
     canonical = make_database()
     index_to_head(chain.rpc_url, canonical)
     assert diff(projections(database_url), projections(canonical)) == ""

@@ -1,7 +1,7 @@
 """The watcher on a real deployment: an honest root stays; a tampered one (an honest total
 in a tree that pays the settler) is revoked before anyone can claim from it; a bad root found
 already matured pauses the payout with an alert; without a key it only reports; a restart
-re-checks only the pending root."""
+re-checks only the pending root. Each verdict moves `buzzer_watcher_verdicts_total`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from web3.exceptions import ContractLogicError
 
 from api.core.settings import Settings
@@ -58,6 +59,19 @@ def make_watcher(chain, deployments_dir, tmp_path):  # noqa: F811
         watcher.close()
 
 
+def verdicts() -> dict[str, float]:
+    """The watcher's verdict counter, by verdict, as /metrics shows it."""
+    names = ("ok", "reported", "revoked", "paused")
+    return {
+        v: REGISTRY.get_sample_value("buzzer_watcher_verdicts_total", {"verdict": v}) or 0.0
+        for v in names
+    }
+
+
+def moved(before: dict[str, float]) -> dict[str, float]:
+    return {v: n - before[v] for v, n in verdicts().items() if n != before[v]}
+
+
 def spent(driver: Any) -> None:
     campaigns = fund_campaigns(driver)
     spend_epoch(driver, {campaigns[0]: 40 * USDC, campaigns[1]: 15 * USDC})
@@ -74,9 +88,11 @@ def test_honest_root_stays_and_is_not_checked_twice(chain, make_watcher, tmp_pat
     spent(chain)
     settle(chain, tmp_path)
     watcher = make_watcher()
+    before = verdicts()
 
     (report,) = watcher.run_once()
     assert (report.root_id, report.ok, report.action, report.status) == (1, True, None, "pending")
+    assert moved(before) == {"ok": 1}
     assert report_file(tmp_path, 1)["ok"] is True
     assert watcher.run_once() == []
     assert int(chain.call("PublisherPayout", "pending_root_id")) == 1
@@ -100,10 +116,12 @@ def test_tampered_root_is_revoked_before_it_is_claimable(chain, make_watcher, tm
         posted_total
     )
 
+    before = verdicts()
     with caplog.at_level(logging.ERROR, logger="api.settlement.watcher"):
         reports = make_watcher().run_once()
     report = next(r for r in reports if r.root_id == root_id)
     assert report.action == "revoked" and not report.ok
+    assert moved(before)["revoked"] == 1
     assert {"leaf_missing", "leaf_unallocated"} <= {f.code for f in report.findings}
     assert chain.call("PublisherPayout", "revoked", root_id) is True
     assert int(chain.call("PublisherPayout", "pending_root_id")) == 0
@@ -122,9 +140,11 @@ def test_bad_root_found_matured_pauses_the_payout(chain, make_watcher, tmp_path,
     settle(chain, tmp_path, tamper=settler_takes_all)
     chain.increase_time(CHALLENGE_PERIOD)  # the watcher was down
 
+    before = verdicts()
     with caplog.at_level(logging.CRITICAL, logger="api.settlement.watcher"):
         (report,) = make_watcher().run_once()
     assert (report.status, report.action) == ("current", "paused")
+    assert moved(before) == {"paused": 1}
     assert chain.call("PublisherPayout", "paused") is True
     alert = next(r for r in caplog.records if r.levelno == logging.CRITICAL)
     assert "ALERT" in alert.getMessage()
@@ -140,9 +160,11 @@ def test_read_only_watcher_only_reports(chain, make_watcher, tmp_path, caplog): 
     spent(chain)
     settle(chain, tmp_path, tamper=settler_takes_all)
 
+    before = verdicts()
     with caplog.at_level(logging.ERROR, logger="api.settlement.watcher"):
         (report,) = make_watcher(read_only=True).run_once()
     assert (report.ok, report.action, report.status) == (False, None, "pending")
+    assert moved(before) == {"reported": 1}
     assert "read-only" in caplog.text and "root-1.json" in caplog.text
     assert int(chain.call("PublisherPayout", "pending_root_id")) == 1
     assert chain.call("PublisherPayout", "revoked", 1) is False
