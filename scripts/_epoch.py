@@ -123,6 +123,7 @@ def settle(env: dict[str, str]) -> None:
 
 def main() -> int:
     from api.core.settings import Settings
+    from chain.contracts import ContractsError
 
     state_file = run_dir(os.environ) / "stack.json"
     try:
@@ -144,6 +145,8 @@ def main() -> int:
         os.environ["API_PORT"] = str(stack.get("api_port") or os.environ.get("API_PORT") or "")
         if stack.get("public_base_url"):
             os.environ["BUZZER_PUBLIC_BASE_URL"] = stack["public_base_url"]
+        if stack.get("deployments_dir"):  # where make run deployed, e.g. BUZZER_DEPLOYMENTS_DIR
+            os.environ["BUZZER_DEPLOYMENTS_DIR"] = stack["deployments_dir"]
         env = services_env(
             rpc_url,
             database_url,
@@ -169,14 +172,38 @@ def main() -> int:
         wait_indexed(database_url, rpc_url)
         with mining(rpc_url):
             settle(env)  # records the root current: claimable
-    except (EpochError, StackError, OSError) as exc:
+    except (EpochError, StackError, ContractsError, OSError) as exc:
         print(f"make epoch: {exc}", file=sys.stderr)
         return 1
-    print(
-        f"epoch {epoch} has ended and settlement ran (its status is above: a root `current`"
-        " on-chain is claimable now; publishers claim on /publisher/earnings)"
-    )
+    print(outcome(database_url, rpc_url, epoch))
     return 0
+
+
+def outcome(database_url: str, rpc_url: str, epoch: int) -> str:
+    """The last line: what the epoch's settlement paid, in a newcomer's words."""
+    import psycopg
+
+    from migrations import libpq_url
+
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        row = conn.execute(
+            "SELECT state, events, root_id FROM settlement_epochs WHERE chain_id = %s"
+            " AND epoch = %s",
+            (LOCAL_CHAIN_ID, epoch),
+        ).fetchone()
+    if row is None or not row[1]:
+        return (
+            f"epoch {epoch} had no billable traffic, so nothing was paid: open the demo page"
+            " (its ads are tracked), then run make epoch again"
+        )
+    state, events, root_id = row
+    current = call(rpc_url, "PublisherPayout", "current_root_id")
+    if root_id is not None and current >= root_id:
+        return (
+            f"epoch {epoch} settled: {events} billable events, paid in root {root_id}, which is"
+            " current on-chain: the publisher claims on /publisher/earnings"
+        )
+    return f"epoch {epoch} is {state} and its root is not claimable yet: run make epoch again"
 
 
 if __name__ == "__main__":

@@ -43,7 +43,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NamedTuple
 
-from chain.contracts import ContractsError, Deployment, deployment_path, load_deployment
+from chain.contracts import (
+    ContractsError,
+    Deployment,
+    deployment_path,
+    deployments_dir,
+    load_deployment,
+)
 
 logger = logging.getLogger("buzzer.stack")
 
@@ -744,6 +750,7 @@ def serve(
                     "redis_url": redis_url,
                     "api_port": int(environ.get("API_PORT") or API_PORT),
                     "public_base_url": env["BUZZER_PUBLIC_BASE_URL"],
+                    "deployments_dir": str(deployments_dir(environ).resolve()),
                 }
             )
         )
