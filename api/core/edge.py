@@ -22,6 +22,7 @@ from prometheus_client import Counter, Histogram
 
 from api.core.errors import error_body
 from observe.logs import bound
+from observe.metrics import Labelled
 
 log = logging.getLogger("api")
 
@@ -33,6 +34,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUESTS = Counter("buzzer_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("buzzer_http_request_seconds", "HTTP request latency", ["route"])
+_requests, _latency = Labelled(REQUESTS), Labelled(LATENCY)
 PUBLIC_PREFIXES = ("/x402/", "/track/", "/creatives/")
 EXPOSED = (
     b"PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE, X-Buzzer-Receipt, Retry-After, "
@@ -123,8 +125,8 @@ class Edge:
 
         elapsed = time.perf_counter() - started
         route = getattr(scope.get("route"), "path", "unmatched")
-        REQUESTS.labels(method, route, str(status)).inc()
-        LATENCY.labels(route).observe(elapsed)
+        _requests(method, route, str(status)).inc()
+        _latency(route).observe(elapsed)
         # the ad and tracking endpoints are the hot path: their access lines are DEBUG (an
         # access line costs ~120 µs), their errors are still logged with the request id
         level = logging.DEBUG if public and status < 500 else logging.INFO
