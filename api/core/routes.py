@@ -22,12 +22,17 @@ from urllib.parse import parse_qsl
 import fastapi.routing
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import get_typed_return_annotation
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
 
 class DirectRoute(APIRoute):
+    @property
+    def direct(self) -> bool:
+        """Called directly where it is declared (an inclusion may add dependencies)."""
+        return _direct(self.dependant, self.endpoint)
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         if _direct(self._dependant(), self.endpoint):
             endpoint: Callable[[Request], Coroutine[Any, Any, Response]] = self.endpoint
@@ -74,3 +79,15 @@ def query(request: Request) -> dict[str, str]:
     multi-dict: what the hot endpoints look values up in."""
     raw: bytes = request.scope["query_string"]
     return dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True)) if raw else {}
+
+
+def direct_routes(*routers: APIRouter) -> list[DirectRoute]:
+    """The routes of `routers` that are called directly and have a fixed path: what
+    `api.core.edge.Edge` may hand a request to itself (the routers must be included
+    without a prefix or dependencies)."""
+    return [
+        route
+        for router in routers
+        for route in router.routes
+        if isinstance(route, DirectRoute) and route.direct and "{" not in route.path
+    ]
