@@ -32,6 +32,7 @@ from api.core.db import make_engine
 from api.core.edge import Edge
 from api.core.redis import connect as connect_redis
 from api.core.redis import connect_async
+from api.core.routes import direct_routes
 from api.core.settings import Settings, get_settings
 from api.core.storage import LocalStorage
 from api.privacy.router import router as privacy_router
@@ -94,7 +95,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=["X-Request-ID"],
     )
 
-    app.add_middleware(Edge, on_catalog_change=lambda scope: bump(scope["app"].state.redis))
+    app.add_middleware(
+        Edge,
+        on_catalog_change=lambda scope: bump(scope["app"].state.redis),
+        direct=direct_routes(ads_router, tracking_router),  # included below as they are
+    )
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

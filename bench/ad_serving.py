@@ -8,8 +8,8 @@ Uses `DATABASE_URL` / `REDIS_URL` when set, else embedded ones; starts its own a
 comes from autocannon (npm) on loopback: human traffic with a random slot and country per
 request (fill), agent traffic (402), and the no-op endpoint. Then the paid path: the x402
 client pays an agent price and the server verifies and settles on anvil before answering,
-one payment at a time. Prints requests/s, p50/p99 latency, the fill/no-op throughput ratio
-and each worker's resident memory.
+one payment at a time. Prints requests/s, p50/p99 latency, the server's CPU per request (its
+workers and Redis), the fill/no-op throughput ratio and each worker's resident memory.
 """
 
 from __future__ import annotations
@@ -175,6 +175,19 @@ def load(base: str, seconds: int, connections: int, mode: str, slots_file: Path)
     return result
 
 
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    """CPU the server (its workers and Redis) has spent: per request, a figure the other
+    load on a shared machine barely moves."""
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def redis_scripts(client: Any) -> int:
     """Lua scripts Redis has run so far: lease grants and closes (and, before leases, one
     reservation per campaign a fill considered)."""
@@ -295,12 +308,17 @@ def main() -> int:
             load(base, 3, 10, "fill", slots_file)  # warm-up
             rows = []
             commands = redis_lib.Redis.from_url(cache_url)
+            server = [psutil.Process(api.pid), *psutil.Process(api.pid).children(recursive=True)]
+            if embedded is not None:
+                server.append(psutil.Process(embedded.pid))
             for connections in [int(c) for c in args.connections.split(",")]:
                 for mode in args.modes.split(","):
                     before = redis_scripts(commands)
+                    cpu = cpu_seconds(server)
                     row = load(base, args.seconds, connections, mode, slots_file)
                     served = sum(row["codes"].values()) or 1
                     row["redis"] = (redis_scripts(commands) - before) / served
+                    row["cpu_us"] = (cpu_seconds(server) - cpu) / served * 1e6
                     rows.append(row)
             commands.close()
             workers = psutil.Process(api.pid).children(recursive=True)
@@ -314,19 +332,24 @@ def main() -> int:
 
     print(
         f"\n{'endpoint':<10}{'conns':>6}{'req/s':>10}{'p50 ms':>8}{'p99 ms':>8}{'scripts/req':>13}"
-        "  status codes"
+        f"{'CPU µs/req':>12}  status codes"
     )
     for row in rows:
         print(
             f"{row['mode']:<10}{row['connections']:>6}{row['rps']:>10,.0f}{row['p50']:>8}"
-            f"{row['p99']:>8}{row['redis']:>13.2f}  {row['codes']} errors={row['errors']}"
+            f"{row['p99']:>8}{row['redis']:>13.2f}{row['cpu_us']:>12,.0f}  {row['codes']}"
+            f" errors={row['errors']}"
             f" timeouts={row['timeouts']}"
         )
     for connections in sorted({r["connections"] for r in rows}):
         by_mode = {r["mode"]: r for r in rows if r["connections"] == connections}
         if "fill" in by_mode and "noop" in by_mode:
             ratio = by_mode["fill"]["rps"] / by_mode["noop"]["rps"]
-            print(f"fill / no-op throughput at {connections} connections: {ratio:.2f}")
+            cpu = by_mode["noop"]["cpu_us"] / by_mode["fill"]["cpu_us"]
+            print(
+                f"fill / no-op throughput at {connections} connections: {ratio:.2f}"
+                f" (server CPU per request: {cpu:.2f})"
+            )
     print(f"worker RSS after load: {', '.join(f'{m:.0f} MB' for m in memory)}")
     if paid:
         print(

@@ -31,6 +31,25 @@ log = logging.getLogger("observe.metrics")
 DEFAULT_PORTS = {"indexer": 9101, "writer": 9102, "scheduler": 9103, "watcher": 9104}
 HOST_VARIABLE = "BUZZER_METRICS_HOST"
 
+
+class Labelled:
+    """A labelled metric's children kept by label values: `labels()` looks the child up
+    under a lock and re-checks the values on every call (a few µs, on every request of the
+    hot path); the child for a given set of values never changes, so it is asked once.
+
+        Labelled(metrics.AD_DECISIONS)("ad").inc()"""
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self.children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self.children.get(values)
+        if child is None:
+            child = self.children[values] = self.metric.labels(*values)
+        return child
+
+
 # -- ad serving (API) ---------------------------------------------------------------------
 
 AD_DECISIONS = Counter(

@@ -51,13 +51,16 @@ from api.core.errors import (
     error_body,
 )
 from api.core.ratelimit import LocalLimiter
+from api.core.routes import DirectRoute
+from api.core.routes import query as query_of
 from api.core.settings import Settings
 from observe import metrics
 
 log = logging.getLogger("api.ads")
-router = APIRouter(tags=["ads"])
+router = APIRouter(tags=["ads"], route_class=DirectRoute)
 
 REDIS_RETRY_SECONDS = 5.0
+DECISIONS = metrics.Labelled(metrics.AD_DECISIONS)
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -220,7 +223,7 @@ class Query(NamedTuple):
 
 
 def _query(request: Request) -> Query:
-    q = request.query_params
+    q = query_of(request)
     problems = []
 
     def problem(name: str, text: str) -> None:
@@ -320,7 +323,7 @@ async def serve_ad(request: Request) -> Response:
         outcome, response = await _decide(request)
         return response
     finally:
-        metrics.AD_DECISIONS.labels(outcome).inc()
+        DECISIONS(outcome).inc()
         metrics.AD_DECISION_SECONDS.observe(time.perf_counter() - started)
 
 
@@ -470,8 +473,7 @@ def _ad(
         "expires_at": serve.expires_at,
     }
     secret = serving.settings.jwt_secret
-    impression = tokens.sign(secret, "imp", claims)
-    click = tokens.sign(secret, "click", claims)
+    impression, click = tokens.sign_each(secret, ("imp", "click"), claims)
     return {
         "ad_id": serve_id,
         "campaign_id": candidate.campaign_id,

@@ -60,9 +60,23 @@ def _keys(secret: str) -> bytes:
 
 def sign(secret: str, kind: str, claims: dict[str, Any]) -> str:
     """A token of `kind` ("imp" or "click") for the claims of an `AdEvent` but its kind."""
-    body = _b64(json.dumps({"kind": kind, **claims}, separators=(",", ":")).encode())
-    mac = _b64(hmac.new(_keys(secret), body.encode(), hashlib.sha256).digest())
-    return f"{body}.{mac}"
+    return sign_each(secret, (kind,), claims)[0]
+
+
+def sign_each(secret: str, kinds: tuple[str, ...], claims: dict[str, Any]) -> list[str]:
+    """A token of each kind for the same claims (a served ad's impression and click), the
+    claims serialized once: each is the token `sign` gives, byte for byte."""
+    key = _keys(secret)
+    if not claims or "kind" in claims:
+        texts = [json.dumps({"kind": kind, **claims}, separators=(",", ":")) for kind in kinds]
+    else:
+        rest = json.dumps(claims, separators=(",", ":"))[1:]  # '"serve_id":…}'
+        texts = [f'{{"kind":{json.dumps(kind)},{rest}' for kind in kinds]
+    signed = []
+    for text in texts:
+        body = _b64(text.encode())
+        signed.append(f"{body}.{_b64(hmac.digest(key, body.encode(), 'sha256'))}")
+    return signed
 
 
 def verify(secret: str, token: str, kind: str, now: float | None = None) -> AdEvent:

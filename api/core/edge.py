@@ -7,21 +7,34 @@
 - Prometheus counts and latency per route template;
 - open CORS for what publishers' pages fetch (`/x402/`, `/track/`, `/creatives/`), with the
   x402 headers exposed; the dashboard API keeps its own origin list;
-- after a successful edit of a campaign, slot or profile, a bump of the ad catalog version."""
+- after a successful edit of a campaign, slot or profile, a bump of the ad catalog version;
+- the hot routes (`direct`: `/x402/ad`, `/track/impression`, see `api.core.routes`) handed
+  their request here, past the layers that only route it: the router's matching, FastAPI's
+  exit-stack layer. What those layers give a request is given here the same way (the route
+  in `scope["route"]`, the app's exception handlers, CORSMiddleware's headers), so the
+  answer is the one the full stack gives; any other request goes through the stack."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
+from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
+from fastapi.routing import APIRoute
 from prometheus_client import Counter, Histogram
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.routing import Router
 
 from api.core.errors import error_body
 from observe.logs import bound
+from observe.metrics import Labelled
 
 log = logging.getLogger("api")
 
@@ -33,6 +46,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUESTS = Counter("buzzer_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("buzzer_http_request_seconds", "HTTP request latency", ["route"])
+_requests, _latency = Labelled(REQUESTS), Labelled(LATENCY)
 PUBLIC_PREFIXES = ("/x402/", "/track/", "/creatives/")
 EXPOSED = (
     b"PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE, X-Buzzer-Receipt, Retry-After, "
@@ -55,9 +69,38 @@ NUL_REFUSED = json.dumps(
 
 
 class Edge:
-    def __init__(self, app: ASGIApp, on_catalog_change: Callable[[Scope], None]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        on_catalog_change: Callable[[Scope], None],
+        direct: Iterable[APIRoute] = (),
+    ) -> None:
         self.app = app
         self.on_catalog_change = on_catalog_change
+        self.direct = {
+            (method, route.path): route for route in direct for method in route.methods or ()
+        }
+        self._inner: tuple[CORSMiddleware, Any, Router] | None = None
+        self._looked = False
+
+    def _stack(self) -> tuple[CORSMiddleware, Any, Router] | None:
+        """The layers under this one, when they are exactly CORS → exception handlers →
+        exit stack → router (None otherwise: every request then takes the stack)."""
+        if not self._looked:
+            self._looked = True
+            cors = self.app
+            exceptions = getattr(cors, "app", None)
+            exit_stack = getattr(exceptions, "app", None)
+            router = getattr(exit_stack, "app", None)
+            if (
+                isinstance(cors, CORSMiddleware)
+                and isinstance(exceptions, ExceptionMiddleware)
+                and isinstance(exit_stack, AsyncExitStackMiddleware)
+                and isinstance(router, Router)
+            ):
+                handlers = (exceptions._exception_handlers, exceptions._status_handlers)
+                self._inner = (cors, handlers, router)
+        return self._inner
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -112,7 +155,19 @@ class Edge:
                     message["headers"] = headers
                 await send(message)
 
-            await self.app(scope, receive, send_wrapped)
+            hot = self.direct.get((method, path)) if public else None
+            stack = self._stack() if hot is not None else None
+            if hot is not None and stack is not None:
+                cors, handlers, router = stack
+                # what the exception layer and the router would have set
+                scope["starlette.exception_handlers"] = handlers
+                scope.setdefault("router", router)
+                scope["endpoint"], scope["path_params"], scope["route"] = hot.endpoint, {}, hot
+                asked = Headers(scope=scope)
+                cors_send = functools.partial(cors.send, send=send_wrapped, request_headers=asked)
+                await hot.app(scope, receive, cors_send)
+            else:
+                await self.app(scope, receive, send_wrapped)
             if (
                 method in EDITS
                 and status < 400
@@ -123,8 +178,8 @@ class Edge:
 
         elapsed = time.perf_counter() - started
         route = getattr(scope.get("route"), "path", "unmatched")
-        REQUESTS.labels(method, route, str(status)).inc()
-        LATENCY.labels(route).observe(elapsed)
+        _requests(method, route, str(status)).inc()
+        _latency(route).observe(elapsed)
         # the ad and tracking endpoints are the hot path: their access lines are DEBUG (an
         # access line costs ~120 µs), their errors are still logged with the request id
         level = logging.DEBUG if public and status < 500 else logging.INFO

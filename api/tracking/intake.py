@@ -46,6 +46,8 @@ NOT_SERVED, CLICK_WITHOUT_IMPRESSION, TOO_FAST = (
 TOKEN_KIND = {IMPRESSION: "imp", CLICK: "click"}
 USED_MARGIN = 3_600  # a token's first-use mark outlives the token by this much
 EPOCH_KEY_MARGIN = 3_600
+INGESTED = metrics.Labelled(metrics.EVENTS_INGESTED)
+REJECTED = metrics.Labelled(metrics.EVENTS_REJECTED)
 
 # the stream entry's fields that Python fills, in this order (the script adds verdict,
 # billed and epoch); the scripts get their values only and pair them with these names
@@ -203,11 +205,11 @@ class Intake:
     async def record(self, kind: str, token: str, visit: Visit) -> Outcome:
         outcome = await self._record(kind, token, visit)
         if not outcome.recorded:
-            metrics.EVENTS_REJECTED.labels(kind, "lost").inc()
+            REJECTED(kind, "lost").inc()
         else:
-            metrics.EVENTS_INGESTED.labels(kind).inc()
+            INGESTED(kind).inc()
             if outcome.verdict:
-                metrics.EVENTS_REJECTED.labels(kind, outcome.verdict).inc()
+                REJECTED(kind, outcome.verdict).inc()
         return outcome
 
     async def _record(self, kind: str, token: str, visit: Visit) -> Outcome:

@@ -15,11 +15,12 @@ from fastapi.concurrency import run_in_threadpool
 from api.ads.router import Serving
 from api.core.clientip import client_ip
 from api.core.errors import ApiError, NotFound
+from api.core.routes import DirectRoute, query
 from api.tracking.intake import Intake, Visit
 from api.tracking.landing import LandingPages, safe_landing_url
 from api.tracking.models import CLICK, IMPRESSION
 
-router = APIRouter(tags=["tracking"])
+router = APIRouter(tags=["tracking"], route_class=DirectRoute)
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_CACHE = {
@@ -60,7 +61,7 @@ TOKEN_QUERY = {"name": "token", "in": "query", "schema": {"type": "string"}}
 )
 async def impression_pixel(request: Request) -> Response:
     """The ad rendered (an `<img>` pixel, `?token=…`). Always the same GIF, counted or not."""
-    token = request.query_params.get("token", "")  # read by hand: the hot path
+    token = query(request).get("token", "")  # read by hand: the hot path
     await _intake(request).record(IMPRESSION, token, _visit(request))
     return Response(PIXEL, media_type="image/gif", headers=NO_CACHE)
 
@@ -86,7 +87,7 @@ async def impression_pixel(request: Request) -> Response:
 async def impression_beacon(request: Request) -> Response:
     """The ad rendered (`navigator.sendBeacon(impression_url)`, or the token in the body:
     plain text, `token=…` form data or `{"token": …}`)."""
-    token = request.query_params.get("token") or _token_from_body(await _body(request))
+    token = query(request).get("token") or _token_from_body(await _body(request))
     await _intake(request).record(IMPRESSION, token, _visit(request))
     return Response(status_code=204, headers=NO_CACHE)
 
