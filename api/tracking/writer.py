@@ -60,10 +60,10 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import cached_property
 from operator import attrgetter
 from typing import Any
 
+import msgspec
 import psycopg
 import psycopg.errors
 import redis
@@ -73,7 +73,7 @@ from redis.retry import Retry
 
 from api.core.settings import Settings
 from api.tracking import partitions
-from api.tracking.stream import DEFAULT_SHARDS, GROUP, Keys, stream_keys
+from api.tracking.stream import DEFAULT_SHARDS, GROUP, PACKED, PACKED_FIELDS, Keys, stream_keys
 from observe import logs, metrics
 
 logger = logging.getLogger("api.tracking.writer")  # also when run as __main__
@@ -241,28 +241,46 @@ end
 return #ids
 """
 
-# XREADGROUP (without BLOCK, which scripts cannot do) of one stream, answered as one JSON
-# string: [[id, {field: value, ...} or false if deleted], ...]. Parsing 40 bulk strings per
-# entry in redis-py costs more than writing the entry to Postgres, and pairing the fields
-# up in Python cost as much as the JSON: json.loads builds the dicts.
-READ_SCRIPT = """
+# XREADGROUP (without BLOCK, which scripts cannot do) of one stream, answered as three
+# strings: the version 2 entries as one JSON array of arrays [id, verdict, billed, epoch,
+# the values of PACKED_FIELDS] (their `v2` array spliced in as it is stored: no decoding
+# and encoding per entry in Redis, one decode per stream here); their ids, comma-separated
+# (to read them again one by one should the array not parse: an entry that another client
+# appended with a broken `v2`); the other entries (version 1, or deleted while pending) as
+# a JSON array of [id, {field: value, ...} or false]. (redis-py's parser takes longer over
+# the bulk strings of an entry than Postgres takes to store it.)
+READ_SCRIPT = (
+    """
 redis.replicate_commands()
 local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
     'STREAMS', KEYS[1], ARGV[4])
-if not r or not r[1] then return '[]' end
-local out = {}
-for i, e in ipairs(r[1][2]) do
+if not r or not r[1] then return {'[]', '', '[]'} end
+local packed, ids, other = {}, {}, {}
+for _, e in ipairs(r[1][2]) do
     local f = e[2]
-    if f then
+    if f and #f == 8 and f[1] == 'verdict' and f[3] == 'billed' and f[5] == 'epoch'
+            and f[7] == '"""
+    + PACKED
+    + """' and string.sub(f[8], 1, 1) == '[' then
+        packed[#packed + 1] = '["' .. e[1] .. '",' .. cjson.encode(f[2]) .. ','
+            .. cjson.encode(f[4]) .. ',' .. cjson.encode(f[6]) .. ',' .. string.sub(f[8], 2)
+        ids[#ids + 1] = e[1]
+    elseif f then
         local t = {}
         for j = 1, #f, 2 do t[f[j]] = f[j + 1] end
-        out[i] = {e[1], t}
+        other[#other + 1] = {e[1], t}
     else
-        out[i] = {e[1], false}
+        other[#other + 1] = {e[1], false}
     end
 end
-return cjson.encode(out)
+return {'[' .. table.concat(packed, ',') .. ']', table.concat(ids, ','),
+    #other > 0 and cjson.encode(other) or '[]'}
 """
+)
+# an entry's values as the writer holds them, whichever its version
+ENTRY_VALUES = ("id", "verdict", "billed", "epoch", *PACKED_FIELDS)
+VALUE_AT = {name: i for i, name in enumerate(ENTRY_VALUES)}
+_READ_PACKED = msgspec.json.Decoder(list[tuple.__class_getitem__((str,) * len(ENTRY_VALUES))])  # type: ignore[misc]
 
 # KEYS: the event's unbilled marker, the campaign's billed, [the serve epoch's spend].
 # ARGV: price, marker ttl (s). Takes the price back once.
@@ -318,19 +336,38 @@ class WriterConfig:
         return cls(**values)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Entry:
-    """One stream entry as read: its shard, stream key, id and fields."""
+    """One stream entry as read: its shard, stream key, id, and either its fields by name
+    (a version 1 entry, or one read by redis-py) or its values in ENTRY_VALUES order (a
+    version 2 entry read by READ_SCRIPT). An entry deleted meanwhile has neither."""
 
     shard: int
     stream: str
     entry_id: str
-    fields: dict[str, str]
+    fields: dict[str, str] | None = None
     fresh: bool = False  # read with ">": never delivered before (a hint, see `_store`)
+    values: tuple[str, ...] | None = None
+    clean: bool = False  # no value holds a character COPY escapes, nor NUL (`_copy_text`)
 
-    @cached_property
+    @property
     def event_id(self) -> str:
         return f"{self.shard}:{self.entry_id}"
+
+    @property
+    def live(self) -> bool:
+        return self.values is not None or bool(self.fields)
+
+    def value(self, name: str) -> str:
+        if self.values is not None:
+            return self.values[VALUE_AT[name]]
+        return (self.fields or {}).get(name, "")
+
+    def as_fields(self) -> dict[str, str]:
+        """The entry's fields by name (a version 2 entry's unpacked)."""
+        if self.values is None:
+            return dict(self.fields or {})
+        return dict(zip(ENTRY_VALUES[1:], self.values[1:], strict=True))
 
 
 @dataclass
@@ -342,7 +379,7 @@ class Batch:
     rows: list[tuple[Any, ...]]
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     """What the writer needs of an entry beyond its staging row."""
 
@@ -365,51 +402,103 @@ def _text(value: str) -> str | None:
     return value.replace("\x00", "") if "\x00" in value else value
 
 
+def _some(value: str) -> str | None:
+    return value or None
+
+
 def _entry_ms(entry_id: str) -> int:
     head = entry_id.partition("-")[0]
     return int(head) if head.isdigit() else 0
 
 
+def _values_of(entry_id: str, fields: dict[str, str]) -> tuple[str, ...]:
+    """An entry's values in ENTRY_VALUES order from its fields by name: a version 1 entry's,
+    or a version 2 entry's whose `v2` array READ_SCRIPT could not hand over (a `v2` that is
+    not an array of as many strings is taken as no values)."""
+    packed = fields.get(PACKED)
+    if packed is not None:
+        try:
+            unpacked = json.loads(packed)
+        except ValueError:
+            unpacked = None
+        if (
+            isinstance(unpacked, list)
+            and len(unpacked) == len(PACKED_FIELDS)
+            and all(isinstance(v, str) for v in unpacked)
+        ):
+            fields = {**fields, **dict(zip(PACKED_FIELDS, unpacked, strict=True))}
+    return (entry_id, *(str(fields.get(name, "")) for name in ENTRY_VALUES[1:]))
+
+
 def stage(entry: Entry, chain_id: int) -> tuple[Event, tuple[Any, ...]]:
     """The staging row of an entry, made safe for COPY whatever the entry holds: numbers
     that do not parse become null (price 0), a missing receive time is the entry id's."""
-    f = entry.fields
-    received = f.get("received_ms", "")
+    values = entry.values
+    if values is None:
+        values = _values_of(entry.entry_id, entry.fields or {})
+    (
+        _,
+        verdict,
+        billed_text,
+        _,
+        kind,
+        received,
+        chain,
+        serve_id,
+        campaign,
+        slot_id,
+        publisher,
+        token,
+        bid_model,
+        bid,
+        price,
+        served_at,
+        ip_prefix,
+        visitor,
+        device,
+        geo,
+    ) = values
     occurred_ms = int(received) if received.isdigit() and len(received) <= 15 else 0
     if not EARLIEST_MS <= occurred_ms <= LATEST_MS:
         occurred_ms = _entry_ms(entry.entry_id)  # when Redis appended it
-    campaign = _digits(f.get("campaign_id", ""), "campaign_id")
-    publisher = _text(f.get("publisher", "").lower())
-    ip_prefix = _text(f.get("ip_prefix", ""))
+    digits = MAX_DIGITS
+    campaign_id = (
+        campaign if campaign.isdigit() and len(campaign) <= digits["campaign_id"] else None
+    )
+    text = _text if not entry.clean else _some  # a clean entry holds no NUL to take out
+    reason = text(verdict)
+    publisher_text = text(publisher.lower())
+    ip_prefix_text = text(ip_prefix)
+    billed = billed_text == "1"
     event = Event(
-        entry=entry,
-        occurred_ms=occurred_ms,
-        reason=_text(f.get("verdict", "")),
-        billed=f.get("billed") == "1",
-        campaign_id=int(campaign) if campaign is not None else None,
-        publisher=publisher,
-        ip_prefix=ip_prefix,
+        entry,
+        occurred_ms,
+        reason,
+        billed,
+        int(campaign_id) if campaign_id is not None else None,
+        publisher_text,
+        ip_prefix_text,
     )
     row = (
-        entry.event_id,
+        f"{entry.shard}:{entry.entry_id}",
         occurred_ms,
-        _text(f.get("kind", "")) or "",
+        text(kind) or "",
         None,  # reason: filled once the writer's rules ran
-        _digits(f.get("chain_id", ""), "chain_id") or chain_id,
-        _text(f.get("serve_id", "")),
-        campaign,
-        _text(f.get("slot_id", "")),
-        publisher,
-        _text(f.get("token", "")),
-        _text(f.get("bid_model", "")),
-        _digits(f.get("bid", ""), "bid"),
-        _digits(f.get("price", ""), "price") or 0,
-        _digits(f.get("served_at", ""), "served_at"),
-        ip_prefix,
-        _text(f.get("visitor", "")),
-        _text(f.get("device", "")),
-        _text(f.get("geo", "")),
-        event.billed,
+        (chain if chain.isdigit() and len(chain) <= digits["chain_id"] else None) or chain_id,
+        text(serve_id),
+        campaign_id,
+        text(slot_id),
+        publisher_text,
+        text(token),
+        text(bid_model),
+        bid if bid.isdigit() and len(bid) <= digits["bid"] else None,
+        (price if price.isdigit() and len(price) <= digits["price"] else None) or 0,
+        served_at if served_at.isdigit() and len(served_at) <= digits["served_at"] else None,
+        ip_prefix_text,
+        text(visitor),
+        text(device),
+        text(geo),
+        billed,
     )
     return event, row
 
@@ -633,9 +722,7 @@ class Writer:
                 )
             entries = []
             for key, reply in zip(self.streams, pipe.execute(), strict=True):
-                messages = json.loads(reply)
-                if messages:  # an empty Lua table is encoded as {}
-                    entries.extend(self._entries(key, messages, fresh))
+                entries.extend(self._unpack(client, key, reply, fresh))
             if entries or block is None:
                 return entries
             # nothing ready: wait on one stream at a time, in turn (a blocking read of several
@@ -682,6 +769,36 @@ class Writer:
                 break
         return entries
 
+    def _unpack(self, client: Redis, stream: str, reply: list[str], fresh: bool) -> list[Entry]:
+        """The entries of one stream as READ_SCRIPT answers them."""
+        packed, ids, other = reply
+        shard = self._shard_of[stream]
+        entries = []
+        if ids:
+            try:
+                decoded = _READ_PACKED.decode(packed)
+            except msgspec.DecodeError:  # a `v2` that is not an array of strings: by name
+                logger.warning(
+                    "%s: entries not as the intake appends them, read one by one", stream
+                )
+                pipe = client.pipeline(transaction=False)
+                for entry_id in ids.split(","):
+                    pipe.xrange(stream, entry_id, entry_id)
+                for entry_id, found in zip(ids.split(","), pipe.execute(), strict=True):
+                    fields = found[0][1] if found else None
+                    entries.append(Entry(shard, stream, entry_id, fields, fresh))
+            else:
+                # JSON escapes every character COPY would (and NUL): with no escape in the
+                # stream's array, its values go into COPY as they are
+                clean = "\\" not in packed
+                entries = [
+                    Entry(shard, stream, values[0], None, fresh, values, clean)
+                    for values in decoded
+                ]
+        if other != "[]":
+            entries.extend(self._entries(stream, json.loads(other), fresh))
+        return entries
+
     def _entries(self, stream: str, messages: Iterable[Any], fresh: bool = False) -> list[Entry]:
         shard = self._shard_of[stream]
         entries = []
@@ -700,7 +817,7 @@ class Writer:
     def _prepare(self, entries: Sequence[Entry]) -> Batch:
         """Stage the entries' rows and apply the rate rules (Redis)."""
         started = time.monotonic()
-        live = [e for e in entries if e.fields]  # an entry deleted meanwhile has no fields
+        live = [e for e in entries if e.live]  # an entry deleted meanwhile has no fields
         staged = [stage(e, self.config.chain_id) for e in live]
         events = [event for event, _ in staged]
         judged = time.monotonic()
@@ -754,10 +871,12 @@ class Writer:
     def _rate_reasons(self, events: list[Event]) -> list[str | None]:
         """Each event's reason after the rate rules. Counted once per event by this writer:
         a batch it retries (Postgres down) reuses the decisions it took."""
-        fresh = [e for e in events if e.entry.event_id not in self._rated]
+        ids = [e.entry.event_id for e in events]
+        rated = self._rated
+        fresh = [e for e, event_id in zip(events, ids, strict=True) if event_id not in rated]
         if fresh:
-            self._rated.update(self._count_rates(fresh))
-        return [self._rated[e.entry.event_id] for e in events]
+            rated.update(self._count_rates(fresh))
+        return [rated[event_id] for event_id in ids]
 
     def _count_rates(self, events: list[Event]) -> dict[str, str | None]:
         reasons = {e.entry.event_id: e.reason for e in events}
@@ -768,17 +887,33 @@ class Writer:
         ordered = sorted(events, key=attrgetter("occurred_ms"))  # stable: read order on ties
         pipe = self.redis.pipeline(transaction=False)
         calls: list[tuple[str, int, list[list[Event]]]] = []
+        shards = self.config.shards
         for reason, scope, limit, attribute in scopes:
             if limit <= 0:
                 continue
-            counters: dict[tuple[str, int], list[Event]] = defaultdict(list)  # earliest first
+            counters: dict[tuple[str, int], list[Event]] = {}  # earliest first
+            value_of = attrgetter(attribute)
             for event in ordered:
-                value = getattr(event, attribute)
+                value = value_of(event)
                 if value is not None:
-                    counters[(value, event.occurred_ms // MINUTE_MS)].append(event)
-            slots: dict[int, list[tuple[str, int]]] = defaultdict(list)
+                    counter = (value, event.occurred_ms // MINUTE_MS)
+                    group = counters.get(counter)
+                    if group is None:
+                        counters[counter] = [event]
+                    else:
+                        group.append(event)
+            slots: dict[int, list[tuple[str, int]]] = {}
+            slot_of: dict[str, int] = {}
             for counter in counters:
-                slots[zlib.crc32(counter[0].encode()) % self.config.shards].append(counter)
+                value = counter[0]
+                slot = slot_of.get(value)
+                if slot is None:
+                    slot = slot_of[value] = zlib.crc32(value.encode()) % shards
+                members = slots.get(slot)
+                if members is None:
+                    slots[slot] = [counter]
+                else:
+                    members.append(counter)
             for slot, members in slots.items():
                 prefix = f"buzzer:{{b{slot}}}:rate:{scope}:"
                 lines = "\n".join(
@@ -800,7 +935,7 @@ class Writer:
                 for event in group[max(0, limit - before) :]:
                     if reasons[event.entry.event_id] is None:
                         reasons[event.entry.event_id] = reason
-                        kind = event.entry.fields.get("kind", "")
+                        kind = event.entry.value("kind")
                         metrics.EVENTS_REJECTED.labels(kind, reason).inc()
         return reasons  # the IP rule is applied first: an event over both keeps rate_ip
 
@@ -939,14 +1074,14 @@ class Writer:
         pipe = self.redis.pipeline(transaction=False)
         calls = 0
         for event in events:
-            f = event.entry.fields
-            price = _digits(f.get("price", ""), "price")
-            if event.campaign_id is None or not f.get("serve_id") or not price or not int(price):
+            f = event.entry.value
+            price = _digits(f("price"), "price")
+            if event.campaign_id is None or not f("serve_id") or not price or not int(price):
                 continue
             keys = Keys(event.campaign_id, self.config.shards)
-            names = [keys.unbilled(f.get("serve_id", ""), f.get("kind", "")), keys.billed]
-            if f.get("epoch", "").isdigit():
-                names.append(keys.epoch(int(f["epoch"])))
+            names = [keys.unbilled(f("serve_id"), f("kind")), keys.billed]
+            if f("epoch").isdigit():
+                names.append(keys.epoch(int(f("epoch"))))
             self._unbill(keys=names, args=[price, self.config.unbilled_ttl_seconds], client=pipe)
             calls += 1
         return sum(pipe.execute()) if calls else 0
@@ -966,7 +1101,7 @@ class Writer:
         so it cannot block its shard, and acknowledge it."""
         logger.error("entry %s refused by Postgres (%s): dead-lettered", entry.event_id, exc)
         self.pg.rollback()
-        letter: dict[Any, Any] = {**entry.fields, "error": str(exc)[:500]}
+        letter: dict[Any, Any] = {**entry.as_fields(), "error": str(exc)[:500]}
         self.redis.xadd(f"{entry.stream}:dead", letter)
         self._ack([entry])
         self._rated.pop(entry.event_id, None)
