@@ -173,16 +173,19 @@ SELECT
     )
 """
 # the fresh way (`Writer._store_fresh`): a batch of events none of which is stored yet
+# the batch's first valid event per token redeems it: COPYed straight into the table when
+# no token of the batch was redeemed before (the rule); else (a savepoint back) through a
+# staging table and INSERT … ON CONFLICT DO NOTHING RETURNING the events that did
+COPY_REDEMPTIONS = "COPY ad_event_redemptions (token_id, event_id, redeemed_at) FROM STDIN"
 REDEEM_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS tracking_redeem (
-    token_id text NOT NULL, event_id text NOT NULL, redeemed_ms bigint NOT NULL
+    token_id text NOT NULL, event_id text NOT NULL, redeemed_at timestamptz NOT NULL
 ) ON COMMIT DELETE ROWS
 """
-COPY_REDEEM = "COPY tracking_redeem (token_id, event_id, redeemed_ms) FROM STDIN"
+COPY_REDEEM = "COPY tracking_redeem (token_id, event_id, redeemed_at) FROM STDIN"
 REDEEM_FRESH = """
 INSERT INTO ad_event_redemptions (token_id, event_id, redeemed_at)
-SELECT token_id, event_id, timestamptz 'epoch' + redeemed_ms * interval '1 millisecond'
-FROM tracking_redeem ORDER BY token_id
+SELECT token_id, event_id, redeemed_at FROM tracking_redeem ORDER BY token_id
 ON CONFLICT (token_id) DO NOTHING
 RETURNING event_id
 """
@@ -211,20 +214,35 @@ WHERE s.billed AND NOT e.verified
 """
 
 # KEYS: one counter hash of the slot (for routing: every hash it names shares its tag).
-# ARGV: ttl (s), the hashes' common prefix, then "<minute> <value> <n>" per counter, one a
-# line. Adds n to field <value> of hash <prefix><minute>; returns the counts before, space-
-# separated. (One argument for all: thousands of distinct prefixes per batch cost more to
-# send as a key each.)
+# ARGV: ttl (s), the hashes' common prefix, then two arguments per minute: the minute, and
+# its counters as "<n> <value>", one a line. Adds n to field <value> of hash
+# <prefix><minute>; returns the counts before, space-separated. (Thousands of distinct
+# prefixes per batch cost more to send as a key each, and a HINCRBY each cost Redis about
+# twice one HMGET and one HSET of up to a thousand fields.)
 RATE_SCRIPT = """
 local out = {}
-local touched = {}
-for minute, value, n in string.gmatch(ARGV[3], '(%d+) ([^\\n]+) (%d+)') do
-    local key = ARGV[2] .. minute
-    out[#out + 1] = redis.call('HINCRBY', key, value, n) - n
-    if not touched[key] then
-        touched[key] = true
-        redis.call('EXPIRE', key, ARGV[1])
+for a = 3, #ARGV, 2 do
+    local key = ARGV[2] .. ARGV[a]
+    local names, adds, now = {}, {}, {}
+    for n, value in string.gmatch(ARGV[a + 1], '(%d+) ([^\\n]*)') do
+        names[#names + 1] = value
+        adds[#adds + 1] = tonumber(n)
     end
+    for i = 1, #names, 1000 do
+        local last = math.min(i + 999, #names)
+        local before = redis.call('HMGET', key, unpack(names, i, last))
+        local set = {}
+        for j = i, last do
+            local name = names[j]  -- named twice (two values with one field name): counts twice
+            local count = now[name] or tonumber(before[j - i + 1]) or 0
+            out[#out + 1] = count
+            now[name] = count + adds[j]
+            set[#set + 1] = name
+            set[#set + 1] = now[name]
+        end
+        redis.call('HSET', key, unpack(set))
+    end
+    redis.call('EXPIRE', key, ARGV[1])
 end
 return table.concat(out, ' ')
 """
@@ -390,6 +408,7 @@ class Event:
     campaign_id: int | None
     publisher: str | None
     ip_prefix: str | None
+    event_id: str
 
 
 def _digits(value: str, name: str) -> str | None:
@@ -402,8 +421,14 @@ def _text(value: str) -> str | None:
     return value.replace("\x00", "") if "\x00" in value else value
 
 
-def _some(value: str) -> str | None:
-    return value or None
+NULL = "\\N"  # COPY's text for null
+
+
+def _copy_text(value: str) -> str:
+    """A value as COPY's text format takes it."""
+    return (
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
 
 
 def _entry_ms(entry_id: str) -> int:
@@ -436,28 +461,16 @@ def stage(entry: Entry, chain_id: int) -> tuple[Event, tuple[Any, ...]]:
     values = entry.values
     if values is None:
         values = _values_of(entry.entry_id, entry.fields or {})
-    (
-        _,
-        verdict,
-        billed_text,
-        _,
-        kind,
-        received,
-        chain,
-        serve_id,
-        campaign,
-        slot_id,
-        publisher,
-        token,
-        bid_model,
-        bid,
-        price,
-        served_at,
-        ip_prefix,
-        visitor,
-        device,
-        geo,
-    ) = values
+    # each value as text ('' is null); a clean entry holds no NUL to take out
+    texts = [v or None for v in values] if entry.clean else [_text(v) for v in values]
+    received, chain, campaign, bid, price, served_at = (
+        values[5],
+        values[6],
+        values[8],
+        values[13],
+        values[14],
+        values[15],
+    )
     occurred_ms = int(received) if received.isdigit() and len(received) <= 15 else 0
     if not EARLIEST_MS <= occurred_ms <= LATEST_MS:
         occurred_ms = _entry_ms(entry.entry_id)  # when Redis appended it
@@ -465,39 +478,40 @@ def stage(entry: Entry, chain_id: int) -> tuple[Event, tuple[Any, ...]]:
     campaign_id = (
         campaign if campaign.isdigit() and len(campaign) <= digits["campaign_id"] else None
     )
-    text = _text if not entry.clean else _some  # a clean entry holds no NUL to take out
-    reason = text(verdict)
-    publisher_text = text(publisher.lower())
-    ip_prefix_text = text(ip_prefix)
-    billed = billed_text == "1"
+    publisher = texts[10]
+    if publisher is not None:
+        publisher = publisher.lower()
+    billed = values[2] == "1"
+    event_id = f"{entry.shard}:{entry.entry_id}"
     event = Event(
         entry,
         occurred_ms,
-        reason,
+        texts[1],
         billed,
         int(campaign_id) if campaign_id is not None else None,
-        publisher_text,
-        ip_prefix_text,
+        publisher,
+        texts[16],
+        event_id,
     )
     row = (
-        f"{entry.shard}:{entry.entry_id}",
+        event_id,
         occurred_ms,
-        text(kind) or "",
+        texts[4] or "",
         None,  # reason: filled once the writer's rules ran
         (chain if chain.isdigit() and len(chain) <= digits["chain_id"] else None) or chain_id,
-        text(serve_id),
+        texts[7],
         campaign_id,
-        text(slot_id),
-        publisher_text,
-        text(token),
-        text(bid_model),
+        texts[9],
+        publisher,
+        texts[11],
+        texts[12],
         bid if bid.isdigit() and len(bid) <= digits["bid"] else None,
         (price if price.isdigit() and len(price) <= digits["price"] else None) or 0,
         served_at if served_at.isdigit() and len(served_at) <= digits["served_at"] else None,
-        ip_prefix_text,
-        text(visitor),
-        text(device),
-        text(geo),
+        texts[16],
+        texts[17],
+        texts[18],
+        texts[19],
         billed,
     )
     return event, row
@@ -834,7 +848,7 @@ class Writer:
         billings were taken back."""
         unbill = self._store(batch.rows, batch.events)
         started = time.monotonic()
-        by_id = {event.entry.event_id: event for event in batch.events}
+        by_id = {event.event_id: event for event in batch.events}
         taken_back = self._take_back([by_id[event_id] for event_id in unbill])
         self._ack(batch.entries)
         self.seconds["ack"] += time.monotonic() - started
@@ -871,61 +885,65 @@ class Writer:
     def _rate_reasons(self, events: list[Event]) -> list[str | None]:
         """Each event's reason after the rate rules. Counted once per event by this writer:
         a batch it retries (Postgres down) reuses the decisions it took."""
-        ids = [e.entry.event_id for e in events]
         rated = self._rated
-        fresh = [e for e, event_id in zip(events, ids, strict=True) if event_id not in rated]
+        fresh = [e for e in events if e.event_id not in rated]
         if fresh:
             rated.update(self._count_rates(fresh))
-        return [rated[event_id] for event_id in ids]
+        return [rated[e.event_id] for e in events]
 
     def _count_rates(self, events: list[Event]) -> dict[str, str | None]:
-        reasons = {e.entry.event_id: e.reason for e in events}
+        reasons = {e.event_id: e.reason for e in events}
         scopes = (
-            ("rate_ip", "ip", self.config.rate_ip_per_minute, "ip_prefix"),
-            ("rate_publisher", "pub", self.config.rate_publisher_per_minute, "publisher"),
+            ("rate_ip", "ip", self.config.rate_ip_per_minute, attrgetter("ip_prefix")),
+            (
+                "rate_publisher",
+                "pub",
+                self.config.rate_publisher_per_minute,
+                attrgetter("publisher"),
+            ),
         )
         ordered = sorted(events, key=attrgetter("occurred_ms"))  # stable: read order on ties
+        minutes = [event.occurred_ms // MINUTE_MS for event in ordered]
         pipe = self.redis.pipeline(transaction=False)
         calls: list[tuple[str, int, list[list[Event]]]] = []
         shards = self.config.shards
-        for reason, scope, limit, attribute in scopes:
+        for reason, scope, limit, value_of in scopes:
             if limit <= 0:
                 continue
             counters: dict[tuple[str, int], list[Event]] = {}  # earliest first
-            value_of = attrgetter(attribute)
-            for event in ordered:
+            for event, minute in zip(ordered, minutes, strict=True):
                 value = value_of(event)
                 if value is not None:
-                    counter = (value, event.occurred_ms // MINUTE_MS)
-                    group = counters.get(counter)
+                    group = counters.get((value, minute))
                     if group is None:
-                        counters[counter] = [event]
+                        counters[(value, minute)] = [event]
                     else:
                         group.append(event)
-            slots: dict[int, list[tuple[str, int]]] = {}
+            # slot → minute → (its counters' lines, their events)
+            slots: dict[int, dict[int, tuple[list[str], list[list[Event]]]]] = {}
             slot_of: dict[str, int] = {}
-            for counter in counters:
-                value = counter[0]
+            for (value, minute), group in counters.items():
                 slot = slot_of.get(value)
                 if slot is None:
                     slot = slot_of[value] = zlib.crc32(value.encode()) % shards
-                members = slots.get(slot)
-                if members is None:
-                    slots[slot] = [counter]
-                else:
-                    members.append(counter)
-            for slot, members in slots.items():
+                hashes = slots.get(slot)
+                if hashes is None:
+                    hashes = slots[slot] = {}
+                held = hashes.get(minute)
+                if held is None:
+                    held = hashes[minute] = ([], [])
+                held[0].append(f"{len(group)} {_name(value)}")
+                held[1].append(group)
+            for slot, hashes in slots.items():
                 prefix = f"buzzer:{{b{slot}}}:rate:{scope}:"
-                lines = "\n".join(
-                    f"{minute} {_name(value)} {len(counters[(value, minute)])}"
-                    for value, minute in members
-                )
-                self._rate(
-                    keys=[f"{prefix}{members[0][1]}"],
-                    args=[self.config.rate_ttl_seconds, prefix, lines],
-                    client=pipe,
-                )
-                calls.append((reason, limit, [counters[member] for member in members]))
+                args: list[Any] = [self.config.rate_ttl_seconds, prefix]
+                groups: list[list[Event]] = []
+                for minute, (lines, members) in hashes.items():
+                    args.append(minute)
+                    args.append("\n".join(lines))
+                    groups.extend(members)
+                self._rate(keys=[f"{prefix}{next(iter(hashes))}"], args=args, client=pipe)
+                calls.append((reason, limit, groups))
         if not calls:
             return reasons
         for (reason, limit, groups), counts in zip(calls, pipe.execute(), strict=True):
@@ -933,8 +951,8 @@ class Writer:
                 if before + len(group) <= limit:
                     continue
                 for event in group[max(0, limit - before) :]:
-                    if reasons[event.entry.event_id] is None:
-                        reasons[event.entry.event_id] = reason
+                    if reasons[event.event_id] is None:
+                        reasons[event.event_id] = reason
                         kind = event.entry.value("kind")
                         metrics.EVENTS_REJECTED.labels(kind, reason).inc()
         return reasons  # the IP rule is applied first: an event over both keeps rate_ip
@@ -969,7 +987,7 @@ class Writer:
             row[13] is None or int(row[13]) <= LATEST_S for row in rows
         ):
             try:
-                return self._store_fresh(conn, rows, timed)
+                return self._store_fresh(conn, rows, timed, all(e.entry.clean for e in events))
             except psycopg.errors.UniqueViolation:
                 self.stats["replayed_fresh"] += 1  # stored before: the staged way below
                 logger.info("a batch read as new was stored before: writing it staged")
@@ -996,60 +1014,70 @@ class Writer:
         conn: psycopg.Connection[Any],
         rows: list[tuple[Any, ...]],
         timed: Callable[[str], None],
+        clean: bool,
     ) -> list[str]:
-        """`_store` of a batch none of whose events is stored: redemptions first (COPY of
-        the batch's first valid event per token, one INSERT … ON CONFLICT DO NOTHING
-        RETURNING), then the events with their final reasons COPYed into `ad_events`
-        (raises UniqueViolation if one was stored after all), and the daily traffic of
-        exactly those rows."""
+        """`_store` of a batch none of whose events is stored: redemptions first (the
+        batch's first valid event per token), then the events with their final reasons
+        COPYed into `ad_events` (raises UniqueViolation if one was stored after all), and
+        the daily traffic of exactly those rows. Both COPYs are written as text here: a
+        row formatted by psycopg cost twice a join. `clean`: no value needs escaping."""
+        if not clean:
+            rows = [tuple(_copy_text(v) if type(v) is str else v for v in row) for row in rows]
+        at = _Timestamps()
         first: dict[str, tuple[int, str]] = {}  # token id → (occurred_ms, event_id)
         for row in rows:
             if row[3] is None and row[5] is not None:
                 token_id = f"{row[5]}:{row[2]}"
                 candidate = (row[1], row[0])
-                if token_id not in first or candidate < first[token_id]:
+                held = first.get(token_id)
+                if held is None or candidate < held:
                     first[token_id] = candidate
         unbill: list[str] = []
         traffic: dict[tuple[str, int], list[int]] = {}
         with conn.transaction(), conn.cursor() as cur:
-            winners: set[str] = set()
+            winners = {event_id for _, event_id in first.values()}
             if first:
-                with cur.copy(COPY_REDEEM) as copy:
-                    for token_id in sorted(first):
-                        ms, event_id = first[token_id]
-                        copy.write_row((token_id, event_id, ms))
-                cur.execute(REDEEM_FRESH)
-                winners = {r[0] for r in cur.fetchall()}
+                redemptions = "".join(
+                    f"{token_id}\t{first[token_id][1]}\t{at.ms(first[token_id][0])}\n"
+                    for token_id in sorted(first)
+                )
+                try:
+                    with conn.transaction(), cur.copy(COPY_REDEMPTIONS) as copy:
+                        copy.write(redemptions)
+                except psycopg.errors.UniqueViolation:  # a token redeemed before: skip those
+                    with cur.copy(COPY_REDEEM) as copy:
+                        copy.write(redemptions)
+                    cur.execute(REDEEM_FRESH)
+                    winners = {r[0] for r in cur.fetchall()}
             timed("redeem")
             verified = 0
-            at = _Timestamps()
-            with cur.copy(COPY_EVENTS) as copy:
-                for row in rows:
-                    reason = row[3]
-                    if reason is None and row[5] is not None and row[0] not in winners:
-                        reason = "duplicate"  # its token was redeemed, not by this event
-                    ms = row[1]
-                    served = row[13]
-                    copy.write_row(
-                        (
-                            row[0],
-                            at.ms(ms),
-                            row[2],
-                            reason is None,
-                            reason,
-                            *row[4:13],
-                            None if served is None else at.second(int(served)),
-                            *row[14:18],
-                        )
-                    )
-                    if reason is None:
-                        verified += 1
-                    elif row[18]:
-                        unbill.append(row[0])
-                    if row[8] is not None:
-                        counts = traffic.setdefault((row[8], ms // DAY_MS), [0, 0])
+            lines = []
+            for row in rows:
+                event_id, ms, reason, publisher, served = row[0], row[1], row[3], row[8], row[13]
+                if reason is None and row[5] is not None and event_id not in winners:
+                    reason = "duplicate"  # its token was redeemed, not by this event
+                lines.append(
+                    f"{event_id}\t{at.ms(ms)}\t{row[2]}\t{'f' if reason else 't'}"
+                    f"\t{reason or NULL}\t{row[4]}\t{row[5] or NULL}\t{row[6] or NULL}"
+                    f"\t{row[7] or NULL}\t{publisher or NULL}\t{row[9] or NULL}"
+                    f"\t{row[10] or NULL}\t{row[11] or NULL}\t{row[12]}"
+                    f"\t{NULL if served is None else at.second(int(served))}"
+                    f"\t{row[14] or NULL}\t{row[15] or NULL}\t{row[16] or NULL}"
+                    f"\t{row[17] or NULL}\n"
+                )
+                if reason is None:
+                    verified += 1
+                elif row[18]:
+                    unbill.append(event_id)
+                if publisher is not None:
+                    counts = traffic.get((publisher, ms // DAY_MS))
+                    if counts is None:
+                        traffic[(publisher, ms // DAY_MS)] = [1, 0 if reason else 1]
+                    else:
                         counts[0] += 1
                         counts[1] += reason is None
+            with cur.copy(COPY_EVENTS) as copy:
+                copy.write("".join(lines))
             timed("copy")
             if traffic:
                 keys = sorted(traffic)
