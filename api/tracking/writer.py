@@ -20,6 +20,10 @@ minute). Then ONE Postgres transaction:
 3. `INSERT INTO ad_events … ON CONFLICT (event_id, occurred_at) DO NOTHING`, and
    `publisher_traffic_daily` += what that insert returned, so a replay counts nothing twice.
 
+A batch read as new (the common case) takes a shorter way to the same rows (`_store_fresh`):
+its redemptions and its events are COPYed straight into their tables, and any sign that
+some were stored before (a unique violation) sends it back the way above.
+
 After the commit, the billing of every stored event that is not verified but whose entry
 says the intake billed it is taken back once (the `unbilled` marker, SET NX, in the same
 script as the DECRBY of `billed` and of the epoch's spend); then the entries are
@@ -30,8 +34,14 @@ entries pending for its next life or another writer.
 Event ids are `<shard>:<stream entry id>`: entry ids are unique within one stream only, and
 two shards can hand out the same id in the same millisecond.
 
+Entries of both stream versions (`api.tracking.stream`) are read and stored alike: version 2
+(packed) as the intake appends it now, version 1 (every field by name) left in a stream by
+an API from before. A writer from before version 2 cannot read version 2: upgrade the
+writers before the API.
+
 Rate counting lives in Redis: a counter per (scope, value, minute) that every writer and
-every batch shares (one HINCRBY per counter and batch, in one script per hash slot); the
+every batch shares (a hash field per counter, added to once per batch, in one script per
+hash slot); the
 events of a counter in a batch take the ordinals after its count, earliest first, and those
 beyond the limit are rejected. A writer keeps the decisions of the batch it holds, so a
 batch it retries through a Postgres outage is not counted again. Entries re-read after a

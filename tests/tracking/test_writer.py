@@ -341,6 +341,66 @@ def test_an_entry_with_garbage_fields_does_not_block_its_shard(
     assert client.xlen(key) == 0
 
 
+def test_entries_of_both_stream_versions_are_stored_alike(db: str, own_redis: OwnRedis) -> None:
+    """Entries appended before the upgrade to stream version 2 (every field by name) and
+    after it (packed), in one stream and one batch, land the same."""
+    client = own_redis.client()
+    received = 1_765_000_400_000
+    pairs = []
+    for i in range(6):
+        common = {"received_ms": received + i, "ip_prefix": f"192.0.2.{i}/32", "visitor": f"v{i}"}
+        if i == 5:
+            common |= {"verdict": "bot", "billed": "0"}
+        old, new = tracked(**common), tracked(**common)
+        append(client, old, packed=False)
+        append(client, new)
+        pairs.append((old.serve_id, new.serve_id))
+    assert make_writer(db, own_redis.url).drain() == 12
+    columns = (
+        "kind, verified, reason, chain_id, campaign_id, slot_id, publisher, token, bid_model,"
+        " bid, price, served_at, ip_prefix, visitor, device, geo, occurred_at"
+    )
+    by_serve = {r[0]: r[1:] for r in rows(db, f"SELECT serve_id, {columns} FROM ad_events")}
+    assert len(by_serve) == 12
+    for old_serve, new_serve in pairs:
+        assert by_serve[old_serve] == by_serve[new_serve]
+    assert sorted(str(v[2]) for v in by_serve.values()) == ["None"] * 10 + ["bot"] * 2
+
+
+def test_a_packed_entry_that_does_not_parse_does_not_block_its_shard(
+    db: str, own_redis: OwnRedis
+) -> None:
+    """A `v2` field some other client wrote broken: its shard's batch is read entry by
+    entry, the broken ones stored with what they hold, the others as usual."""
+    client = own_redis.client()
+    key = stream_keys(SHARDS)[CAMPAIGN % SHARDS]
+    good = tracked()
+    append(client, good)
+    head = {"verdict": "", "billed": "0", "epoch": ""}
+    client.xadd(key, {**head, "v2": '["impression", "1765000000000"'})  # cut short
+    client.xadd(key, {**head, "v2": '["click", 5]'})  # not strings, too short
+    append(client, tracked())
+    assert make_writer(db, own_redis.url).drain() == 4
+    got = rows(db, "SELECT serve_id, kind, verified, price, chain_id FROM ad_events")
+    assert len(got) == 4
+    assert (good.serve_id, "impression", True, PRICE, 1337) in got
+    assert sorted(r[1] for r in got if r[0] is None) == ["", ""]
+    assert client.xlen(key) == 0
+
+
+def test_packed_values_that_copy_must_escape_are_stored_as_sent(
+    db: str, own_redis: OwnRedis
+) -> None:
+    client = own_redis.client()
+    odd = tracked(device="a\tb\\c\nd\re\x00", geo="\\N", slot_id="tab\there")
+    append(client, odd)
+    append(client, tracked(geo="NL"))  # in the same batch as the odd one
+    assert make_writer(db, own_redis.url).drain() == 2
+    got = dict(rows(db, "SELECT serve_id, (device, geo, slot_id) FROM ad_events"))
+    assert got[odd.serve_id] == ("a\tb\\c\nd\re", "\\N", "tab\there")
+    assert len(got) == 2
+
+
 def test_an_entry_postgres_refuses_is_dead_lettered_and_the_rest_written(
     db: str, own_redis: OwnRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
