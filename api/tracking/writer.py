@@ -1048,8 +1048,8 @@ class Writer:
             winners = {event_id for _, event_id in first.values()}
             if first:
                 redemptions = "".join(
-                    f"{token_id}\t{first[token_id][1]}\t{at.ms(first[token_id][0])}\n"
-                    for token_id in sorted(first)
+                    f"{token_id}\t{event_id}\t{at.ms(ms)}\n"
+                    for token_id, (ms, event_id) in sorted(first.items())
                 )
                 try:
                     with conn.transaction(), cur.copy(COPY_REDEMPTIONS) as copy:
