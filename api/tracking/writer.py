@@ -378,22 +378,25 @@ class Entry:
     values: tuple[str, ...] | None = None
     clean: bool = False  # no value holds a character COPY escapes, nor NUL (`_copy_text`)
 
+    def __post_init__(self) -> None:
+        if self.values is None and self.fields:  # by name: its values, whatever its version
+            self.values = _values_of(self.entry_id, self.fields)
+
     @property
     def event_id(self) -> str:
         return f"{self.shard}:{self.entry_id}"
 
     @property
     def live(self) -> bool:
-        return self.values is not None or bool(self.fields)
+        return self.values is not None
 
     def value(self, name: str) -> str:
-        if self.values is not None:
-            return self.values[VALUE_AT[name]]
-        return (self.fields or {}).get(name, "")
+        return "" if self.values is None else self.values[VALUE_AT[name]]
 
     def as_fields(self) -> dict[str, str]:
-        """The entry's fields by name (a version 2 entry's unpacked)."""
-        if self.values is None:
+        """The entry's fields as read (by name; a version 2 entry read by READ_SCRIPT
+        unpacked)."""
+        if self.fields is not None or self.values is None:
             return dict(self.fields or {})
         return dict(zip(ENTRY_VALUES[1:], self.values[1:], strict=True))
 
@@ -468,9 +471,7 @@ def _values_of(entry_id: str, fields: dict[str, str]) -> tuple[str, ...]:
 def stage(entry: Entry, chain_id: int) -> tuple[Event, tuple[Any, ...]]:
     """The staging row of an entry, made safe for COPY whatever the entry holds: numbers
     that do not parse become null (price 0), a missing receive time is the entry id's."""
-    values = entry.values
-    if values is None:
-        values = _values_of(entry.entry_id, entry.fields or {})
+    values = entry.values or _values_of(entry.entry_id, {})
     # each value as text ('' is null); a clean entry holds no NUL to take out
     texts = [v or None for v in values] if entry.clean else [_text(v) for v in values]
     received, chain, campaign, bid, price, served_at = (

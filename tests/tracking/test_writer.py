@@ -367,6 +367,49 @@ def test_entries_of_both_stream_versions_are_stored_alike(db: str, own_redis: Ow
     assert sorted(str(v[2]) for v in by_serve.values()) == ["None"] * 10 + ["bot"] * 2
 
 
+def test_entries_taken_over_from_a_dead_writer_are_judged_and_taken_back_alike(
+    db: str, own_redis: OwnRedis
+) -> None:
+    """Entries another writer read and never acknowledged come by XAUTOCLAIM (redis-py,
+    fields by name, `v2` packed): the duplicate among them is found and its billing taken
+    back, as for entries read by the read script."""
+    client = own_redis.client()
+    first = tracked(serve_id="serve-claimed", received_ms=1_765_000_500_000)
+    again = tracked(serve_id="serve-claimed", received_ms=1_765_000_500_100)
+    other = tracked()
+    for e in (first, again, other):
+        append(client, e)
+    bill(own_redis, 3 * PRICE)
+    dead = make_writer(db, own_redis.url, consumer="dead")
+    assert len(read_batch(dead)) == 3  # delivered to it, never written
+    rescuer = make_writer(db, own_redis.url, consumer="rescuer", claim_idle_ms=0)
+    assert rescuer.drain() == 3
+    assert sorted(str(r) for _, r in stored(db).values()) == ["None", "None", "duplicate"]
+    assert billed(own_redis) == 2 * PRICE and epoch_spend(own_redis) == 2 * PRICE
+    assert client.xlen(stream_keys(SHARDS)[CAMPAIGN % SHARDS]) == 0
+
+
+def test_an_entry_that_arrives_while_the_writer_waits_is_stored(
+    db: str, own_redis: OwnRedis
+) -> None:
+    """With nothing ready the writer blocks on one stream at a time (redis-py's XREADGROUP:
+    fields by name); what arrives meanwhile is stored as what the read script hands over."""
+    client = own_redis.client()
+    writer = make_writer(db, own_redis.url, block_ms=2_000)
+    late = tracked(campaign_id=SHARDS, verdict="bot", billed="0")  # shard 0, waited on first
+    timer = threading.Timer(0.2, lambda: append(client, late))
+    timer.start()
+    try:
+        writer._recovering = False  # as after its first read
+        entries = writer._read(2_000)
+    finally:
+        timer.join()
+    assert [e.fields is not None for e in entries] == [True]
+    writer.write(entries)
+    assert list(stored(db).values()) == [(False, "bot")]
+    assert rows(db, "SELECT campaign_id, price FROM ad_events") == [(SHARDS, PRICE)]
+
+
 def test_a_packed_entry_that_does_not_parse_does_not_block_its_shard(
     db: str, own_redis: OwnRedis
 ) -> None:
