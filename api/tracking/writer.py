@@ -800,19 +800,12 @@ class Writer:
         shard = self._shard_of[stream]
         entries = []
         if ids:
+            read = ids.split(",")
             try:
                 decoded = _READ_PACKED.decode(packed)
-            except msgspec.DecodeError:  # a `v2` that is not an array of strings: by name
-                logger.warning(
-                    "%s: entries not as the intake appends them, read one by one", stream
-                )
-                pipe = client.pipeline(transaction=False)
-                for entry_id in ids.split(","):
-                    pipe.xrange(stream, entry_id, entry_id)
-                for entry_id, found in zip(ids.split(","), pipe.execute(), strict=True):
-                    fields = found[0][1] if found else None
-                    entries.append(Entry(shard, stream, entry_id, fields, fresh))
-            else:
+            except msgspec.DecodeError:  # a `v2` that is not an array of strings
+                decoded = []
+            if [values[0] for values in decoded] == read:
                 # JSON escapes every character COPY would (and NUL): with no escape in the
                 # stream's array, its values go into COPY as they are
                 clean = "\\" not in packed
@@ -820,6 +813,14 @@ class Writer:
                     Entry(shard, stream, values[0], None, fresh, values, clean)
                     for values in decoded
                 ]
+            else:  # not as the intake appends them (nor one array per entry): by name
+                logger.warning("%s: entries unlike the intake's, read one by one", stream)
+                pipe = client.pipeline(transaction=False)
+                for entry_id in read:
+                    pipe.xrange(stream, entry_id, entry_id)
+                for entry_id, found in zip(read, pipe.execute(), strict=True):
+                    fields = found[0][1] if found else None
+                    entries.append(Entry(shard, stream, entry_id, fields, fresh))
         if other != "[]":
             entries.extend(self._entries(stream, json.loads(other), fresh))
         return entries

@@ -4,6 +4,7 @@ rules across writers and batches, billing taken back once, daily traffic equal t
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from datetime import UTC, date, datetime, timedelta
@@ -428,6 +429,24 @@ def test_a_packed_entry_that_does_not_parse_does_not_block_its_shard(
     assert len(got) == 4
     assert (good.serve_id, "impression", True, PRICE, 1337) in got
     assert sorted(r[1] for r in got if r[0] is None) == ["", ""]
+    assert client.xlen(key) == 0
+
+
+def test_a_packed_entry_cannot_pass_for_two(db: str, own_redis: OwnRedis) -> None:
+    """A `v2` written to splice a second array into the read script's answer: the arrays
+    must be the entries read, one each, or the batch is read by name."""
+    client = own_redis.client()
+    key = stream_keys(SHARDS)[CAMPAIGN % SHARDS]
+    append(client, tracked())
+    values = json.loads(tracked(serve_id="forged-twin").entry()["v2"])
+    twin = json.dumps(["1-1", "", "1", "", *values])
+    client.xadd(
+        key, {"verdict": "", "billed": "0", "epoch": "", "v2": f"{json.dumps(values)},{twin}"}
+    )
+    append(client, tracked())
+    assert make_writer(db, own_redis.url).drain() == 3
+    got = rows(db, "SELECT event_id, serve_id FROM ad_events")
+    assert len(got) == 3 and ("forged-twin" not in {serve for _, serve in got})
     assert client.xlen(key) == 0
 
 
