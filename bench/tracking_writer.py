@@ -110,7 +110,7 @@ def fill(client: redis.Redis, batch: list[TrackedEvent], shards: int) -> list[En
     for e in batch:
         key = stream_key(shard_of(int(e.campaign_id), shards))
         keys.append(key)
-        pipe.xadd(key, e.fields())  # type: ignore[arg-type]
+        pipe.xadd(key, e.entry())  # type: ignore[arg-type]  # as the intake appends it
     return [
         Entry(int(key.split("{b")[1].split("}")[0]), key, entry_id, e.fields())
         for key, entry_id, e in zip(keys, pipe.execute(), batch, strict=True)

@@ -32,7 +32,7 @@ from api.ads.traffic import device_of, today, truncated_ip, visitor_key
 from api.core.settings import Settings
 from api.tracking.ivt import IvtRules
 from api.tracking.models import CLICK, IMPRESSION
-from api.tracking.stream import STREAM_VERSION, Keys, TrackedEvent, shard_of, stream_key
+from api.tracking.stream import PACKED, PACKED_FIELDS, Keys, pack, shard_of, stream_key
 from observe import metrics
 
 log = logging.getLogger("api.tracking")
@@ -49,12 +49,9 @@ EPOCH_KEY_MARGIN = 3_600
 INGESTED = metrics.Labelled(metrics.EVENTS_INGESTED)
 REJECTED = metrics.Labelled(metrics.EVENTS_REJECTED)
 
-# the stream entry's fields that Python fills, in this order (the script adds verdict,
-# billed and epoch); the scripts get their values only and pair them with these names
-ENTRY_FIELDS = [
-    f for f in TrackedEvent.__dataclass_fields__ if f not in {"verdict", "billed", "epoch"}
-]
-_NAMES = "{" + ", ".join(f"'{name}'" for name in ENTRY_FIELDS) + "}"
+# the stream entry's fields that Python fills, in this order, packed into one (the script
+# adds verdict, billed and epoch; `api.tracking.stream` has the entry's format)
+ENTRY_FIELDS = PACKED_FIELDS
 
 # KEYS: 1 first use of this token, 2 first use of the serve's impression token, 3 live
 # serves (zset), 4 the serve's hash or its lease's record, 5 reserved, 6 billed, 7 the
@@ -63,13 +60,13 @@ _NAMES = "{" + ", ".join(f"'{name}'" for name in ENTRY_FIELDS) + "}"
 # 5 now (ms), 6 seconds the first-use mark lives, 7 least ms from impression to click,
 # 8 balance, 9 the epoch's max, 10 seconds the epoch key lives, 11 serve id, 12 epoch,
 # 13 the lease's zset member ('' for a serve of its own), 14 the serve's number in its
-# lease, 15… the values of ENTRY_FIELDS. Answers {entry id, verdict, billed}.
+# lease. ARGV[2]: the entry's packed values of ENTRY_FIELDS (appended as they are).
+# Answers {entry id, verdict, billed}.
 # A serve `L.n` of a lease (`api.ads.leases`) was served if the lease record exists and n is
 # below its count; its impression bills the lease (and a closed lease all billed leaves the
 # live serves).
 TRACK = (
-    f"local names = {_NAMES}\n"
-    + """
+    """
 local A = cjson.decode(ARGV[1])
 local verdict = A[1]
 local billed = '0'
@@ -127,26 +124,18 @@ elseif verdict == '' then
     end
   end
 end
-local entry = {'verdict', verdict, 'billed', billed, 'epoch', epoch}
-for i, name in ipairs(names) do
-  entry[#entry + 1] = name
-  entry[#entry + 1] = A[14 + i]
-end
-local id = redis.call('XADD', KEYS[8], '*', unpack(entry))
+local id = redis.call('XADD', KEYS[8], '*', 'verdict', verdict, 'billed', billed,
+  'epoch', epoch, '"""
+    + PACKED
+    + """', ARGV[2])
 return {id, verdict, billed}
 """
 )
 
 # An event whose token is not usable (forged, expired): recorded, nothing else.
-# KEYS: the stream shard. ARGV[1]: a JSON array: the verdict, then the values of ENTRY_FIELDS.
-APPEND = f"""local names = {_NAMES}
-local A = cjson.decode(ARGV[1])
-local entry = {{'verdict', A[1], 'billed', '0', 'epoch', ''}}
-for i, name in ipairs(names) do
-  entry[#entry + 1] = name
-  entry[#entry + 1] = A[1 + i]
-end
-return redis.call('XADD', KEYS[1], '*', unpack(entry))
+# KEYS: the stream shard. ARGV: the verdict, the entry's packed values of ENTRY_FIELDS.
+APPEND = f"""return redis.call('XADD', KEYS[1], '*', 'verdict', ARGV[1], 'billed', '0',
+  'epoch', '', '{PACKED}', ARGV[2])
 """
 
 
@@ -221,7 +210,7 @@ class Intake:
             if event is None or verdict in (FORGED, EXPIRED):
                 shard = 0 if event is None else shard_of(event.campaign_id, self.shards)
                 key = stream_key(shard)
-                await self._commit.call("append", [key], [json.dumps([verdict, *fields])])
+                await self._commit.call("append", [key], [verdict, pack(fields)])
                 return Outcome(kind, event, verdict, False, True)
             keys, args = self._call(kind, event, verdict, fields, now)
             _, verdict, billed = [_text(v) for v in await self._commit.call("track", keys, args)]
@@ -267,9 +256,8 @@ class Intake:
             number,
             member(lease[0]) if lease else "",
             lease[1] if lease else 0,
-            *fields,
         ]
-        return keys, [json.dumps([str(arg) for arg in args])]
+        return keys, [json.dumps([str(arg) for arg in args]), pack(fields)]
 
     def _fields(
         self, kind: str, event: tokens.AdEvent | None, visit: Visit, now: float
@@ -300,7 +288,6 @@ class Intake:
                 "price": str(event.price if billable else 0),
                 "served_at": str(event.issued_at),
             }
-        base["v"] = STREAM_VERSION
         return [base.get(name, "") for name in ENTRY_FIELDS]
 
 

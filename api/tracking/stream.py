@@ -17,9 +17,15 @@ Budget model, per campaign (atomic units of its token):
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, fields
 
-STREAM_VERSION = "1"
+STREAM_VERSION = "2"
+# A version 2 entry holds four fields: `verdict`, `billed` and `epoch` (set by the intake's
+# script) and `v2`, a JSON array of the values of PACKED_FIELDS in that order. Appending,
+# storing and reading 4 fields instead of 22 is most of what a stream entry costs Redis and
+# the writer. A version 1 entry (before an upgrade) holds every field of TrackedEvent by name.
+PACKED = "v2"
 GROUP = "writers"  # the writers' consumer group on every shard
 DEFAULT_SHARDS = 8
 
@@ -108,11 +114,36 @@ class TrackedEvent:
     def fields(self) -> dict[str, str]:
         return asdict(self)
 
+    def entry(self) -> dict[str, str]:
+        """The stream entry as the intake appends it (version 2)."""
+        return {
+            "verdict": self.verdict,
+            "billed": self.billed,
+            "epoch": self.epoch,
+            PACKED: pack([getattr(self, name) for name in PACKED_FIELDS]),
+        }
+
     @classmethod
     def parse(cls, entry: dict[bytes | str, bytes | str]) -> TrackedEvent:
+        """A stream entry of either version (fields it does not know are ignored)."""
         names = {f.name for f in fields(cls)}
         values = {
             (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
             for k, v in entry.items()
         }
+        packed = values.pop(PACKED, None)
+        if packed is not None:
+            values |= dict(zip(PACKED_FIELDS, json.loads(packed), strict=True))
+            values["v"] = PACKED.removeprefix("v")
         return cls(**{k: v for k, v in values.items() if k in names})
+
+
+# the fields a version 2 entry packs into its `v2` array, in this order
+PACKED_FIELDS = tuple(
+    f.name for f in fields(TrackedEvent) if f.name not in {"verdict", "billed", "epoch", "v"}
+)
+
+
+def pack(values: list[str]) -> str:
+    """The `v2` field of an entry: the values of PACKED_FIELDS."""
+    return json.dumps(values, separators=(",", ":"))

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from api.ads.catalog import Snapshot
 from api.ads.matching import Index
-from api.tracking.stream import DEFAULT_SHARDS, Keys
+from api.tracking.stream import DEFAULT_SHARDS, Keys, TrackedEvent
 from tests.ads.test_endpoint import (  # noqa: F401 (fixtures used by name)
     BROWSER,
     CAMPAIGN,
@@ -51,5 +51,5 @@ def test_serve_render_click_on_a_funded_campaign(api, site):  # noqa: F811
     )
     assert click.status_code == 302
     assert click.headers["location"] == CAMPAIGN["landing_url"]
-    entries = cache.xrange(keys.stream)
-    assert [(f["kind"], f["verdict"]) for _, f in entries] == [("impression", ""), ("click", "")]
+    entries = [TrackedEvent.parse(fields) for _, fields in cache.xrange(keys.stream)]
+    assert [(e.kind, e.verdict) for e in entries] == [("impression", ""), ("click", "")]

@@ -4,6 +4,7 @@ rules across writers and batches, billing taken back once, daily traffic equal t
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from datetime import UTC, date, datetime, timedelta
@@ -339,6 +340,127 @@ def test_an_entry_with_garbage_fields_does_not_block_its_shard(
     assert ("", 0, 1337, None, None, None) in got
     assert ("impression", 0, 1337, None, None, "a\tb\\c\nd") in got
     assert client.xlen(key) == 0
+
+
+def test_entries_of_both_stream_versions_are_stored_alike(db: str, own_redis: OwnRedis) -> None:
+    """Entries appended before the upgrade to stream version 2 (every field by name) and
+    after it (packed), in one stream and one batch, land the same."""
+    client = own_redis.client()
+    received = 1_765_000_400_000
+    pairs = []
+    for i in range(6):
+        common = {"received_ms": received + i, "ip_prefix": f"192.0.2.{i}/32", "visitor": f"v{i}"}
+        if i == 5:
+            common |= {"verdict": "bot", "billed": "0"}
+        old, new = tracked(**common), tracked(**common)
+        append(client, old, packed=False)
+        append(client, new)
+        pairs.append((old.serve_id, new.serve_id))
+    assert make_writer(db, own_redis.url).drain() == 12
+    columns = (
+        "kind, verified, reason, chain_id, campaign_id, slot_id, publisher, token, bid_model,"
+        " bid, price, served_at, ip_prefix, visitor, device, geo, occurred_at"
+    )
+    by_serve = {r[0]: r[1:] for r in rows(db, f"SELECT serve_id, {columns} FROM ad_events")}
+    assert len(by_serve) == 12
+    for old_serve, new_serve in pairs:
+        assert by_serve[old_serve] == by_serve[new_serve]
+    assert sorted(str(v[2]) for v in by_serve.values()) == ["None"] * 10 + ["bot"] * 2
+
+
+def test_entries_taken_over_from_a_dead_writer_are_judged_and_taken_back_alike(
+    db: str, own_redis: OwnRedis
+) -> None:
+    """Entries another writer read and never acknowledged come by XAUTOCLAIM (redis-py,
+    fields by name, `v2` packed): the duplicate among them is found and its billing taken
+    back, as for entries read by the read script."""
+    client = own_redis.client()
+    first = tracked(serve_id="serve-claimed", received_ms=1_765_000_500_000)
+    again = tracked(serve_id="serve-claimed", received_ms=1_765_000_500_100)
+    other = tracked()
+    for e in (first, again, other):
+        append(client, e)
+    bill(own_redis, 3 * PRICE)
+    dead = make_writer(db, own_redis.url, consumer="dead")
+    assert len(read_batch(dead)) == 3  # delivered to it, never written
+    rescuer = make_writer(db, own_redis.url, consumer="rescuer", claim_idle_ms=0)
+    assert rescuer.drain() == 3
+    assert sorted(str(r) for _, r in stored(db).values()) == ["None", "None", "duplicate"]
+    assert billed(own_redis) == 2 * PRICE and epoch_spend(own_redis) == 2 * PRICE
+    assert client.xlen(stream_keys(SHARDS)[CAMPAIGN % SHARDS]) == 0
+
+
+def test_an_entry_that_arrives_while_the_writer_waits_is_stored(
+    db: str, own_redis: OwnRedis
+) -> None:
+    """With nothing ready the writer blocks on one stream at a time (redis-py's XREADGROUP:
+    fields by name); what arrives meanwhile is stored as what the read script hands over."""
+    client = own_redis.client()
+    writer = make_writer(db, own_redis.url, block_ms=2_000)
+    late = tracked(campaign_id=SHARDS, verdict="bot", billed="0")  # shard 0, waited on first
+    timer = threading.Timer(0.2, lambda: append(client, late))
+    timer.start()
+    try:
+        writer._recovering = False  # as after its first read
+        entries = writer._read(2_000)
+    finally:
+        timer.join()
+    assert [e.fields is not None for e in entries] == [True]
+    writer.write(entries)
+    assert list(stored(db).values()) == [(False, "bot")]
+    assert rows(db, "SELECT campaign_id, price FROM ad_events") == [(SHARDS, PRICE)]
+
+
+def test_a_packed_entry_that_does_not_parse_does_not_block_its_shard(
+    db: str, own_redis: OwnRedis
+) -> None:
+    """A `v2` field some other client wrote broken: its shard's batch is read entry by
+    entry, the broken ones stored with what they hold, the others as usual."""
+    client = own_redis.client()
+    key = stream_keys(SHARDS)[CAMPAIGN % SHARDS]
+    good = tracked()
+    append(client, good)
+    head = {"verdict": "", "billed": "0", "epoch": ""}
+    client.xadd(key, {**head, "v2": '["impression", "1765000000000"'})  # cut short
+    client.xadd(key, {**head, "v2": '["click", 5]'})  # not strings, too short
+    append(client, tracked())
+    assert make_writer(db, own_redis.url).drain() == 4
+    got = rows(db, "SELECT serve_id, kind, verified, price, chain_id FROM ad_events")
+    assert len(got) == 4
+    assert (good.serve_id, "impression", True, PRICE, 1337) in got
+    assert sorted(r[1] for r in got if r[0] is None) == ["", ""]
+    assert client.xlen(key) == 0
+
+
+def test_a_packed_entry_cannot_pass_for_two(db: str, own_redis: OwnRedis) -> None:
+    """A `v2` written to splice a second array into the read script's answer: the arrays
+    must be the entries read, one each, or the batch is read by name."""
+    client = own_redis.client()
+    key = stream_keys(SHARDS)[CAMPAIGN % SHARDS]
+    append(client, tracked())
+    values = json.loads(tracked(serve_id="forged-twin").entry()["v2"])
+    twin = json.dumps(["1-1", "", "1", "", *values])
+    client.xadd(
+        key, {"verdict": "", "billed": "0", "epoch": "", "v2": f"{json.dumps(values)},{twin}"}
+    )
+    append(client, tracked())
+    assert make_writer(db, own_redis.url).drain() == 3
+    got = rows(db, "SELECT event_id, serve_id FROM ad_events")
+    assert len(got) == 3 and ("forged-twin" not in {serve for _, serve in got})
+    assert client.xlen(key) == 0
+
+
+def test_packed_values_that_copy_must_escape_are_stored_as_sent(
+    db: str, own_redis: OwnRedis
+) -> None:
+    client = own_redis.client()
+    odd = tracked(device="a\tb\\c\nd\re\x00", geo="\\N", slot_id="tab\there")
+    append(client, odd)
+    append(client, tracked(geo="NL"))  # in the same batch as the odd one
+    assert make_writer(db, own_redis.url).drain() == 2
+    got = dict(rows(db, "SELECT serve_id, (device, geo, slot_id) FROM ad_events"))
+    assert got[odd.serve_id] == ("a\tb\\c\nd\re", "\\N", "tab\there")
+    assert len(got) == 2
 
 
 def test_an_entry_postgres_refuses_is_dead_lettered_and_the_rest_written(

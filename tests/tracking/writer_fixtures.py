@@ -5,7 +5,7 @@
   on the same files;
 - `TcpProxy`: a TCP proxy in front of Postgres (its Unix socket or host:port) that a test can
   cut (every connection dropped, new ones refused) and restore;
-- `tracked(...)`: a stream entry as the intake appends it, and `append(...)` to XADD it.
+- `tracked(...)`: a stream event as the intake records it, and `append(...)` to XADD it.
 
 A test module imports the fixtures it uses by name (there is no conftest of the writer's).
 """
@@ -221,11 +221,15 @@ def tracked(**overrides: Any) -> TrackedEvent:
     return TrackedEvent(**values)
 
 
-def append(client: redis.Redis, event: TrackedEvent, shards: int = SHARDS) -> str:
-    """XADD the event to its campaign's shard stream (as the intake does); its entry id."""
+def append(
+    client: redis.Redis, event: TrackedEvent, shards: int = SHARDS, packed: bool = True
+) -> str:
+    """XADD the event to its campaign's shard stream as the intake does (`packed=False`: as
+    it did before stream version 2, every field by name); its entry id."""
     campaign = int(event.campaign_id) if event.campaign_id else None
     key = stream_key(shard_of(campaign, shards))
-    entry_id: str = client.xadd(key, event.fields())  # type: ignore[arg-type]
+    fields = event.entry() if packed else event.fields()
+    entry_id: str = client.xadd(key, fields)  # type: ignore[arg-type]
     return entry_id
 
 
