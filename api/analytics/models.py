@@ -115,7 +115,12 @@ class AnalyticsDailyRunning(RollupBase, table=True):
     means no traffic in it."""
 
     __tablename__ = "analytics_daily_running"
-    __table_args__ = (Index("ix_analytics_daily_running_day", "grain", "chain_id", "day"),)
+    # by day, then the publisher and campaign: one publisher's slots on a day are a lookup
+    __table_args__ = (
+        Index(
+            "ix_analytics_daily_running_day", "grain", "chain_id", "day", "publisher", "campaign_id"
+        ),
+    )
 
     day: date = Field(primary_key=True, description="the UTC day (totals through its end)")
     active_hours: int = _count()
@@ -128,7 +133,16 @@ class AnalyticsHourlyRunning(RollupBase, table=True):
     before t's day plus this row at t - 1 hour (none at midnight)."""
 
     __tablename__ = "analytics_hourly_running"
-    __table_args__ = (Index("ix_analytics_hourly_running_hour", "grain", "chain_id", "hour"),)
+    __table_args__ = (
+        Index(
+            "ix_analytics_hourly_running_hour",
+            "grain",
+            "chain_id",
+            "hour",
+            "publisher",
+            "campaign_id",
+        ),
+    )
 
     hour: datetime = Field(
         sa_column=Column(DateTime(timezone=True), primary_key=True, nullable=False),
