@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import re
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import repeat
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -50,6 +50,8 @@ _NODE = np.dtype((np.void, 32))
 _PAIR = np.dtype((np.void, 64))  # two nodes, as one is hashed
 _SPREAD = np.uint64(0x9E3779B97F4A7C15)  # spreads a token's number over 64 bits
 _Indices = npt.NDArray[np.intp]
+_T = TypeVar("_T")
+_Slice = tuple[list["Leaf"], list[bytes], list[_T]]  # leaves, their siblings, their parents' parts
 
 
 class MerkleError(ValueError):
@@ -211,36 +213,61 @@ class PayoutTree:
         back lowercase, ready to be stored beside their proofs. Neighbouring leaves share most
         of their path, so the proofs are made a slice of leaves at a time: the part above the
         leaves once for the slice (`_proofs_of`), then each leaf's as it is asked for."""
+        if len(self._tree) == 1:
+            yield self._given[0], []
+            return
+        for leaves, siblings, above in self._slices(self._proofs_of):
+            yield from zip(leaves, map(list.__add__, map(list, zip(siblings)), above), strict=True)
+
+    def iter_proof_texts(self) -> Iterator[tuple[Leaf, str]]:
+        """`iter_proofs` with each proof as the JSON text of its `0x` hex nodes, as
+        `json.dumps` writes it: what is stored. A node's hex is made once for all the proofs of
+        a slice that hold it, not once per proof."""
+        if len(self._tree) == 1:
+            yield self._given[0], "[]"
+            return
+        for leaves, siblings, tails in self._slices(self._tails_of):
+            texts = map('["0x{}"{}]'.format, map(bytes.hex, siblings), tails)
+            yield from zip(leaves, texts, strict=True)
+
+    def _slices(self, above_of: Callable[[int, int], list[_T]]) -> Iterator[_Slice[_T]]:
+        """The leaves in tree order a slice at a time (two leaves or more): the leaves as
+        given, each one's sibling, and its parent's part as `above_of` makes it (a proof, or
+        its text)."""
         tree, leaves, order = self._tree, self._given, self._order
         size, count = len(tree), len(order)
-        if size == 1:
-            yield leaves[0], []
-            return
         # position p among the sorted leaves is tree index size - 1 - p
         for stop in range(size, count - 1, -_PROOF_SLICE):
             start = max(stop - _PROOF_SLICE, count - 1)
-            siblings, above = self._proof_parts(start, stop)
+            siblings, above = self._proof_parts(start, stop, above_of)
             siblings.reverse()
             above.reverse()
-            yield from zip(
-                map(leaves.__getitem__, order[size - stop : size - start]),
-                map(list.__add__, map(list, zip(siblings)), above),
-                strict=True,
-            )
+            yield list(map(leaves.__getitem__, order[size - stop : size - start])), siblings, above
 
     def _proofs_of(self, start: int, stop: int) -> list[list[bytes]]:
         """The proofs of tree indices start to stop - 1."""
         if stop <= 1:
             return [[]]  # the root
-        siblings, above = self._proof_parts(max(start, 1), stop)
+        siblings, above = self._proof_parts(max(start, 1), stop, self._proofs_of)
         proofs = list(map(list.__add__, map(list, zip(siblings)), above))
         return [[], *proofs] if start == 0 else proofs
 
-    def _proof_parts(self, start: int, stop: int) -> tuple[list[bytes], list[list[bytes]]]:
+    def _tails_of(self, start: int, stop: int) -> list[str]:
+        """The proofs of tree indices start to stop - 1 as JSON text, each node after a comma
+        (the text of a proof that has one more node before them)."""
+        if stop <= 1:
+            return [""]  # the root
+        siblings, above = self._proof_parts(max(start, 1), stop, self._tails_of)
+        tails = list(map(', "0x{}"{}'.format, map(bytes.hex, siblings), above))
+        return ["", *tails] if start == 0 else tails
+
+    def _proof_parts(
+        self, start: int, stop: int, above_of: Callable[[int, int], list[_T]]
+    ) -> tuple[list[bytes], list[_T]]:
         """For tree indices start to stop - 1 (not the root): each one's sibling, and its
-        parent's proof. Made with slices and list operations that run in C."""
+        parent's part as `above_of` makes it. Made with slices and list operations in C."""
         first_parent = (start - 1) // 2
-        parents = self._proofs_of(first_parent, (stop - 2) // 2 + 1)
+        parents = above_of(first_parent, (stop - 2) // 2 + 1)
         tree, width = self._tree, stop - start
         # an odd index i has sibling i + 1 and parent (i - 1) / 2, an even one i - 1 and (i - 2) / 2
         odd = start | 1
@@ -249,7 +276,7 @@ class PayoutTree:
         siblings: list[bytes] = [b""] * width
         siblings[odd - start :: 2] = tree[odd + 1 : odd + 1 + 2 * odds : 2]
         siblings[even - start :: 2] = tree[even - 1 : even - 1 + 2 * evens : 2]
-        above: list[list[bytes]] = [parents[0]] * width
+        above: list[_T] = [parents[0]] * width
         low = (odd - 1) // 2 - first_parent
         above[odd - start :: 2] = parents[low : low + odds]
         low = (even - 2) // 2 - first_parent

@@ -156,9 +156,14 @@ def test_proofs_streamed_a_slice_at_a_time_are_the_plain_trees(rows, proof_slice
     merkle._PROOF_SLICE = proof_slice
     try:
         streamed = list(tree.iter_proofs())
+        texts = list(tree.iter_proof_texts())
     finally:
         merkle._PROOF_SLICE = saved
-    assert streamed == streamed_in_tree_order(leaves, nodes, tree_index)
+    expected = streamed_in_tree_order(leaves, nodes, tree_index)
+    assert streamed == expected
+    assert texts == [
+        (leaf, json.dumps(["0x" + n.hex() for n in proof])) for leaf, proof in expected
+    ]
 
 
 @pytest.mark.parametrize(("size", "proof_slice"), [(1000, 7), (1025, 64), (3000, 1024)])
@@ -169,7 +174,11 @@ def test_large_trees_stream_the_plain_trees_proofs(size, proof_slice, monkeypatc
     nodes, tree_index = reference(CHAIN_ID, PAYOUT, leaves)
 
     assert tree.root == nodes[0]
-    assert list(tree.iter_proofs()) == streamed_in_tree_order(leaves, nodes, tree_index)
+    expected = streamed_in_tree_order(leaves, nodes, tree_index)
+    assert list(tree.iter_proofs()) == expected
+    assert list(tree.iter_proof_texts()) == [
+        (leaf, json.dumps(["0x" + n.hex() for n in proof])) for leaf, proof in expected
+    ]
     assert tree.dump()["tree"] == ["0x" + node.hex() for node in nodes]
     assert [entry["treeIndex"] for entry in tree.dump()["values"]] == tree_index
 
@@ -200,6 +209,7 @@ def test_one_leaf_is_the_root_and_two_leaves_prove_each_other():
     assert single.root == leaf_hash(CHAIN_ID, PAYOUT, one)
     assert single.proof(one.account, one.token) == []
     assert list(single.iter_proofs()) == [(one, [])]
+    assert list(single.iter_proof_texts()) == [(one, "[]")]
     hashes = [leaf_hash(CHAIN_ID, PAYOUT, leaf) for leaf in (one, other)]
     assert pair.root == hash_pair(*hashes)
     assert pair.proof(one.account, one.token) == [hashes[1]]
