@@ -115,10 +115,16 @@ class AnalyticsDailyRunning(RollupBase, table=True):
     means no traffic in it."""
 
     __tablename__ = "analytics_daily_running"
-    # by day, then the publisher and campaign: one publisher's slots on a day are a lookup
+    # a grain's rows at a day, every entity's, are one range (one publisher's: the primary key)
     __table_args__ = (
         Index(
-            "ix_analytics_daily_running_day", "grain", "chain_id", "day", "publisher", "campaign_id"
+            "ix_analytics_daily_running_day",
+            "grain",
+            "chain_id",
+            "day",
+            "campaign_id",
+            "slot_id",
+            "publisher",
         ),
     )
 
@@ -139,8 +145,9 @@ class AnalyticsHourlyRunning(RollupBase, table=True):
             "grain",
             "chain_id",
             "hour",
-            "publisher",
             "campaign_id",
+            "slot_id",
+            "publisher",
         ),
     )
 
