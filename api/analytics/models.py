@@ -115,7 +115,18 @@ class AnalyticsDailyRunning(RollupBase, table=True):
     means no traffic in it."""
 
     __tablename__ = "analytics_daily_running"
-    __table_args__ = (Index("ix_analytics_daily_running_day", "grain", "chain_id", "day"),)
+    # a grain's rows at a day, every entity's, are one range (one publisher's: the primary key)
+    __table_args__ = (
+        Index(
+            "ix_analytics_daily_running_day",
+            "grain",
+            "chain_id",
+            "day",
+            "campaign_id",
+            "slot_id",
+            "publisher",
+        ),
+    )
 
     day: date = Field(primary_key=True, description="the UTC day (totals through its end)")
     active_hours: int = _count()
@@ -128,7 +139,17 @@ class AnalyticsHourlyRunning(RollupBase, table=True):
     before t's day plus this row at t - 1 hour (none at midnight)."""
 
     __tablename__ = "analytics_hourly_running"
-    __table_args__ = (Index("ix_analytics_hourly_running_hour", "grain", "chain_id", "hour"),)
+    __table_args__ = (
+        Index(
+            "ix_analytics_hourly_running_hour",
+            "grain",
+            "chain_id",
+            "hour",
+            "campaign_id",
+            "slot_id",
+            "publisher",
+        ),
+    )
 
     hour: datetime = Field(
         sa_column=Column(DateTime(timezone=True), primary_key=True, nullable=False),

@@ -15,20 +15,22 @@ has the same root and proofs as `StandardMerkleTree.of(values, types)` and its d
 with `StandardMerkleTree.load`.
 
 A million leaves take seconds, not minutes: the ABI words are packed by hand (all five
-types are static, so `abi.encode` is their concatenation) and every per-leaf step runs in
-C through `map`. Addresses are checksummed only at the edges (`leaves`, `dump`) and then
-once per distinct address.
+types are static, so `abi.encode` is their concatenation, laid out as rows of a numpy array),
+the leaves are sorted in numpy, and every per-leaf step runs in C through `map`. Addresses
+are checksummed only at the edges (`leaves`, `dump`) and then once per distinct address.
 """
 
 from __future__ import annotations
 
 import re
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import repeat
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 from cchecksum import to_checksum_address, to_checksum_address_many
 from sha3 import keccak_256
 
@@ -41,6 +43,15 @@ MAX_UINT256 = 2**256 - 1
 _ADDRESS = re.compile(r"(?:0[xX])?([0-9a-fA-F]{40})")
 _PAD = bytes(12)
 _digest = keccak_256.digest
+_BLOCK = 1 << 16  # leaves encoded at a time
+_PROOF_SLICE = 1 << 10  # leaves whose proofs are made together
+_ENCODING = np.dtype((np.void, 160))  # one leaf's abi.encode, a row of bytes
+_NODE = np.dtype((np.void, 32))
+_PAIR = np.dtype((np.void, 64))  # two nodes, as one is hashed
+_SPREAD = np.uint64(0x9E3779B97F4A7C15)  # spreads a token's number over 64 bits
+_Indices = npt.NDArray[np.intp]
+_T = TypeVar("_T")
+_Slice = tuple[list["Leaf"], list[bytes], list[_T]]  # leaves, their siblings, their parents' parts
 
 
 class MerkleError(ValueError):
@@ -100,16 +111,9 @@ class PayoutTree:
         token_word = _token_words(tokens)
         amounts = _amounts(given)
         count = len(given)
-        # (account, token) as 64 ABI bytes: unique per leaf, and the middle of its encoding
-        keys = list(
-            map(
-                bytes.__add__,
-                map(account_words.__getitem__, _slices(count, 32)),
-                map(token_word.__getitem__, tokens),
-            )
-        )
-        if len(set(keys)) != count:
-            raise _duplicate(keys)
+        token_of = _token_positions(tokens, token_word)
+        if _may_repeat(account_words, token_of, token_word):
+            _refuse_duplicates(account_words, tokens, token_word)
         self._given = given
         self._accounts = accounts
         self._accounts_checksummed = checksummed
@@ -121,41 +125,40 @@ class PayoutTree:
         self._index: dict[bytes, int] | None = None
         self._tree_index_of: array[int] | None = None
 
-        encoded = map(
-            b"".join,
-            zip(repeat(head), keys, map(int.to_bytes, amounts, repeat(32)), strict=False),
-        )
-        hashes = list(keccak_many(keccak_many(encoded)))
-        del keys, encoded
+        hashes = _leaf_hashes(head, account_words, token_word, token_of, amounts)
 
         # OpenZeppelin's layout: leaves sorted by hash fill the tail of the array backwards,
         # inner node i hashes nodes 2i+1 and 2i+2, and each level is contiguous
-        order = sorted(range(count), key=hashes.__getitem__)
-        tree: list[bytes] = [b""] * (count - 1)
-        tree.extend(map(hashes.__getitem__, reversed(order)))
+        joined = b"".join(hashes)
+        order = _sorted_order(joined, hashes)
         del hashes
-        # Nodes from `first` on have two leaves below, the right one the smaller: no compare
+        ascending = np.frombuffer(joined, _NODE)[order]
+        del joined
+        tree: list[bytes] = [b""] * (count - 1)
+        tree.extend(ascending[::-1].tolist())
+        # Nodes from `first` on have two leaves below, the right one the smaller, so each hashes
+        # two neighbours among the sorted leaves as they lie: no compare, no concatenation
         first = (count - 1) // 2
-        right = tree[2 * first + 2 :: 2]
-        left = tree[2 * first + 1 : -1 : 2]
-        tree[first : count - 1] = keccak_many(map(bytes.__add__, right, left))
+        pairs = ascending[: 2 * (count - 1 - first)].view(_PAIR).tolist()
+        del ascending
+        tree[first : count - 1] = reversed(list(keccak_many(pairs)))
+        del pairs
         for level in range(first.bit_length() - 1, -1, -1):
             low, high = 2**level - 1, min(2 ** (level + 1) - 1, first)
             left = tree[2 * low + 1 : 2 * high + 1 : 2]
             right = tree[2 * low + 2 : 2 * high + 2 : 2]
             tree[low:high] = map(hash_pair, left, right)
         self._tree = tree
-        self._order = order  # value index by position among the sorted leaves
+        self._order: list[int] = order.tolist()  # value index by position among sorted leaves
 
     @property
     def _tree_index(self) -> array[int]:
         """Tree index by value index (the inverse of `_order`), made when first needed."""
         if self._tree_index_of is None:
-            size = len(self._tree)
-            tree_index = array("q", bytes(8 * len(self._order)))
-            for position, value in enumerate(self._order):
-                tree_index[value] = size - 1 - position
-            self._tree_index_of = tree_index
+            size, count = len(self._tree), len(self._order)
+            tree_index = np.empty(count, np.int64)
+            tree_index[self._order] = np.arange(size - 1, size - 1 - count, -1, dtype=np.int64)
+            self._tree_index_of = array("q", tree_index.tobytes())
         return self._tree_index_of
 
     @property
@@ -207,37 +210,78 @@ class PayoutTree:
         """Every leaf with its proof, in tree order (by leaf hash), one at a time.
 
         The leaves are the ones given, not checksummed again: rows read from Postgres come
-        back lowercase, ready to be stored beside their proofs. Neighbouring leaves share
-        most of their path, so each level's part of the proof is built once and reused."""
-        tree, leaves, order = self._tree, self._given, self._order
-        size = len(tree)
-        if size == 1:
-            yield leaves[0], []
+        back lowercase, ready to be stored beside their proofs. Neighbouring leaves share most
+        of their path, so the proofs are made a slice of leaves at a time: the part above the
+        leaves once for the slice (`_proofs_of`), then each leaf's as it is asked for."""
+        if len(self._tree) == 1:
+            yield self._given[0], []
             return
-        # per depth: the inner node whose proof is cached, and that proof
-        cached_node = [-1] * size.bit_length()
-        cached: list[list[bytes]] = [[] for _ in cached_node]
+        for leaves, siblings, above in self._slices(self._proofs_of):
+            yield from zip(leaves, map(list.__add__, map(list, zip(siblings)), above), strict=True)
 
-        def proof_of(node: int) -> list[bytes]:
-            if node == 0:
-                return []
-            depth = (node + 1).bit_length() - 1
-            if cached_node[depth] != node:
-                sibling = node + 1 if node % 2 else node - 1
-                cached[depth] = [tree[sibling], *proof_of((node - 1) // 2)]
-                cached_node[depth] = node
-            return cached[depth]
+    def iter_proof_texts(self) -> Iterator[tuple[Leaf, str]]:
+        """`iter_proofs` with each proof as the JSON text of its `0x` hex nodes, as
+        `json.dumps` writes it: what is stored. A node's hex is made once for all the proofs of
+        a slice that hold it, not once per proof."""
+        if len(self._tree) == 1:
+            yield self._given[0], "[]"
+            return
+        for leaves, siblings, tails in self._slices(self._tails_of):
+            texts = map('["0x{}"{}]'.format, map(bytes.hex, siblings), tails)
+            yield from zip(leaves, texts, strict=True)
 
-        # positions 2k and 2k+1 are siblings (right, then left) under one parent
-        count = len(order)
-        for position in range(0, count - 1, 2):
-            node = size - 1 - position
-            above = proof_of((node - 1) // 2)
-            yield leaves[order[position]], [tree[node - 1], *above]
-            yield leaves[order[position + 1]], [tree[node], *above]
-        if count % 2:  # the last leaf's sibling is an inner node
-            node = count - 1
-            yield leaves[order[-1]], [tree[node - 1], *proof_of((node - 1) // 2)]
+    def _slices(self, above_of: Callable[[int, int], list[_T]]) -> Iterator[_Slice[_T]]:
+        """The leaves in tree order a slice at a time (two leaves or more): the leaves as
+        given, each one's sibling, and its parent's part as `above_of` makes it (a proof, or
+        its text)."""
+        tree, leaves, order = self._tree, self._given, self._order
+        size, count = len(tree), len(order)
+        # position p among the sorted leaves is tree index size - 1 - p
+        for stop in range(size, count - 1, -_PROOF_SLICE):
+            start = max(stop - _PROOF_SLICE, count - 1)
+            siblings, above = self._proof_parts(start, stop, above_of)
+            siblings.reverse()
+            above.reverse()
+            yield list(map(leaves.__getitem__, order[size - stop : size - start])), siblings, above
+
+    def _proofs_of(self, start: int, stop: int) -> list[list[bytes]]:
+        """The proofs of tree indices start to stop - 1."""
+        if stop <= 1:
+            return [[]]  # the root
+        siblings, above = self._proof_parts(max(start, 1), stop, self._proofs_of)
+        proofs = list(map(list.__add__, map(list, zip(siblings)), above))
+        return [[], *proofs] if start == 0 else proofs
+
+    def _tails_of(self, start: int, stop: int) -> list[str]:
+        """The proofs of tree indices start to stop - 1 as JSON text, each node after a comma
+        (the text of a proof that has one more node before them)."""
+        if stop <= 1:
+            return [""]  # the root
+        siblings, above = self._proof_parts(max(start, 1), stop, self._tails_of)
+        tails = list(map(', "0x{}"{}'.format, map(bytes.hex, siblings), above))
+        return ["", *tails] if start == 0 else tails
+
+    def _proof_parts(
+        self, start: int, stop: int, above_of: Callable[[int, int], list[_T]]
+    ) -> tuple[list[bytes], list[_T]]:
+        """For tree indices start to stop - 1 (not the root): each one's sibling, and its
+        parent's part as `above_of` makes it. Made with slices and list operations in C."""
+        first_parent = (start - 1) // 2
+        parents = above_of(first_parent, (stop - 2) // 2 + 1)
+        tree, width = self._tree, stop - start
+        # an odd index i has sibling i + 1 and parent (i - 1) / 2, an even one i - 1 and (i - 2) / 2
+        odd = start | 1
+        even = start + (start & 1)
+        odds, evens = len(range(odd, stop, 2)), len(range(even, stop, 2))
+        siblings: list[bytes] = [b""] * width
+        siblings[odd - start :: 2] = tree[odd + 1 : odd + 1 + 2 * odds : 2]
+        siblings[even - start :: 2] = tree[even - 1 : even - 1 + 2 * evens : 2]
+        above: list[_T] = [parents[0]] * width
+        low = (odd - 1) // 2 - first_parent
+        above[odd - start :: 2] = parents[low : low + odds]
+        low = (even - 2) // 2 - first_parent
+        above[even - start :: 2] = parents[low : low + evens]
+        return siblings, above
 
     def dump(self) -> dict[str, Any]:
         """OpenZeppelin's `standard-v1` dump: what `StandardMerkleTree.load` reads."""
@@ -436,7 +480,9 @@ def _addresses(values: list[Any], what: str) -> tuple[list[str], bytes, bool]:
         except ValueError:
             words = b""
         if len(words) == 32 * count:
-            checksummed = not joined.islower() and _check_checksums(values, what)
+            # past fromhex, an upper-case letter can only be a hex digit
+            cased = any(map(joined.__contains__, "ABCDEF"))
+            checksummed = cased and _check_checksums(values, what)
             return values, words, checksummed
     words = b"".join(_address_word(value, what) for value in values)
     lowercase = ["0x" + words[i + 12 : i + 32].hex() for i in range(0, len(words), 32)]
@@ -491,6 +537,74 @@ def _duplicate(keys: list[bytes]) -> MerkleError:
             return MerkleError(f"{account} appears twice for token {to_checksum_address(key[44:])}")
         seen.add(key)
     raise AssertionError("no duplicate among the keys")
+
+
+def _token_positions(tokens: list[str], token_word: dict[str, bytes]) -> _Indices:
+    """Each leaf's token as its place among `token_word`'s keys."""
+    position = {token: place for place, token in enumerate(token_word)}
+    return np.fromiter(map(position.__getitem__, tokens), np.intp, len(tokens))
+
+
+def _may_repeat(account_words: bytes, token_of: _Indices, token_word: dict[str, bytes]) -> bool:
+    """False when no (account, token) pair can appear twice: a 64-bit fingerprint of each
+    pair, sorted, has no two alike. Two alike send the caller to the exact check."""
+    words = np.frombuffer(account_words, np.uint64).reshape(-1, 4)
+    distinct = {word: place for place, word in enumerate(dict.fromkeys(token_word.values()))}
+    token_id = np.array([distinct[word] for word in token_word.values()], np.uint64)[token_of]
+    prints = np.sort(words[:, 1] ^ words[:, 2] ^ words[:, 3] ^ (token_id * _SPREAD))
+    return bool((prints[1:] == prints[:-1]).any())
+
+
+def _refuse_duplicates(
+    account_words: bytes, tokens: list[str], token_word: dict[str, bytes]
+) -> None:
+    """The exact check: (account, token) as 64 ABI bytes, unique per leaf."""
+    keys = list(
+        map(
+            bytes.__add__,
+            map(account_words.__getitem__, _slices(len(tokens), 32)),
+            map(token_word.__getitem__, tokens),
+        )
+    )
+    if len(set(keys)) != len(keys):
+        raise _duplicate(keys)
+
+
+def _leaf_hashes(
+    head: bytes,
+    account_words: bytes,
+    token_word: dict[str, bytes],
+    token_of: _Indices,
+    amounts: list[int],
+) -> list[bytes]:
+    """Each leaf's hash, in the order given. The ABI encodings are laid out a block at a time
+    as rows of one array (head, account, token, amount), so only the hashing is per leaf."""
+    count = len(amounts)
+    token_rows = np.frombuffer(b"".join(token_word.values()), np.uint8).reshape(-1, 32)
+    account_rows = np.frombuffer(account_words, np.uint8).reshape(count, 32)
+    block = np.empty((min(count, _BLOCK), 160), np.uint8)
+    block[:, :64] = np.frombuffer(head, np.uint8)
+    hashes: list[bytes] = []
+    for start in range(0, count, _BLOCK):
+        stop = min(start + _BLOCK, count)
+        rows = block[: stop - start]
+        rows[:, 64:96] = account_rows[start:stop]
+        rows[:, 96:128] = token_rows[token_of[start:stop]]
+        words = b"".join(map(int.to_bytes, amounts[start:stop], repeat(32)))
+        rows[:, 128:] = np.frombuffer(words, np.uint8).reshape(-1, 32)
+        hashes.extend(keccak_many(keccak_many(rows.view(_ENCODING).ravel().tolist())))
+    return hashes
+
+
+def _sorted_order(joined: bytes, hashes: list[bytes]) -> _Indices:
+    """Value indices by ascending hash (`joined` is the hashes back to back). Sorted on each
+    hash's first 8 bytes in numpy; should two share them, sorted on the whole hashes instead."""
+    prefixes = np.frombuffer(joined, ">u8")[::4].astype(np.uint64)
+    order = np.argsort(prefixes)
+    ranked = prefixes[order]
+    if (ranked[1:] == ranked[:-1]).any():
+        return np.array(sorted(range(len(hashes)), key=hashes.__getitem__), np.intp)
+    return order
 
 
 def _checksummed(addresses: list[str]) -> dict[str, str]:

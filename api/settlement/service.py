@@ -1454,9 +1454,9 @@ def _store_proofs(conn: Connection, chain_id: int, root_id: int, tree: Any) -> N
                 leaf.account.lower(),
                 leaf.token.lower(),
                 leaf.cumulative_amount,
-                json.dumps(["0x" + node.hex() for node in proof]),
+                proof,
             )
-            for leaf, proof in tree.iter_proofs()
+            for leaf, proof in tree.iter_proof_texts()
         ),
     )
 

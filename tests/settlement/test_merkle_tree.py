@@ -15,6 +15,7 @@ from eth_utils import keccak, to_checksum_address
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from api.settlement import merkle
 from api.settlement.merkle import (
     LEAF_TYPES,
     Leaf,
@@ -135,6 +136,70 @@ def test_iter_proofs_streams_every_given_leaf_once_with_a_proof_that_verifies():
                       leaf_hash(CHAIN_ID, PAYOUT, forged))  # fmt: skip
 
 
+def streamed_in_tree_order(leaves: list[Leaf], nodes: list[bytes], tree_index: list[int]):
+    """What `iter_proofs` has always streamed: the given leaves by descending tree index (by
+    ascending leaf hash), each with its proof."""
+    by_index = sorted(range(len(leaves)), key=lambda value: -tree_index[value])
+    return [(leaves[value], reference_proof(nodes, tree_index[value])) for value in by_index]
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=leaf_sets, proof_slice=st.sampled_from([1, 2, 3, 4, 7, 1024]))
+def test_proofs_streamed_a_slice_at_a_time_are_the_plain_trees(rows, proof_slice):
+    leaves = [
+        Leaf(to_checksum_address(a) if cased else "0x" + a.hex(), "0x" + t.hex(), amount)
+        for a, t, amount, cased in rows
+    ]
+    tree = PayoutTree(CHAIN_ID, PAYOUT, leaves)
+    nodes, tree_index = reference(CHAIN_ID, PAYOUT, leaves)
+    saved = merkle._PROOF_SLICE
+    merkle._PROOF_SLICE = proof_slice
+    try:
+        streamed = list(tree.iter_proofs())
+        texts = list(tree.iter_proof_texts())
+    finally:
+        merkle._PROOF_SLICE = saved
+    expected = streamed_in_tree_order(leaves, nodes, tree_index)
+    assert streamed == expected
+    assert texts == [
+        (leaf, json.dumps(["0x" + n.hex() for n in proof])) for leaf, proof in expected
+    ]
+
+
+@pytest.mark.parametrize(("size", "proof_slice"), [(1000, 7), (1025, 64), (3000, 1024)])
+def test_large_trees_stream_the_plain_trees_proofs(size, proof_slice, monkeypatch):
+    leaves = random_leaves(random.Random(size), size)
+    monkeypatch.setattr(merkle, "_PROOF_SLICE", proof_slice)
+    tree = PayoutTree(CHAIN_ID, PAYOUT, leaves)
+    nodes, tree_index = reference(CHAIN_ID, PAYOUT, leaves)
+
+    assert tree.root == nodes[0]
+    expected = streamed_in_tree_order(leaves, nodes, tree_index)
+    assert list(tree.iter_proofs()) == expected
+    assert list(tree.iter_proof_texts()) == [
+        (leaf, json.dumps(["0x" + n.hex() for n in proof])) for leaf, proof in expected
+    ]
+    assert tree.dump()["tree"] == ["0x" + node.hex() for node in nodes]
+    assert [entry["treeIndex"] for entry in tree.dump()["values"]] == tree_index
+
+
+def test_hashes_alike_in_their_first_bytes_are_sorted_on_the_whole_hash():
+    hashes = [bytes(8) + b"\x02" * 24, b"\x01" + bytes(31), bytes(8) + b"\x01" * 24]
+    order = merkle._sorted_order(b"".join(hashes), hashes)
+    assert order.tolist() == [2, 0, 1]
+
+
+def test_accounts_alike_in_fingerprint_are_told_apart_and_a_token_in_two_cases_is_one():
+    # the same 64-bit fingerprint (halves swapped), different accounts: both leaves stand
+    token = "0x" + "cd" * 20
+    one = "0x" + "11" * 4 + "22" * 8 + "33" * 8
+    other = "0x" + "11" * 4 + "33" * 8 + "22" * 8
+    leaves = [Leaf(one, token, 1), Leaf(other, token, 2)]
+    assert_matches_reference(PayoutTree(CHAIN_ID, PAYOUT, leaves), leaves)
+    with pytest.raises(MerkleError, match="appears twice"):
+        PayoutTree(CHAIN_ID, PAYOUT, [Leaf(one, token, 1), Leaf(one, token.upper()[2:], 2)])
+
+
 def test_one_leaf_is_the_root_and_two_leaves_prove_each_other():
     one, other = random_leaves(random.Random(1), 2)
 
@@ -144,6 +209,7 @@ def test_one_leaf_is_the_root_and_two_leaves_prove_each_other():
     assert single.root == leaf_hash(CHAIN_ID, PAYOUT, one)
     assert single.proof(one.account, one.token) == []
     assert list(single.iter_proofs()) == [(one, [])]
+    assert list(single.iter_proof_texts()) == [(one, "[]")]
     hashes = [leaf_hash(CHAIN_ID, PAYOUT, leaf) for leaf in (one, other)]
     assert pair.root == hash_pair(*hashes)
     assert pair.proof(one.account, one.token) == [hashes[1]]
