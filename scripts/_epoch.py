@@ -31,6 +31,7 @@ from scripts._stack import (
     LOCAL_CHAIN_ID,
     PROJECT_ROOT,
     StackError,
+    chain_time,
     follow_chain_clock,
     rpc,
     run_dir,
@@ -55,10 +56,6 @@ def call(rpc_url: str, name: str, method: str, *args: Any) -> int:
         address=Web3.to_checksum_address(deployment.address(name)), abi=load_abi(name)
     )
     return int(getattr(contract.functions, method)(*args).call())
-
-
-def chain_time(rpc_url: str) -> int:
-    return int(rpc(rpc_url, "eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
 
 
 def move_to(rpc_url: str, timestamp: int, blocks: int = 4) -> None:

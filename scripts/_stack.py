@@ -407,12 +407,16 @@ def rpc(url: str, method: str, params: Sequence[Any] = (), timeout: float = 5.0)
 CLOCK_OFFSET_FILE = "clock-offset"  # in the run dir: how far the local chain runs ahead
 
 
+def chain_time(rpc_url: str) -> int:
+    """The timestamp of the chain's latest block."""
+    return int(rpc(rpc_url, "eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
+
+
 def follow_chain_clock(rpc_url: str, directory: Path) -> int:
     """Write how many seconds the chain's latest block runs ahead of real time (never below
     0) to the clock-offset file the stack's processes read (`BUZZER_CLOCK_OFFSET_FILE`),
     atomically; return it."""
-    latest = int(rpc(rpc_url, "eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
-    offset = max(0, latest - int(time.time()))
+    offset = max(0, chain_time(rpc_url) - int(time.time()))
     path = directory / CLOCK_OFFSET_FILE
     partial = path.with_suffix(".partial")
     partial.write_text(f"{offset}\n", encoding="ascii")
