@@ -199,7 +199,10 @@ class Loader:
             self.call_contract(ORACLE, "PublisherRegistry", "set_quality_score", address, QUALITY)
         return str(slots[0]["slot_id"])
 
-    def campaign(self, key: str, spec: tuple[Any, ...]) -> None:
+    def campaign(self, key: str, spec: tuple[Any, ...]) -> Callable[[], bool] | None:
+        """Create, register and fund what is missing of one campaign; when it was funded
+        now, a probe that is true once the API sees it active (the indexer has read the
+        deposit)."""
         from eth_account import Account
 
         company, bid_model, bid, budget, per_epoch, colour = spec
@@ -215,7 +218,7 @@ class Loader:
             self.api.get("/api/v1/campaigns", headers=headers), "list campaigns", 200
         ).json()
         if any(c.get("status") not in ("draft", "registered") for c in existing):
-            return  # funded once: what the user did with it since is theirs
+            return None  # funded once: what the user did with it since is theirs
         if existing:
             path = f"/api/v1/campaigns/{existing[0]['id']}"
             campaign = existing[0]
@@ -249,6 +252,7 @@ class Loader:
         funding = self.api.post(f"{path}/funding-txs", json={"amount": budget}, headers=headers)
         for tx in self.expect(funding, "funding txs", 200).json():
             self.send(address, tx, f"fund {company}'s campaign")
+        return lambda: self.api.get(path, headers=headers).json().get("status") == "active"
 
 
 def ensure_demo(api_url: str, rpc_url: str, env: Mapping[str, str], stop: threading.Event) -> Demo:
@@ -256,11 +260,22 @@ def ensure_demo(api_url: str, rpc_url: str, env: Mapping[str, str], stop: thread
     import httpx
     from eth_account import Account
 
+    from api.ads.catalog import CHECK_EVERY
+
     loader = Loader(api_url, rpc_url, env, stop)
     try:
         slot_id = loader.publisher()
+        funded = []
         for key, spec in zip(ADVERTISER_KEYS, CAMPAIGNS, strict=True):
-            loader.campaign(key, spec)
+            active = loader.campaign(key, spec)
+            if active is not None:
+                funded.append((spec[0], active))
+        # "up" means the demo page fills: the indexer reads the deposits, then the ad
+        # servers reload their catalog within CHECK_EVERY seconds of its version moving
+        for company, active in funded:
+            loader.until(f"{company}'s campaign is active", active)
+        if funded:
+            time.sleep(2 * CHECK_EVERY)
     except httpx.HTTPError as exc:
         raise DemoError(f"the API did not answer: {exc}") from None
     finally:
