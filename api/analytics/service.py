@@ -14,6 +14,7 @@ lower when a campaign's charge was capped by its balance or max per epoch)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -203,7 +204,8 @@ KEYS = {
 MONEY = ("spend", "x402_revenue")
 # a report whose live events (since the watermark) span at most this reads them once for all
 # its questions, with a generic plan; longer (the rollup job stalled, or the benchmark's
-# question of the raw events alone), each question reads them, planned for their range
+# question of the raw events alone), each question reads them, planned for their range, and
+# the top performers sum every metric for every candidate
 KEEPING_UP = timedelta(days=1)
 
 
@@ -222,6 +224,7 @@ def answer(
     params: dict[str, Any] = {"chain": chain_id, **{f"f_{k}": v for k, v in filters.items()}}
     where = "".join(f" AND {column} = :f_{column}" for column in filters)
     live = plan(span, rolled_until, use_days=False).raw
+    keeping_up = live is None or live[1] - live[0] <= KEEPING_UP
     questions = []
     for index, ask in enumerate(asks):
         parts, running = _parts(ask, f"q{index}_", span, rolled_until, scope, params, where)
@@ -230,12 +233,12 @@ def answer(
             active = ", 1 AS active" if running else ""
             parts.append(f"SELECT at{by}, {', '.join(METRICS)}{active} FROM live")
         if parts:
-            questions.append(f"SELECT * FROM ({_question(index, ask, parts, running)}) q{index}")
+            question = _question(index, ask, parts, running, keeping_up)
+            questions.append(f"SELECT * FROM ({question}) q{index}")
     found: list[list[dict[str, Any]]] = [[] for _ in asks]
     if not questions:
         return found
     sql = " UNION ALL ".join(questions) + " ORDER BY part, seq"
-    keeping_up = live is None or live[1] - live[0] <= KEEPING_UP
     if live is not None:
         params |= {"lo": live[0], "hi": live[1]}
         shared = "MATERIALIZED" if keeping_up else "NOT MATERIALIZED"  # (no copy of a month)
@@ -267,8 +270,7 @@ def _prepared(session: Session, sql: str, params: dict[str, Any]) -> list[tuple[
     plan: a report's statement has the same text each time, and parsing and planning it took
     longer than running it (one publisher's week by hour at 10,000,000 events: 4 ms against
     2 ms)."""
-    compiled = text(sql).compile(dialect=_NUMBERED)
-    name = "analytics_" + hashlib.sha256(sql.encode()).hexdigest()[:24]
+    numbered, name, names = _numbered(sql)
     with _driver(session).cursor() as cursor:
         # the driver prepares a statement it has run five times, and then deallocates every
         # prepared statement, ours too, at a rollback: it prepares none of the reports' own,
@@ -280,15 +282,24 @@ def _prepared(session: Session, sql: str, params: dict[str, Any]) -> list[tuple[
             prepare=False,
         )
         if not cursor.fetchone()[1]:
-            cursor.execute(f"PREPARE {name} AS {compiled}".encode(), prepare=False)
+            cursor.execute(f"PREPARE {name} AS {numbered}".encode(), prepare=False)
         # EXECUTE takes no bound parameters: its arguments are literals
-        arguments = pg.SQL(", ").join(pg.Literal(params[n]) for n in compiled.positiontup or [])
+        arguments = pg.SQL(", ").join(pg.Literal(params[n]) for n in names)
         query = pg.SQL("EXECUTE {}({})").format(pg.Identifier(name), arguments)
         cursor.execute(query, prepare=False)
         return list(cursor.fetchall())
 
 
-def _question(index: int, ask: Ask, parts: list[str], running: bool) -> str:
+@functools.lru_cache(maxsize=256)
+def _numbered(sql: str) -> tuple[str, str, tuple[str, ...]]:
+    """`sql` with `$1`, `$2`… for its parameters, the name of its prepared statement, and the
+    names of its parameters in their order."""
+    compiled = text(sql).compile(dialect=_NUMBERED)
+    name = "analytics_" + hashlib.sha256(sql.encode()).hexdigest()[:24]
+    return str(compiled), name, tuple(compiled.positiontup or ())
+
+
+def _question(index: int, ask: Ask, parts: list[str], running: bool, keeping_up: bool) -> str:
     """The sums of one question over the union of its `parts`, a row per key, numbered in
     its order (`seq`); every question's rows have the same columns (`KEYS`, `METRICS`)."""
     grouped = {
@@ -300,9 +311,10 @@ def _question(index: int, ask: Ask, parts: list[str], running: bool) -> str:
     # no traffic in the span: no row (as summing hourly rows gives)
     having = " HAVING sum(active) > 0" if running else ""
     source = " UNION ALL ".join(parts)
-    if ask.limit is not None and ask.by and ask.group is None:
+    if ask.limit is not None and ask.by and ask.group is None and keeping_up:
         # the leaders found summing only what `order` sorts on, every metric summed for them
-        # alone (the network's report of a month by day at 10,000,000 events: p50 26 ms to 21)
+        # alone (the network's report of a month by day at 10,000,000 events: p50 26 ms to 21);
+        # the rows are copied once, so not with more than a day of live events among them
         keys = ", ".join(ask.by)
         source = (
             f"WITH rows AS MATERIALIZED ({source}), leaders AS (SELECT {keys} FROM rows"
