@@ -5,7 +5,8 @@
 Hours before the rollup's watermark are read from `analytics_daily` (whole days) and
 `analytics_hourly` (the ragged edges); hours from the watermark on are summed straight from
 `ad_events` and `x402_payments`, so a report is never behind the raw events. One SQL statement
-per question, under REPEATABLE READ so the watermark and the rollups agree.
+per report (its series and top performers), prepared once per connection, under REPEATABLE
+READ so the watermark and the rollups agree.
 
 Earnings are the publishers' share of spend, estimated until settled: `spend * 8500 // 10000`
 per row shown (the floor; settlement allocates each epoch's charge by largest remainder, so
