@@ -278,3 +278,21 @@ def test_sums_read_from_the_running_totals_equal_the_raw_events(
                 mixed = service.aggregate(session, 1337, scope, span, rolled_until=watermark, **ask)
                 raw = service.aggregate(session, 1337, scope, span, rolled_until=epoch, **ask)
                 assert mixed == raw
+
+
+def test_a_report_is_the_same_after_the_connection_drops_its_prepared_statements(engine):
+    """A report runs as a statement prepared on its connection; whoever deallocates it (the
+    driver does at a rollback, once it has prepared statements of its own), the next report
+    prepares it again and reads the same."""
+    reset(engine)
+    insert_events(engine, [Event(BASE + timedelta(hours=h), price=5 + h) for h in range(30)])
+    roll_up(engine, now=BASE + timedelta(hours=30, minutes=5), since=BASE)
+    span = Span(BASE, BASE + timedelta(hours=31))
+    ask = (Scope(publisher=PUBLISHERS[0]), span, "hour", ("campaigns", "slots"))
+    with Session(engine) as session:
+        first = service.report(session, 1337, *ask)
+        prepared = "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'analytics_%'"
+        assert session.execute(text(prepared)).scalar() >= 1
+        session.connection().exec_driver_sql("DEALLOCATE ALL")
+        assert service.report(session, 1337, *ask) == first
+        assert first["totals"]["spend"] == str(sum(5 + h for h in range(30)))
