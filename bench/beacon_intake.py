@@ -162,6 +162,7 @@ def main() -> int:
         }
         api = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "api.main:app_from_env",
+             "--http", "api.core.protocol:HttpProtocol",
              "--port", str(port), "--workers", str(args.workers), "--log-level", "warning",
              "--no-access-log", "--no-proxy-headers"],
             cwd=ROOT, env=env,

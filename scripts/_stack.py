@@ -309,6 +309,7 @@ def uvicorn_args(port: int, workers: int = 1, host: str = "127.0.0.1") -> list[s
     that itself (`api.core.clientip`, from `BUZZER_TRUSTED_PROXIES`)."""
     return [
         "uvicorn", "--factory", "api.main:app_from_env",
+        "--http", "api.core.protocol:HttpProtocol",
         "--host", host, "--port", str(port),
         "--no-proxy-headers",
         "--log-level", "warning",

@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -213,13 +213,15 @@ class Snapshot:
     slots: dict[str, SlotInfo]
     loaded_at: float
     clock: EpochClock | None = None  # None until the registry's deployment is indexed
+    campaigns: dict[int, Candidate] = field(default_factory=dict)  # the index's, by id
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> Snapshot:
         candidates = [_candidate(c) for c in data["campaigns"] if c["creatives"]]
         slots = {s["slot_id"]: SlotInfo(**s) for s in data["slots"]}
         clock = EpochClock(*data["clock"]) if data.get("clock") else None
-        snapshot = cls(Index.build(candidates), slots, time.monotonic(), clock)
+        by_id = {c.campaign_id: c for c in candidates}
+        snapshot = cls(Index.build(candidates), slots, time.monotonic(), clock, by_id)
         # hundreds of thousands of long-lived objects: keep the cyclic collector from walking
         # them on every full collection (a pause of tens of ms under load); refcounting
         # still frees an old snapshot once nothing points at it

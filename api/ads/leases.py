@@ -20,17 +20,28 @@ one of its tokens can expire. So:
   leases count as fully served and are released at their latest possible token expiry
   (`lease_seconds` + the token lifetime after the grant).
 
-A campaign this worker serves rarely gets leases of one serve, granted and closed at once,
-which is exactly the single reservation of before. Its lease grows with demand: the serves
-it had in the last whole window of `WINDOW` seconds (spread over the windows since, when it
-paused; the window of its first serve does not count) times `TARGET_SECONDS`, plus the
-requests waiting for the grant in flight; never more than 1/`LEASE_SHARE` of the free
-budget or of the epoch's room. A campaign whose lease holds
-more than one serve is refilled in the background once half of it is gone, so requests do
-not wait. A CPC campaign reserves nothing at serve time (its click bills, if it still fits):
-its leases are only checked to afford one click when granted, so such a campaign may keep
-being served for up to `lease_seconds` after it can no longer pay a click (the click is then
-recorded and not billed, as before).
+A campaign this worker has not served in a past window (`rate` 0) gets a lease of one
+serve, granted and closed at once while its request waits, which is exactly the single
+reservation of before. Its lease grows with demand: the serves it had in the last whole
+window of `WINDOW` seconds (spread over the windows since, when it paused; the window of its
+first serve does not count) times `TARGET_SECONDS`, plus the requests waiting for the grant
+in flight; never more than 1/`LEASE_SHARE` of the free budget or of the epoch's room. Grants
+stay off the request path for a campaign asked for again (`rate` > 0):
+- its next lease is granted in the background once half of the current one is gone (for a
+  campaign asked for less than once per `TARGET_SECONDS`, a standby of one serve after each
+  serve);
+- a lease whose time ran out is granted again in the background while the campaign is still
+  expected to be asked for within the new lease's time (its rate as a request would find it
+  now, times `lease_seconds`, at least 1) and was asked for in the last `IDLE_SECONDS`, for
+  the campaign and epoch as the catalog has them now (`current`).
+Such a grant is the same script as on a request, so every bound below holds as it is; what it
+costs is budget held ahead (one lease per campaign and worker, given back when it closes)
+and Redis scripts: for a quiet campaign a grant and a close per serve instead of one grant,
+and after its last request at most `IDLE_SECONDS` / `lease_seconds` renewals. A CPC campaign
+reserves nothing at serve time (its click bills, if it still fits): its leases are only
+checked to afford one click when granted, so such a campaign may keep being served for up to
+`lease_seconds` after it can no longer pay a click (the click is then recorded and not
+billed, as before).
 
 Worst cases, W workers, cap C, reconcile interval T (`RECONCILE_SECONDS`):
 - budget: none beyond the escrow. Billed + reserved ≤ balance and the epoch's spend ≤ its max
@@ -201,6 +212,7 @@ class Demand:
     first_window: int = -1
     counted: int = 0
     rate: float = 0.0  # serves wanted per second in the last whole window
+    ttl: int = 0  # the token lifetime of its last request
     refused: tuple[tuple[int, int, int], float] | None = None  # (epoch, balance, price), until
     touched: float = field(default_factory=time.monotonic)
 
@@ -216,11 +228,13 @@ class Leases:
         shards: int = DEFAULT_SHARDS,
         clock: Callable[[], float] = time.time,
         lease_seconds: float = LEASE_SECONDS,
+        current: Callable[[int, float], tuple[Candidate, Epoch] | None] = lambda _id, _now: None,
     ) -> None:
         self.redis = redis
         self.shards = shards
         self.clock = clock
         self.lease_seconds = lease_seconds
+        self.current = current  # a campaign as the catalog has it now, and the epoch
         self.demand: dict[int, Demand] = {}
         self.closing: list[Lease] = []
         self.frequency = Frequency(redis, shards)
@@ -238,6 +252,7 @@ class Leases:
         if demand is None:
             demand = self.demand[candidate.campaign_id] = Demand()
         self._count(demand)
+        demand.ttl = ttl
         return self._take(demand, candidate, epoch, now, ttl)
 
     async def fill(self, candidate: Candidate, epoch: Epoch, now: float, ttl: int) -> Serve | None:
@@ -261,11 +276,14 @@ class Leases:
                 if want <= 1:  # a quiet campaign: one serve of its own, as before leases
                     demand.refill = asyncio.get_running_loop().create_future()
                     try:
-                        return await self._one(demand, candidate, epoch, now, ttl)
+                        serve = await self._one(demand, candidate, epoch, now, ttl)
                     finally:
                         done, demand.refill = demand.refill, None
                         if not done.done():
                             done.set_result(True)
+                    if serve is not None and demand.rate > 0:  # asked for again: a standby
+                        self._refill(demand, candidate, epoch, now, ttl, 1)
+                    return serve
                 self._refill(demand, candidate, epoch, now, ttl, want)
             assert demand.refill is not None
             demand.waiting += 1
@@ -292,8 +310,18 @@ class Leases:
             demand.window, demand.counted = window, 0
         demand.counted += 1
 
-    def _target(self, demand: Demand) -> int:
-        return max(1, min(MAX_LEASE, math.ceil(demand.rate * TARGET_SECONDS)))
+    def _target(self, demand: Demand, rate: float | None = None) -> int:
+        rate = demand.rate if rate is None else rate
+        return max(1, min(MAX_LEASE, math.ceil(rate * TARGET_SECONDS)))
+
+    def _rate_now(self, demand: Demand) -> float:
+        """The rate `_count` would find if the campaign were asked for now: a pause
+        lowers it."""
+        window = int(time.monotonic() / WINDOW)
+        if demand.window < 0 or window == demand.window:
+            return demand.rate
+        counted = demand.counted if demand.window != demand.first_window else 0
+        return counted / (WINDOW * (window - demand.window))
 
     def _take(
         self, demand: Demand, candidate: Candidate, epoch: Epoch, now: float, ttl: int
@@ -317,10 +345,9 @@ class Leases:
             if (
                 demand.refill is None
                 and demand.spare is None
-                and lease.count > 1
                 and (demand.lease is None or 2 * lease.served >= lease.count)
-                and self._target(demand) > 1
-            ):  # a busy campaign: the next lease comes before this one runs out
+                and demand.rate > 0
+            ):  # a campaign asked for again: the next lease comes before this one runs out
                 self._refill(demand, candidate, epoch, now, ttl, self._target(demand))
             return Serve(f"{lease.lease_id}.{n}", expires)
 
@@ -485,15 +512,21 @@ class Leases:
                     log.warning("ads: lease upkeep failed, retrying: %s", exc)
 
     def expire(self) -> None:
-        """Retire leases whose time is up; forget campaigns idle for a while."""
+        """Retire leases whose time is up, renewing those of a campaign still asked for;
+        forget campaigns idle for a while."""
         now, idle = self.clock(), time.monotonic() - IDLE_SECONDS
         for campaign_id, demand in list(self.demand.items()):
+            ended = False
             for _ in range(2):
                 if demand.lease is not None and now >= demand.lease.ends_at:
                     self._retire(demand)
+                    ended = True
             if demand.spare is not None and now >= demand.spare.ends_at:
                 self.closing.append(demand.spare)
                 demand.spare = None
+                ended = True
+            if ended and not self._stopping:
+                self._renew(campaign_id, demand, now)
             if (
                 demand.lease is None
                 and demand.spare is None
@@ -501,6 +534,26 @@ class Leases:
                 and demand.touched < idle
             ):
                 del self.demand[campaign_id]
+
+    def _renew(self, campaign_id: int, demand: Demand, now: float) -> None:
+        """A lease whose time ran out, granted again in the background when the campaign
+        is still asked for (at least one request expected in the new lease's time), so
+        that its next request does not wait for a grant; sized by the rate as it is now,
+        for the campaign and epoch as the catalog has them now."""
+        if demand.lease is not None or demand.spare is not None or demand.refill is not None:
+            return
+        if demand.refused is not None and time.monotonic() < demand.refused[1]:
+            return
+        if demand.touched < time.monotonic() - IDLE_SECONDS:
+            return  # about to be forgotten
+        rate = self._rate_now(demand)
+        if rate * self.lease_seconds < 1 or not demand.ttl:
+            return
+        current = self.current(campaign_id, now)
+        if current is None:
+            return
+        candidate, epoch = current
+        self._refill(demand, candidate, epoch, now, demand.ttl, self._target(demand, rate))
 
     async def close_leases(self) -> int:
         """Close the retired leases in one round trip; the amount given back."""

@@ -164,13 +164,26 @@ class Serving:
         self.settings = settings
         self.catalog = catalog
         self.cache = cache
-        self.leases = Leases(cache, settings.tracking_shards, clock=lambda: self.clock())
+        self.leases = Leases(
+            cache, settings.tracking_shards, clock=lambda: self.clock(), current=self._current
+        )
         self.gate = RedisGate()
         self.limiter = LocalLimiter(lambda: settings.rate_limit_ad_per_minute)
         self.payments: x402.Payments | None = payments
         self.receipts = ReceiptKeys.from_settings(settings)
         self.clock = settings.now  # when a request is decided: flight dates and the escrow epoch
         self._asset: str | None = None
+
+    def _current(self, campaign_id: int, now: float) -> tuple[Candidate, Epoch] | None:
+        """A campaign as the catalog has it now and the escrow epoch at `now`: what a lease
+        granted outside a request is for."""
+        snapshot = self.catalog.current()
+        candidate = snapshot.campaigns.get(campaign_id)
+        if candidate is None or snapshot.clock is None:
+            return None
+        if candidate.ends_at is not None and now >= candidate.ends_at:
+            return None
+        return candidate, snapshot.clock.at(now)
 
     @property
     def asset(self) -> str:

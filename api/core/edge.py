@@ -48,6 +48,7 @@ REQUESTS = Counter("buzzer_http_requests_total", "HTTP requests", ["method", "ro
 LATENCY = Histogram("buzzer_http_request_seconds", "HTTP request latency", ["route"])
 _requests, _latency = Labelled(REQUESTS), Labelled(LATENCY)
 PUBLIC_PREFIXES = ("/x402/", "/track/", "/creatives/")
+PROBES = ("/healthz", "/readyz")
 EXPOSED = (
     b"PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE, X-Buzzer-Receipt, Retry-After, "
     b"X-Request-ID"
@@ -180,9 +181,12 @@ class Edge:
         route = getattr(scope.get("route"), "path", "unmatched")
         _requests(method, route, str(status)).inc()
         _latency(route).observe(elapsed)
-        # the ad and tracking endpoints are the hot path: their access lines are DEBUG (an
-        # access line costs ~120 µs), their errors are still logged with the request id
-        level = logging.DEBUG if public and status < 500 else logging.INFO
+        # the ad and tracking endpoints are the hot path, and the liveness and readiness
+        # probes are asked every few seconds by every orchestrator: their access lines are
+        # DEBUG (an access line costs ~120 µs), their errors are still logged with the
+        # request id
+        quiet = public or path in PROBES
+        level = logging.DEBUG if quiet and status < 500 else logging.INFO
         if log.isEnabledFor(level):
             log.log(
                 level,

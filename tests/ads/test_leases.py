@@ -309,3 +309,85 @@ def test_leases_keep_every_unit_of_budget_accounted_for(network, slack, ops):
     jobs.release(net.sync, DEFAULT_SHARDS, now=time.time() + LEASE_SECONDS + ttl + 10**3)
     billed = len(impressed) * CPM_PRICE
     assert net.money(CPM_ID) == {"reserved": 0, "billed": billed, "epoch": billed}
+
+
+# -- grants off the request path ----------------------------------------------------------
+
+
+def test_a_campaign_asked_for_again_is_next_served_from_a_lease_granted_before(
+    network, monkeypatch
+):
+    """A campaign asked for about once every three seconds: its request takes a serve of
+    its own (a grant while it waits) and a standby lease of one serve is granted behind
+    it, so the next request is served from memory; what the standby did not serve is
+    given back at shutdown."""
+    monkeypatch.setattr("api.ads.leases.WINDOW", 3600.0)  # the rate set below holds
+    net = network(campaign(CPM_ID))
+    ad = net.candidate(CPM_ID)
+    leases = Leases(net.cache, DEFAULT_SHARDS)
+
+    async def run() -> list[Any]:
+        epoch, now = net.epoch(), time.time()
+        assert leases.take(ad, epoch, now, net.ttl) is None  # nothing held yet
+        demand = leases.demand[CPM_ID]
+        demand.rate = 0.3  # asked for in past windows: a serve per three seconds
+        first = await leases.fill(ad, epoch, now, net.ttl)
+        assert demand.refill is not None  # the standby, granted after the answer
+        await asyncio.wait([demand.refill])
+        second = leases.take(ad, epoch, now, net.ttl)  # no await: from memory
+        assert demand.refill is not None  # and the next standby behind it
+        await asyncio.wait([demand.refill])
+        await leases.stop()
+        return [first, second]
+
+    served = net.run(run())
+    assert all(serve is not None for serve in served)
+    assert net.money(CPM_ID) == {"reserved": 2 * CPM_PRICE, "billed": 0, "epoch": 2 * CPM_PRICE}
+
+
+def test_a_lease_whose_time_ran_out_is_renewed_while_its_campaign_is_asked_for(
+    network, monkeypatch
+):
+    """A lease ends (its time is up) with serves left: a campaign still asked for gets a
+    new lease in the background, for the campaign as the catalog has it now; one the
+    catalog no longer has gets none. Either way the old lease's unused part goes back
+    and, once the worker stops, only what was served stays reserved."""
+    monkeypatch.setattr("api.ads.leases.WINDOW", 3600.0)
+    net = network(campaign(CPM_ID))
+    ad = net.candidate(CPM_ID)
+    listed = {CPM_ID: ad}
+    leases = Leases(
+        net.cache,
+        DEFAULT_SHARDS,
+        lease_seconds=0.2,
+        current=lambda campaign_id, now: (
+            (listed[campaign_id], net.epoch()) if campaign_id in listed else None
+        ),
+    )
+
+    async def run() -> tuple[str, str, bool]:
+        leases.take(ad, net.epoch(), time.time(), net.ttl)
+        demand = leases.demand[CPM_ID]
+        demand.rate = 50.0  # ten expected in the next lease's time
+        await leases._lease(demand, ad, net.epoch(), time.time(), net.ttl, 3)
+        assert demand.lease is not None
+        first = demand.lease.lease_id
+        assert leases.take(ad, net.epoch(), time.time(), net.ttl) is not None
+        await asyncio.sleep(0.25)
+        leases.expire()  # time is up: renewed
+        assert demand.refill is not None
+        await asyncio.wait([demand.refill])
+        assert demand.lease is not None
+        renewed = demand.lease.lease_id
+        assert leases.take(ad, net.epoch(), time.time(), net.ttl) is not None
+        listed.clear()  # the campaign left the catalog
+        await asyncio.sleep(0.25)
+        leases.expire()
+        gone = demand.lease.lease_id if demand.lease else None
+        await leases.stop()
+        return first, renewed, gone is None and demand.refill is None
+
+    first, renewed, not_renewed = net.run(run())
+    assert renewed != first
+    assert not_renewed
+    assert net.money(CPM_ID) == {"reserved": 2 * CPM_PRICE, "billed": 0, "epoch": 2 * CPM_PRICE}

@@ -110,7 +110,7 @@ def test_a_request_id_is_on_its_json_log_line(stack: Stack) -> None:
     """The API as served (uvicorn, its log a file): one JSON object per line, the access
     line of a request carrying the id the caller sent."""
     rid = "ops-" + uuid.uuid4().hex
-    reply = httpx.get(f"{stack.api_url}/healthz", headers={"X-Request-ID": rid})
+    reply = httpx.get(f"{stack.api_url}/.well-known/jwks.json", headers={"X-Request-ID": rid})
     assert reply.headers["X-Request-ID"] == rid
     deadline = time.monotonic() + 5
     while True:
@@ -120,8 +120,27 @@ def test_a_request_id_is_on_its_json_log_line(stack: Stack) -> None:
         time.sleep(0.05)
     (line,) = lines
     assert line["request_id"] == rid and line["process"] == "api"
-    assert (line["method"], line["route"], line["status"]) == ("GET", "/healthz", 200)
+    assert (line["method"], line["route"], line["status"]) == ("GET", "/.well-known/jwks.json", 200)
     assert line["level"] == "info" and line["timestamp"].endswith("Z")
+
+
+def test_probes_leave_no_access_line_at_info(settings) -> None:
+    """Liveness and readiness probes come every few seconds from every orchestrator: their
+    access lines are DEBUG, like the hot path's, unless they fail; other requests keep
+    theirs at INFO."""
+    out = io.StringIO()
+    handler = logs.configure("api", level="INFO", format="json", stream=out)
+    try:
+        with TestClient(create_app(settings)) as client:
+            client.get("/healthz", headers={"X-Request-ID": "probe-1"})
+            ready = client.get("/readyz", headers={"X-Request-ID": "probe-2"})
+            client.get("/.well-known/jwks.json", headers={"X-Request-ID": "keys-1"})
+    finally:
+        logging.getLogger().removeHandler(handler)
+    ids = [json.loads(x).get("request_id") for x in out.getvalue().splitlines()]
+    assert "keys-1" in ids
+    assert "probe-1" not in ids
+    assert ("probe-2" in ids) == (ready.status_code >= 500)  # a failing probe is logged
 
 
 def test_every_line_logged_during_a_request_has_its_id(settings) -> None:
