@@ -262,16 +262,41 @@ end
 return over
 """
 
-# KEYS: a stream. ARGV: group, the ids to acknowledge (comma-separated), '1' to delete them.
+# KEYS: a stream. ARGV: group, '1' to delete the entries, then the ids to acknowledge, in
+# the order read (ascending). Deleting is trimming: every entry older than the group's oldest
+# pending one was delivered and acknowledged, so XTRIM MINID takes them all at once (an XDEL
+# per entry cost Redis more than the rest of the acknowledgement); acknowledged entries at or
+# after that one (another consumer's batch in flight is older) are deleted one by one. With
+# nothing pending, the last id acknowledged is the floor, and is deleted itself.
 ACK_SCRIPT = """
-local ids = {}
-for id in string.gmatch(ARGV[2], '[^,]+') do ids[#ids + 1] = id end
-for i = 1, #ids, 1000 do
-    local chunk = {unpack(ids, i, math.min(i + 999, #ids))}
-    redis.call('XACK', KEYS[1], ARGV[1], unpack(chunk))
-    if ARGV[3] == '1' then redis.call('XDEL', KEYS[1], unpack(chunk)) end
+redis.replicate_commands()
+local n = #ARGV
+for i = 3, n, 1000 do
+    redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, i, math.min(i + 999, n)))
 end
-return #ids
+if ARGV[2] ~= '1' or n < 3 then return n - 2 end
+local function key(id)
+    local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+    return tonumber(ms) or 0, tonumber(seq) or 0
+end
+local function before(a, b)  -- id a older than id b
+    local am, as = key(a)
+    local bm, bs = key(b)
+    return am < bm or (am == bm and as < bs)
+end
+local floor = redis.call('XPENDING', KEYS[1], ARGV[1])[2]
+if not floor then floor = ARGV[n] end
+redis.call('XTRIM', KEYS[1], 'MINID', floor)
+-- the ids not older than the floor (a binary search: they are ascending), deleted one by one
+local lo, hi = 3, n + 1
+while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if before(ARGV[mid], floor) then lo = mid + 1 else hi = mid end
+end
+for i = lo, n, 1000 do
+    redis.call('XDEL', KEYS[1], unpack(ARGV, i, math.min(i + 999, n)))
+end
+return n - 2
 """
 
 # an entry's values as the writer holds them, whichever its version
@@ -1121,7 +1146,7 @@ class Writer:
         pipe = self.redis.pipeline(transaction=False)
         delete = "1" if self.config.delete_acked else "0"
         for stream, ids in by_stream.items():
-            self._ack_script(keys=[stream], args=[GROUP, ",".join(ids), delete], client=pipe)
+            self._ack_script(keys=[stream], args=[GROUP, delete, *ids], client=pipe)
         pipe.execute()
 
     def _dead_letter(self, entry: Entry, exc: BaseException) -> None:

@@ -104,6 +104,30 @@ def test_every_event_is_stored_once_with_its_verdict(db: str, own_redis: OwnRedi
     ]
 
 
+def test_entries_another_writer_holds_stay_in_the_stream_until_it_stores_them(
+    db: str, own_redis: OwnRedis
+) -> None:
+    """Acknowledged entries leave their stream; one that another writer read and has not
+    stored yet stays there, older or newer than what is acknowledged around it."""
+    client = own_redis.client()
+    key = stream_keys(SHARDS)[CAMPAIGN % SHARDS]
+    for _ in range(2):
+        append(client, tracked())
+    slow = make_writer(db, own_redis.url, consumer="slow", batch=1)
+    held = read_batch(slow)  # the older entry, delivered to `slow`, not stored
+    for _ in range(3):
+        append(client, tracked())
+    fast = make_writer(db, own_redis.url, consumer="fast", batch=2)
+    late = read_batch(fast)  # the next two, held by `fast` too
+    make_writer(db, own_redis.url, consumer="third").drain()  # stores the last two
+    left = [i for i, _ in client.xrange(key)]
+    assert left == [e.entry_id for e in held + late]
+    fast.write(late)
+    assert [i for i, _ in client.xrange(key)] == [held[0].entry_id]
+    slow.write(held)
+    assert client.xlen(key) == 0 and len(stored(db)) == 5
+
+
 def test_a_replayed_batch_changes_nothing(db: str, own_redis: OwnRedis) -> None:
     client = own_redis.client()
     events = [tracked() for _ in range(20)] + [tracked(verdict="datacenter", billed="0")]
