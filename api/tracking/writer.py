@@ -852,7 +852,10 @@ class Writer:
         judged = time.monotonic()
         self.seconds["stage"] += judged - started
         reasons = self._rate_reasons(events)
-        rows = [(*row[:3], reasons[i], *row[4:]) for i, (_, row) in enumerate(staged)]
+        rows = [  # a staged row's reason is null: most keep it
+            row if reason is None else (*row[:3], reason, *row[4:])
+            for reason, (_, row) in zip(reasons, staged, strict=True)
+        ]
         self.seconds["rate"] += time.monotonic() - judged
         return Batch(entries, events, rows)
 
