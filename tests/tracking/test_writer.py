@@ -397,7 +397,7 @@ def test_entries_taken_over_from_a_dead_writer_are_judged_and_taken_back_alike(
 ) -> None:
     """Entries another writer read and never acknowledged come by XAUTOCLAIM (redis-py,
     fields by name, `v2` packed): the duplicate among them is found and its billing taken
-    back, as for entries read by the read script."""
+    back, as for entries read new."""
     client = own_redis.client()
     first = tracked(serve_id="serve-claimed", received_ms=1_765_000_500_000)
     again = tracked(serve_id="serve-claimed", received_ms=1_765_000_500_100)
@@ -457,8 +457,8 @@ def test_a_packed_entry_that_does_not_parse_does_not_block_its_shard(
 
 
 def test_a_packed_entry_cannot_pass_for_two(db: str, own_redis: OwnRedis) -> None:
-    """A `v2` written to splice a second array into the read script's answer: the arrays
-    must be the entries read, one each, or the batch is read by name."""
+    """A `v2` written to splice a second array among the entries read: each entry's `v2` is
+    one array of its own, or the entry is read by name."""
     client = own_redis.client()
     key = stream_keys(SHARDS)[CAMPAIGN % SHARDS]
     append(client, tracked())
