@@ -9,7 +9,8 @@ Redis must be one you can fill), else an embedded PostgreSQL and a redis-server 
 with append-only persistence (`appendfsync everysec`, as the stack runs it). Events are valid,
 billed CPM impressions from 1,000 publishers and 50,000 /24 prefixes over 500 campaigns (so
 every rule runs, and few trip). `--writers N` > 1 runs N `python -m api.tracking.writer`
-processes in one consumer group instead of one writer in this process. Prints both rates and
+processes in one consumer group instead of one writer in this process, timed from the first
+read of any of them (not their start-up). Prints both rates and
 their ratio (goal: the writer at ≥ ⅓ of raw COPY).
 """
 
@@ -171,7 +172,6 @@ def run_writers(database_url: str, cache_url: str, n: int, args: argparse.Namesp
         writer.close()
         return elapsed
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": cache_url}
-    started = time.perf_counter()
     command = [sys.executable, "-m", "api.tracking.writer", "--batch", str(args.batch)]
     procs = [
         subprocess.Popen(
@@ -183,8 +183,20 @@ def run_writers(database_url: str, cache_url: str, n: int, args: argparse.Namesp
         for i in range(args.writers)
     ]
     try:
+        # timed from the first read of any writer (a process's start-up is not the writer's
+        # rate): the first consumer to show up in a stream's group has just read
+        client = redis.Redis.from_url(cache_url, decode_responses=True)
+        while True:
+            pipe = client.pipeline(transaction=False)
+            for k in range(DEFAULT_SHARDS):
+                pipe.xinfo_groups(stream_key(k))
+            groups = pipe.execute(raise_on_error=False)
+            if any(not isinstance(g, Exception) and any(x["consumers"] for x in g) for g in groups):
+                break
+            time.sleep(0.001)
+        started = time.perf_counter()
         while count(database_url) < n:
-            time.sleep(0.05)
+            time.sleep(0.01)
         return time.perf_counter() - started
     finally:
         for p in procs:

@@ -65,7 +65,7 @@ import socket
 import threading
 import time
 import zlib
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -224,20 +224,20 @@ WHERE s.billed AND NOT e.verified
 """
 
 # KEYS: one counter hash of the slot (for routing: every hash it names shares its tag).
-# ARGV: ttl (s), the hashes' common prefix, then two arguments per minute: the minute, and
-# its counters as "<n> <value>", one a line. Adds n to field <value> of hash
-# <prefix><minute>; returns the counts before, space-separated. (Thousands of distinct
-# prefixes per batch cost more to send as a key each, and a HINCRBY each cost Redis about
-# twice one HMGET and one HSET of up to a thousand fields.)
+# ARGV: ttl (s), the hashes' common prefix, the limit, then three arguments per minute: the
+# minute, its counters' values (each ended by a newline) and what to add to each (spaced).
+# Adds to field <value> of hash <prefix><minute>; returns, for the counters that pass the
+# limit, their position among the call's counters (from 1) and their count before, flat. (So
+# the answer is as long as the rejections, not the batch. Thousands of distinct prefixes per
+# batch cost more to send as a key each, and a HINCRBY each cost Redis about twice one HMGET
+# and one HSET of up to a thousand fields.)
 RATE_SCRIPT = """
-local out = {}
-for a = 3, #ARGV, 2 do
+local over, at, limit = {}, 0, tonumber(ARGV[3])
+for a = 4, #ARGV, 3 do
     local key = ARGV[2] .. ARGV[a]
     local names, adds, now = {}, {}, {}
-    for n, value in string.gmatch(ARGV[a + 1], '(%d+) ([^\\n]*)') do
-        names[#names + 1] = value
-        adds[#adds + 1] = tonumber(n)
-    end
+    for value in string.gmatch(ARGV[a + 1], '([^\\n]*)\\n') do names[#names + 1] = value end
+    for n in string.gmatch(ARGV[a + 2], '%d+') do adds[#adds + 1] = tonumber(n) end
     for i = 1, #names, 1000 do
         local last = math.min(i + 999, #names)
         local before = redis.call('HMGET', key, unpack(names, i, last))
@@ -245,70 +245,75 @@ for a = 3, #ARGV, 2 do
         for j = i, last do
             local name = names[j]  -- named twice (two values with one field name): counts twice
             local count = now[name] or tonumber(before[j - i + 1]) or 0
-            out[#out + 1] = count
-            now[name] = count + adds[j]
+            local after = count + adds[j]
+            if after > limit then
+                over[#over + 1] = at + j
+                over[#over + 1] = count
+            end
+            now[name] = after
             set[#set + 1] = name
-            set[#set + 1] = now[name]
+            set[#set + 1] = after
         end
         redis.call('HSET', key, unpack(set))
     end
     redis.call('EXPIRE', key, ARGV[1])
+    at = at + #names
 end
-return table.concat(out, ' ')
+return over
 """
 
-# KEYS: a stream. ARGV: group, the ids to acknowledge (comma-separated), '1' to delete them.
+# KEYS: a stream. ARGV: group, '1' to delete the entries, then the ids to acknowledge, in
+# the order read (ascending). Deleting is trimming: every entry older than the group's oldest
+# pending one was delivered and acknowledged, so XTRIM MINID takes them all at once (an XDEL
+# per entry cost Redis more than the rest of the acknowledgement); acknowledged entries at or
+# after that one (another consumer's batch in flight is older) are deleted one by one. With
+# nothing pending, the last id acknowledged is the floor, and is deleted itself.
 ACK_SCRIPT = """
-local ids = {}
-for id in string.gmatch(ARGV[2], '[^,]+') do ids[#ids + 1] = id end
-for i = 1, #ids, 1000 do
-    local chunk = {unpack(ids, i, math.min(i + 999, #ids))}
-    redis.call('XACK', KEYS[1], ARGV[1], unpack(chunk))
-    if ARGV[3] == '1' then redis.call('XDEL', KEYS[1], unpack(chunk)) end
+redis.replicate_commands()
+local n = #ARGV
+for i = 3, n, 1000 do
+    redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, i, math.min(i + 999, n)))
 end
-return #ids
+if ARGV[2] ~= '1' or n < 3 then return n - 2 end
+local function key(id)
+    local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+    return tonumber(ms) or 0, tonumber(seq) or 0
+end
+local function before(a, b)  -- id a older than id b
+    local am, as = key(a)
+    local bm, bs = key(b)
+    return am < bm or (am == bm and as < bs)
+end
+local floor = redis.call('XPENDING', KEYS[1], ARGV[1])[2]
+if not floor then floor = ARGV[n] end
+redis.call('XTRIM', KEYS[1], 'MINID', floor)
+-- the ids not older than the floor (a binary search: they are ascending), deleted one by one
+local lo, hi = 3, n + 1
+while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if before(ARGV[mid], floor) then lo = mid + 1 else hi = mid end
+end
+for i = lo, n, 1000 do
+    redis.call('XDEL', KEYS[1], unpack(ARGV, i, math.min(i + 999, n)))
+end
+return n - 2
 """
 
-# XREADGROUP (without BLOCK, which scripts cannot do) of one stream, answered as three
-# strings: the version 2 entries as one JSON array of arrays [id, verdict, billed, epoch,
-# the values of PACKED_FIELDS] (their `v2` array spliced in as it is stored: no decoding
-# and encoding per entry in Redis, one decode per stream here); their ids, comma-separated
-# (to read them again one by one should the array not parse: an entry that another client
-# appended with a broken `v2`); the other entries (version 1, or deleted while pending) as
-# a JSON array of [id, {field: value, ...} or false]. (redis-py's parser takes longer over
-# the bulk strings of an entry than Postgres takes to store it.)
-READ_SCRIPT = (
-    """
-redis.replicate_commands()
-local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
-    'STREAMS', KEYS[1], ARGV[4])
-if not r or not r[1] then return {'[]', '', '[]'} end
-local packed, ids, other = {}, {}, {}
-for _, e in ipairs(r[1][2]) do
-    local f = e[2]
-    if f and #f == 8 and f[1] == 'verdict' and f[3] == 'billed' and f[5] == 'epoch'
-            and f[7] == '"""
-    + PACKED
-    + """' and string.sub(f[8], 1, 1) == '[' then
-        packed[#packed + 1] = '["' .. e[1] .. '",' .. cjson.encode(f[2]) .. ','
-            .. cjson.encode(f[4]) .. ',' .. cjson.encode(f[6]) .. ',' .. string.sub(f[8], 2)
-        ids[#ids + 1] = e[1]
-    elseif f then
-        local t = {}
-        for j = 1, #f, 2 do t[f[j]] = f[j + 1] end
-        other[#other + 1] = {e[1], t}
-    else
-        other[#other + 1] = {e[1], false}
-    end
-end
-return {'[' .. table.concat(packed, ',') .. ']', table.concat(ids, ','),
-    #other > 0 and cjson.encode(other) or '[]'}
-"""
-)
 # an entry's values as the writer holds them, whichever its version
 ENTRY_VALUES = ("id", "verdict", "billed", "epoch", *PACKED_FIELDS)
 VALUE_AT = {name: i for i, name in enumerate(ENTRY_VALUES)}
-_READ_PACKED = msgspec.json.Decoder(list[tuple.__class_getitem__((str,) * len(ENTRY_VALUES))])  # type: ignore[misc]
+# a version 2 entry's `v2`: exactly the values of PACKED_FIELDS, strings
+_READ_PACKED = msgspec.json.Decoder(tuple.__class_getitem__((str,) * len(PACKED_FIELDS)))
+
+
+_Counter = tuple[str | None, int]  # a rate counter: the value it counts (None: none), minute
+
+
+def _raw(response: Any, **_options: Any) -> Any:
+    """XREADGROUP's answer as hiredis parsed it: redis-py's own parsing makes a dict per
+    entry, which cost more than Postgres takes to store it."""
+    return response
+
 
 # KEYS: the event's unbilled marker, the campaign's billed, [the serve epoch's spend].
 # ARGV: price, marker ttl (s). Takes the price back once.
@@ -368,7 +373,7 @@ class WriterConfig:
 class Entry:
     """One stream entry as read: its shard, stream key, id, and either its fields by name
     (a version 1 entry, or one read by redis-py) or its values in ENTRY_VALUES order (a
-    version 2 entry read by READ_SCRIPT). An entry deleted meanwhile has neither."""
+    version 2 entry as the intake appends it). An entry deleted meanwhile has neither."""
 
     shard: int
     stream: str
@@ -394,7 +399,7 @@ class Entry:
         return "" if self.values is None else self.values[VALUE_AT[name]]
 
     def as_fields(self) -> dict[str, str]:
-        """The entry's fields as read (by name; a version 2 entry read by READ_SCRIPT
+        """The entry's fields as read (by name; a version 2 entry as the intake appends it,
         unpacked)."""
         if self.fields is not None or self.values is None:
             return dict(self.fields or {})
@@ -451,7 +456,7 @@ def _entry_ms(entry_id: str) -> int:
 
 def _values_of(entry_id: str, fields: dict[str, str]) -> tuple[str, ...]:
     """An entry's values in ENTRY_VALUES order from its fields by name: a version 1 entry's,
-    or a version 2 entry's whose `v2` array READ_SCRIPT could not hand over (a `v2` that is
+    or a version 2 entry's whose `v2` is not as the intake appends it (a `v2` that is
     not an array of as many strings is taken as no values)."""
     packed = fields.get(PACKED)
     if packed is not None:
@@ -548,6 +553,7 @@ class Writer:
         self._claim_cursor: dict[str, str] = {}
         self._days: set[int] = set()
         self._rated: dict[str, str | None] = {}  # event id → reason after the rate rules
+        self._slot_of: dict[str, int] = {}  # a rate counter's value → its hash slot
         self._failures = 0
         self.stats: dict[str, int] = defaultdict(int)
         self.seconds: dict[str, float] = defaultdict(float)  # per phase of a batch
@@ -560,7 +566,7 @@ class Writer:
         if self._redis is None:
             self._redis = self._connect_redis()
             self._rate = self._redis.register_script(RATE_SCRIPT)
-            self._read_script = self._redis.register_script(READ_SCRIPT)
+            self._redis.set_response_callback("XREADGROUP", _raw)
             self._ack_script = self._redis.register_script(ACK_SCRIPT)
             self._unbill = self._redis.register_script(UNBILL_SCRIPT)
             self._ensure_groups(self._redis)
@@ -740,14 +746,10 @@ class Writer:
         try:
             pipe = client.pipeline(transaction=False)
             for key in self.streams:
-                self._read_script(
-                    keys=[key],
-                    args=[GROUP, self.config.consumer, self.config.batch, start],
-                    client=pipe,
-                )
+                pipe.xreadgroup(GROUP, self.config.consumer, {key: start}, count=self.config.batch)
             entries = []
-            for key, reply in zip(self.streams, pipe.execute(), strict=True):
-                entries.extend(self._unpack(client, key, reply, fresh))
+            for reply in pipe.execute():
+                entries.extend(self._unpack(reply, fresh))
             if entries or block is None:
                 return entries
             # nothing ready: wait on one stream at a time, in turn (a blocking read of several
@@ -767,10 +769,7 @@ class Writer:
                 raise
             self._ensure_groups(client)  # Redis lost its data: start over
             return []
-        items = reply.items() if isinstance(reply, dict) else reply or []
-        for stream, messages in items:
-            stream_entries = messages[0] if isinstance(reply, dict) else messages
-            entries.extend(self._entries(str(stream), stream_entries, fresh))
+        entries.extend(self._unpack(reply, fresh))
         return entries
 
     def _claim(self, client: Redis) -> list[Entry]:
@@ -794,35 +793,39 @@ class Writer:
                 break
         return entries
 
-    def _unpack(self, client: Redis, stream: str, reply: list[str], fresh: bool) -> list[Entry]:
-        """The entries of one stream as READ_SCRIPT answers them."""
-        packed, ids, other = reply
-        shard = self._shard_of[stream]
-        entries = []
-        if ids:
-            read = ids.split(",")
-            try:
-                decoded = _READ_PACKED.decode(packed)
-            except msgspec.DecodeError:  # a `v2` that is not an array of strings
-                decoded = []
-            if [values[0] for values in decoded] == read:
-                # JSON escapes every character COPY would (and NUL): with no escape in the
-                # stream's array, its values go into COPY as they are
-                clean = "\\" not in packed
-                entries = [
-                    Entry(shard, stream, values[0], None, fresh, values, clean)
-                    for values in decoded
-                ]
-            else:  # not as the intake appends them (nor one array per entry): by name
-                logger.warning("%s: entries unlike the intake's, read one by one", stream)
-                pipe = client.pipeline(transaction=False)
-                for entry_id in read:
-                    pipe.xrange(stream, entry_id, entry_id)
-                for entry_id, found in zip(read, pipe.execute(), strict=True):
-                    fields = found[0][1] if found else None
-                    entries.append(Entry(shard, stream, entry_id, fields, fresh))
-        if other != "[]":
-            entries.extend(self._entries(stream, json.loads(other), fresh))
+    def _unpack(self, reply: Any, fresh: bool) -> list[Entry]:
+        """The entries of an XREADGROUP answer as hiredis parses it ([[stream, entries]], or
+        {stream: entries} over RESP3). A version 2 entry as the intake appends it is taken
+        from its `v2` array; any other (version 1, a broken `v2`) by its fields' names."""
+        entries: list[Entry] = []
+        decode = _READ_PACKED.decode
+        for stream, messages in reply.items() if isinstance(reply, dict) else reply or []:
+            stream = str(stream)
+            shard = self._shard_of[stream]
+            for entry_id, f in messages:
+                if (
+                    f is not None
+                    and len(f) == 8
+                    and f[0] == "verdict"
+                    and f[2] == "billed"
+                    and f[4] == "epoch"
+                    and f[6] == PACKED
+                ):
+                    packed, verdict = f[7], f[1]
+                    try:
+                        values = decode(packed)
+                    except msgspec.DecodeError:  # not an array of as many strings
+                        pass
+                    else:
+                        # JSON escapes every character COPY would (and NUL): with no escape
+                        # in the array (nor in the verdict), its values go into COPY as they are
+                        clean = "\\" not in packed and (
+                            not verdict or (verdict.isprintable() and "\\" not in verdict)
+                        )
+                        values = (entry_id, verdict, f[3], f[5], *values)
+                        entries.append(Entry(shard, stream, entry_id, None, fresh, values, clean))
+                        continue
+                entries.extend(self._entries(stream, [(entry_id, f)], fresh))
         return entries
 
     def _entries(self, stream: str, messages: Iterable[Any], fresh: bool = False) -> list[Entry]:
@@ -849,7 +852,10 @@ class Writer:
         judged = time.monotonic()
         self.seconds["stage"] += judged - started
         reasons = self._rate_reasons(events)
-        rows = [(*row[:3], reasons[i], *row[4:]) for i, (_, row) in enumerate(staged)]
+        rows = [  # a staged row's reason is null: most keep it
+            row if reason is None else (*row[:3], reason, *row[4:])
+            for reason, (_, row) in zip(reasons, staged, strict=True)
+        ]
         self.seconds["rate"] += time.monotonic() - judged
         return Batch(entries, events, rows)
 
@@ -917,56 +923,66 @@ class Writer:
         ordered = sorted(events, key=attrgetter("occurred_ms"))  # stable: read order on ties
         minutes = [event.occurred_ms // MINUTE_MS for event in ordered]
         pipe = self.redis.pipeline(transaction=False)
-        calls: list[tuple[str, int, list[list[Event]]]] = []
+        # per script call: its rule, limit, how to tell an event's value, and its counters
+        calls: list[tuple[str, int, Callable[[Event], str | None], list[_Counter]]] = []
         shards = self.config.shards
+        slot_of = self._slot_of
         for reason, scope, limit, value_of in scopes:
             if limit <= 0:
                 continue
-            counters: dict[tuple[str, int], list[Event]] = {}  # earliest first
-            for event, minute in zip(ordered, minutes, strict=True):
-                value = value_of(event)
-                if value is not None:
-                    group = counters.get((value, minute))
-                    if group is None:
-                        counters[(value, minute)] = [event]
-                    else:
-                        group.append(event)
-            # slot → minute → (its counters' lines, their events)
-            slots: dict[int, dict[int, tuple[list[str], list[list[Event]]]]] = {}
-            slot_of: dict[str, int] = {}
-            for (value, minute), group in counters.items():
+            # (value, minute) → its events in the batch (first seen = earliest first)
+            counters = Counter(zip(map(value_of, ordered), minutes, strict=True))
+            # slot → minute → (its counters' field names, their adds, their keys)
+            slots: dict[int, dict[int, tuple[list[str], list[int], list[_Counter]]]] = {}
+            for counter, n in counters.items():
+                value, minute = counter
+                if value is None:
+                    continue
                 slot = slot_of.get(value)
                 if slot is None:
-                    slot = slot_of[value] = zlib.crc32(value.encode()) % shards
+                    slot = zlib.crc32(value.encode()) % shards
+                    if len(slot_of) < 100_000:
+                        slot_of[value] = slot
                 hashes = slots.get(slot)
                 if hashes is None:
                     hashes = slots[slot] = {}
                 held = hashes.get(minute)
                 if held is None:
-                    held = hashes[minute] = ([], [])
-                held[0].append(f"{len(group)} {_name(value)}")
-                held[1].append(group)
+                    held = hashes[minute] = ([], [], [])
+                held[0].append(value if "\n" not in value else _name(value))
+                held[1].append(n)
+                held[2].append(counter)
             for slot, hashes in slots.items():
                 prefix = f"buzzer:{{b{slot}}}:rate:{scope}:"
-                args: list[Any] = [self.config.rate_ttl_seconds, prefix]
-                groups: list[list[Event]] = []
-                for minute, (lines, members) in hashes.items():
+                args: list[Any] = [self.config.rate_ttl_seconds, prefix, limit]
+                keys: list[_Counter] = []
+                for minute, (names, adds, held_keys) in hashes.items():
                     args.append(minute)
-                    args.append("\n".join(lines))
-                    groups.extend(members)
+                    args.append("\n".join(names) + "\n")
+                    args.append(" ".join(map(str, adds)))
+                    keys.extend(held_keys)
                 self._rate(keys=[f"{prefix}{next(iter(hashes))}"], args=args, client=pipe)
-                calls.append((reason, limit, groups))
+                calls.append((reason, limit, value_of, keys))
+        if len(slot_of) >= 100_000:
+            slot_of.clear()
         if not calls:
             return reasons
-        for (reason, limit, groups), counts in zip(calls, pipe.execute(), strict=True):
-            for before, group in zip(map(int, counts.split()), groups, strict=True):
-                if before + len(group) <= limit:
+        for (reason, limit, value_in, keys), over in zip(calls, pipe.execute(), strict=True):
+            if not over:
+                continue
+            # the counters past the limit → their count before this batch's events
+            before_of = {keys[int(over[i]) - 1]: int(over[i + 1]) for i in range(0, len(over), 2)}
+            ordinal: dict[_Counter, int] = {}
+            for event, minute in zip(ordered, minutes, strict=True):
+                counter = (value_in(event), minute)
+                before = before_of.get(counter)
+                if before is None:
                     continue
-                for event in group[max(0, limit - before) :]:
-                    if reasons[event.event_id] is None:
-                        reasons[event.event_id] = reason
-                        kind = event.entry.value("kind")
-                        metrics.EVENTS_REJECTED.labels(kind, reason).inc()
+                k = ordinal.get(counter, 0)
+                ordinal[counter] = k + 1
+                if before + k >= limit and reasons[event.event_id] is None:
+                    reasons[event.event_id] = reason
+                    metrics.EVENTS_REJECTED.labels(event.entry.value("kind"), reason).inc()
         return reasons  # the IP rule is applied first: an event over both keeps rate_ip
 
     def _store(self, rows: list[tuple[Any, ...]], events: list[Event]) -> list[str]:
@@ -1133,7 +1149,7 @@ class Writer:
         pipe = self.redis.pipeline(transaction=False)
         delete = "1" if self.config.delete_acked else "0"
         for stream, ids in by_stream.items():
-            self._ack_script(keys=[stream], args=[GROUP, ",".join(ids), delete], client=pipe)
+            self._ack_script(keys=[stream], args=[GROUP, delete, *ids], client=pipe)
         pipe.execute()
 
     def _dead_letter(self, entry: Entry, exc: BaseException) -> None:
