@@ -140,6 +140,7 @@ def _snapshot(session: Session) -> None:
     """Read everything that follows from one snapshot, so the series, the totals and the
     watermark agree while the rollup job commits (ends the read-only transaction so far)."""
     session.rollback()
+    session.info.pop(PREPARED, None)  # (what `watermark` found held for that transaction only)
     session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
 
