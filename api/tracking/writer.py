@@ -476,17 +476,16 @@ def _values_of(entry_id: str, fields: dict[str, str]) -> tuple[str, ...]:
 def stage(entry: Entry, chain_id: int) -> tuple[Event, tuple[Any, ...]]:
     """The staging row of an entry, made safe for COPY whatever the entry holds: numbers
     that do not parse become null (price 0), a missing receive time is the entry id's."""
-    values = entry.values or _values_of(entry.entry_id, {})
-    # each value as text ('' is null); a clean entry holds no NUL to take out
-    texts = [v or None for v in values] if entry.clean else [_text(v) for v in values]
-    received, chain, campaign, bid, price, served_at = (
-        values[5],
-        values[6],
-        values[8],
-        values[13],
-        values[14],
-        values[15],
-    )
+    (
+        _, verdict, billed_flag, _, kind, received, chain, serve, campaign, slot, publisher,
+        token, bid_model, bid, price, served_at, prefix, visitor, device, geo,
+    ) = entry.values or _values_of(entry.entry_id, {})  # fmt: skip
+    if not entry.clean:  # the text values without NUL (the numbers are checked as they are)
+        verdict, kind, serve, slot, publisher, token, bid_model, prefix, visitor, device, geo = (
+            _text(v) or ""
+            for v in (verdict, kind, serve, slot, publisher, token, bid_model, prefix, visitor,
+                      device, geo)
+        )  # fmt: skip
     occurred_ms = int(received) if received.isdigit() and len(received) <= 15 else 0
     if not EARLIEST_MS <= occurred_ms <= LATEST_MS:
         occurred_ms = _entry_ms(entry.entry_id)  # when Redis appended it
@@ -494,40 +493,40 @@ def stage(entry: Entry, chain_id: int) -> tuple[Event, tuple[Any, ...]]:
     campaign_id = (
         campaign if campaign.isdigit() and len(campaign) <= digits["campaign_id"] else None
     )
-    publisher = texts[10]
-    if publisher is not None:
-        publisher = publisher.lower()
-    billed = values[2] == "1"
+    wallet = publisher.lower() or None  # each text value: '' is null
+    ip_prefix = prefix or None
+    serve_id = serve or None
+    billed = billed_flag == "1"
     event_id = f"{entry.shard}:{entry.entry_id}"
     event = Event(
         entry,
         occurred_ms,
-        texts[1],
+        verdict or None,
         billed,
         int(campaign_id) if campaign_id is not None else None,
-        publisher,
-        texts[16],
+        wallet,
+        ip_prefix,
         event_id,
     )
     row = (
         event_id,
         occurred_ms,
-        texts[4] or "",
+        kind,
         None,  # reason: filled once the writer's rules ran
         (chain if chain.isdigit() and len(chain) <= digits["chain_id"] else None) or chain_id,
-        texts[7],
+        serve_id,
         campaign_id,
-        texts[9],
-        publisher,
-        texts[11],
-        texts[12],
+        slot or None,
+        wallet,
+        token or None,
+        bid_model or None,
         bid if bid.isdigit() and len(bid) <= digits["bid"] else None,
         (price if price.isdigit() and len(price) <= digits["price"] else None) or 0,
         served_at if served_at.isdigit() and len(served_at) <= digits["served_at"] else None,
-        texts[16],
-        texts[17],
-        texts[18],
-        texts[19],
+        ip_prefix,
+        visitor or None,
+        device or None,
+        geo or None,
         billed,
     )
     return event, row
@@ -920,8 +919,7 @@ class Writer:
                 attrgetter("publisher"),
             ),
         )
-        ordered = sorted(events, key=attrgetter("occurred_ms"))  # stable: read order on ties
-        minutes = [event.occurred_ms // MINUTE_MS for event in ordered]
+        minutes = [event.occurred_ms // MINUTE_MS for event in events]
         pipe = self.redis.pipeline(transaction=False)
         # per script call: its rule, limit, how to tell an event's value, and its counters
         calls: list[tuple[str, int, Callable[[Event], str | None], list[_Counter]]] = []
@@ -930,8 +928,8 @@ class Writer:
         for reason, scope, limit, value_of in scopes:
             if limit <= 0:
                 continue
-            # (value, minute) → its events in the batch (first seen = earliest first)
-            counters = Counter(zip(map(value_of, ordered), minutes, strict=True))
+            # (value, minute) → its events in the batch
+            counters = Counter(zip(map(value_of, events), minutes, strict=True))
             # slot → minute → (its counters' field names, their adds, their keys)
             slots: dict[int, dict[int, tuple[list[str], list[int], list[_Counter]]]] = {}
             for counter, n in counters.items():
@@ -967,13 +965,18 @@ class Writer:
             slot_of.clear()
         if not calls:
             return reasons
+        ordered: list[tuple[Event, int]] = []  # earliest first, read order on ties
         for (reason, limit, value_in, keys), over in zip(calls, pipe.execute(), strict=True):
             if not over:
                 continue
+            if not ordered:  # sorted only when some counter passes its limit
+                ordered = sorted(
+                    zip(events, minutes, strict=True), key=lambda pair: pair[0].occurred_ms
+                )
             # the counters past the limit → their count before this batch's events
             before_of = {keys[int(over[i]) - 1]: int(over[i + 1]) for i in range(0, len(over), 2)}
             ordinal: dict[_Counter, int] = {}
-            for event, minute in zip(ordered, minutes, strict=True):
+            for event, minute in ordered:
                 counter = (value_in(event), minute)
                 before = before_of.get(counter)
                 if before is None:
@@ -1065,8 +1068,9 @@ class Writer:
         with conn.transaction(), conn.cursor() as cur:
             winners = {event_id for _, event_id in first.values()}
             if first:
+                of_ms = at.of_ms
                 redemptions = "".join(
-                    f"{token_id}\t{event_id}\t{at.ms(ms)}\n"
+                    f"{token_id}\t{event_id}\t{of_ms.get(ms) or at.ms(ms)}\n"
                     for token_id, (ms, event_id) in sorted(first.items())
                 )
                 try:
@@ -1080,27 +1084,30 @@ class Writer:
             timed("redeem")
             verified = 0
             lines = []
-            for row in rows:
-                event_id, ms, reason, publisher, served = row[0], row[1], row[3], row[8], row[13]
-                if reason is None and row[5] is not None and event_id not in winners:
+            of_ms, of_second = at.of_ms, at.of_second
+            for (
+                event_id, ms, kind, reason, chain, serve, campaign, slot, publisher, token,
+                bid_model, bid, price, served, prefix, visitor, device, geo, billed,
+            ) in rows:  # fmt: skip
+                if reason is None and serve is not None and event_id not in winners:
                     reason = "duplicate"  # its token was redeemed, not by this event
                 lines.append(
-                    f"{event_id}\t{at.ms(ms)}\t{row[2]}\t{'f' if reason else 't'}"
-                    f"\t{reason or NULL}\t{row[4]}\t{row[5] or NULL}\t{row[6] or NULL}"
-                    f"\t{row[7] or NULL}\t{publisher or NULL}\t{row[9] or NULL}"
-                    f"\t{row[10] or NULL}\t{row[11] or NULL}\t{row[12]}"
-                    f"\t{NULL if served is None else at.second(int(served))}"
-                    f"\t{row[14] or NULL}\t{row[15] or NULL}\t{row[16] or NULL}"
-                    f"\t{row[17] or NULL}\n"
+                    f"{event_id}\t{of_ms.get(ms) or at.ms(ms)}\t{kind}\t{'f' if reason else 't'}"
+                    f"\t{reason or NULL}\t{chain}\t{serve or NULL}\t{campaign or NULL}"
+                    f"\t{slot or NULL}\t{publisher or NULL}\t{token or NULL}"
+                    f"\t{bid_model or NULL}\t{bid or NULL}\t{price}"
+                    f"\t{NULL if served is None else of_second.get(served) or at.second(served)}"
+                    f"\t{prefix or NULL}\t{visitor or NULL}\t{device or NULL}\t{geo or NULL}\n"
                 )
                 if reason is None:
                     verified += 1
-                elif row[18]:
+                elif billed:
                     unbill.append(event_id)
                 if publisher is not None:
-                    counts = traffic.get((publisher, ms // DAY_MS))
+                    day = (publisher, ms // DAY_MS)
+                    counts = traffic.get(day)
                     if counts is None:
-                        traffic[(publisher, ms // DAY_MS)] = [1, 0 if reason else 1]
+                        traffic[day] = [1, 0 if reason else 1]
                     else:
                         counts[0] += 1
                         counts[1] += reason is None
@@ -1186,25 +1193,30 @@ class Writer:
 class _Timestamps:
     """Timestamps as COPY text, exactly the instant the staged way computes in SQL
     (`'epoch' + ms`, `to_timestamp(s)`): psycopg formats a datetime at several times the
-    cost of a string, and a batch's events share their seconds."""
+    cost of a string, and a batch's events share their seconds. Each text is kept by the
+    value it was made of (`of_ms`, `of_second`): a hit is one dict look-up, inlined in the
+    loops that write a row per event; a miss calls `ms` or `second`."""
 
     def __init__(self) -> None:
         self._seconds: dict[int, str] = {}
+        self.of_ms: dict[int, str] = {}
+        self.of_second: dict[str, str] = {}  # by the second as the entry holds it
 
-    def second(self, s: int) -> str:
+    def _second(self, s: int) -> str:
         text = self._seconds.get(s)
         if text is None:
             text = (EPOCH + timedelta(seconds=s)).strftime("%Y-%m-%d %H:%M:%S")
             self._seconds[s] = text
-        return text + "+00"
+        return text
+
+    def second(self, s: str) -> str:
+        text = self.of_second[s] = f"{self._second(int(s))}+00"
+        return text
 
     def ms(self, ms: int) -> str:
         s, rest = divmod(ms, 1000)
-        text = self._seconds.get(s)
-        if text is None:
-            text = (EPOCH + timedelta(seconds=s)).strftime("%Y-%m-%d %H:%M:%S")
-            self._seconds[s] = text
-        return f"{text}.{rest:03d}+00"
+        text = self.of_ms[ms] = f"{self._second(s)}.{rest:03d}+00"
+        return text
 
 
 def tune_gc() -> None:
