@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from api.ads import traffic
 from api.ads.catalog import Catalog, bump
 from api.ads.payments import Payments
 from api.ads.router import Serving
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             payments = Payments.from_settings(settings, app.state.engine, app.state.redis)
         serving_cache = connect_async(settings.redis_url, app.state.redis)
         app.state.serving = Serving(settings, catalog, serving_cache, payments)
+        traffic.warm()
         catalog.start()
         app.state.serving.leases.start()
         reconciler = asyncio.create_task(_reconcile_forever(payments)) if payments else None

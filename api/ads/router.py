@@ -23,6 +23,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+import msgspec
 import redis
 import redis.asyncio
 from fastapi import APIRouter, Request, Response
@@ -62,6 +63,9 @@ router = APIRouter(tags=["ads"], route_class=DirectRoute)
 REDIS_RETRY_SECONDS = 5.0
 DECISIONS = metrics.Labelled(metrics.AD_DECISIONS)
 NO_STORE = {"Cache-Control": "no-store"}
+# an ad's JSON as `JSONResponse` writes it (compact, UTF-8, the same escapes) at a twentieth
+# of its cost: its values are strings and integers
+_ENCODE_AD = msgspec.json.Encoder().encode
 
 
 class AdFormat(StrEnum):
@@ -383,7 +387,8 @@ async def _decide(request: Request) -> tuple[str, Response]:
         ads = await _fill(serving, request, slot, ad_request, visitor, n)
         if ads:
             body = ads[0] if n == 1 else {"ads": ads}
-            return "ad", JSONResponse(body, headers=NO_STORE)
+            content = _ENCODE_AD(body)
+            return "ad", Response(content, media_type="application/json", headers=NO_STORE)
 
     price = getattr(slot, f"{case}_price")
     if price:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import msgspec
+
 
 class BadToken(ValueError):
     """Forged, tampered with, expired, or of the wrong kind."""
@@ -58,6 +60,35 @@ def _keys(secret: str) -> bytes:
     return hmac.new(secret.encode(), b"buzzer/ad-event/v1", hashlib.sha256).digest()
 
 
+@lru_cache(maxsize=4)
+def _keyed(secret: str) -> Any:
+    """An HMAC with the key already absorbed: each token copies it (a third of the cost of
+    keying a new one for every digest)."""
+    return hmac.new(_keys(secret), digestmod="sha256")
+
+
+_ENCODE = msgspec.json.Encoder().encode
+_PLAIN = frozenset({str, int, bool, type(None)})  # msgspec and json write these alike
+
+
+def _claims_json(claims: dict[str, Any]) -> bytes:
+    """`json.dumps(claims, separators=(",", ":"))`, byte for byte, at a tenth of its cost:
+    for strings, integers, booleans and null msgspec writes the same text wherever every
+    character is printable ASCII or a control character (both escape those alike); for
+    anything else (json escapes DEL and non-ASCII as \\uXXXX, msgspec writes them as they
+    are; floats may differ in form) json's own text."""
+    if all(type(v) in _PLAIN for v in claims.values()) and all(type(k) is str for k in claims):
+        text = _ENCODE(claims)
+        if text.isascii() and b"\x7f" not in text:
+            return text
+    return json.dumps(claims, separators=(",", ":")).encode()
+
+
+@lru_cache(maxsize=8)
+def _kind_prefix(kind: str) -> bytes:
+    return f'{{"kind":{json.dumps(kind)},'.encode()
+
+
 def sign(secret: str, kind: str, claims: dict[str, Any]) -> str:
     """A token of `kind` ("imp" or "click") for the claims of an `AdEvent` but its kind."""
     return sign_each(secret, (kind,), claims)[0]
@@ -66,16 +97,19 @@ def sign(secret: str, kind: str, claims: dict[str, Any]) -> str:
 def sign_each(secret: str, kinds: tuple[str, ...], claims: dict[str, Any]) -> list[str]:
     """A token of each kind for the same claims (a served ad's impression and click), the
     claims serialized once: each is the token `sign` gives, byte for byte."""
-    key = _keys(secret)
+    keyed = _keyed(secret)
     if not claims or "kind" in claims:
         texts = [json.dumps({"kind": kind, **claims}, separators=(",", ":")) for kind in kinds]
+        encoded = [text.encode() for text in texts]
     else:
-        rest = json.dumps(claims, separators=(",", ":"))[1:]  # '"serve_id":…}'
-        texts = [f'{{"kind":{json.dumps(kind)},{rest}' for kind in kinds]
+        rest = _claims_json(claims)[1:]  # b'"serve_id":…}'
+        encoded = [_kind_prefix(kind) + rest for kind in kinds]
     signed = []
-    for text in texts:
-        body = _b64(text.encode())
-        signed.append(f"{body}.{_b64(hmac.digest(key, body.encode(), 'sha256'))}")
+    for text in encoded:
+        body = base64.urlsafe_b64encode(text).rstrip(b"=")
+        mac = keyed.copy()
+        mac.update(body)
+        signed.append(f"{body.decode()}.{_b64(mac.digest())}")
     return signed
 
 

@@ -62,6 +62,12 @@ MOBILE_OS = frozenset(
 _DEVICE_AND_OS = ua_parser.Domain.DEVICE | ua_parser.Domain.OS
 
 
+def warm() -> None:
+    """Build ua-parser's rules now (a few hundred ms, once per process), not while the first
+    browser's request and every request queued behind it wait."""
+    ua_parser.parser("", _DEVICE_AND_OS)
+
+
 @lru_cache(maxsize=CACHED_USER_AGENTS)
 def device_of(user_agent: str | None) -> str:
     """'tablet', 'mobile' or 'desktop', from what ua-parser reads in the user agent: its

@@ -164,6 +164,12 @@ def test_a_person_gets_an_ad_with_signed_single_purpose_urls(api, site, chain):
     cache = api.app.state.redis
     assert int(cache.get(keys(site["campaign"]).reserved)) == 2_000  # ⌈2 USDC / 1000⌉
     assert reply.headers["access-control-allow-origin"] == "*"
+    # the compact UTF-8 JSON every other endpoint writes (Starlette's JSONResponse), uncached
+    assert reply.content == json.dumps(
+        body, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+    ).encode("utf-8")
+    assert reply.headers["content-type"] == "application/json"
+    assert reply.headers["cache-control"] == "no-store"
 
 
 def verify_by_dns(api, headers: dict[str, str]) -> None:
