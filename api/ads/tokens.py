@@ -72,11 +72,12 @@ _PLAIN = frozenset({str, int, bool, type(None)})  # msgspec and json write these
 
 
 def _claims_json(claims: dict[str, Any]) -> bytes:
-    """`json.dumps(claims, separators=(",", ":"))`, byte for byte, at a tenth of its cost:
-    for strings, integers, booleans and null msgspec writes the same text wherever every
-    character is printable ASCII or a control character (both escape those alike); for
-    anything else (json escapes DEL and non-ASCII as \\uXXXX, msgspec writes them as they
-    are; floats may differ in form) json's own text."""
+    """`json.dumps(claims, separators=(",", ":"))`, byte for byte, at a tenth of its cost.
+
+    For strings, integers, booleans and null, msgspec writes the same text as json as long
+    as every character is printable ASCII or a control character (both escape those
+    alike). Otherwise json's own text: json escapes DEL and non-ASCII as \\uXXXX where
+    msgspec writes them unescaped, and the two may write a float differently."""
     if all(type(v) in _PLAIN for v in claims.values()) and all(type(k) is str for k in claims):
         text = _ENCODE(claims)
         if text.isascii() and b"\x7f" not in text:
@@ -99,8 +100,9 @@ def sign_each(secret: str, kinds: tuple[str, ...], claims: dict[str, Any]) -> li
     claims serialized once: each is the token `sign` gives, byte for byte."""
     keyed = _keyed(secret)
     if not claims or "kind" in claims:
-        texts = [json.dumps({"kind": kind, **claims}, separators=(",", ":")) for kind in kinds]
-        encoded = [text.encode() for text in texts]
+        encoded = [
+            json.dumps({"kind": kind, **claims}, separators=(",", ":")).encode() for kind in kinds
+        ]
     else:
         rest = _claims_json(claims)[1:]  # b'"serve_id":…}'
         encoded = [_kind_prefix(kind) + rest for kind in kinds]
