@@ -5,8 +5,9 @@
 Hours before the rollup's watermark are read from `analytics_daily` (whole days) and
 `analytics_hourly` (the ragged edges); hours from the watermark on are summed straight from
 `ad_events` and `x402_payments`, so a report is never behind the raw events. One SQL statement
-per report (its series and top performers), prepared once per connection, under REPEATABLE
-READ so the watermark and the rollups agree.
+per report (its series, its top performers and the watermark it was planned for), prepared
+once per connection and run outside a transaction: one statement sees one snapshot, so the
+watermark and the rollups it reads agree (`settled`).
 
 Earnings are the publishers' share of spend, estimated until settled: `spend * 8500 // 10000`
 per row shown (the floor; settlement allocates each epoch's charge by largest remainder, so
@@ -23,6 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from operator import itemgetter
 from typing import Any, Literal
 
+import psycopg.errors
 from psycopg import sql as pg
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
@@ -136,41 +138,61 @@ def plan(span: Span, watermark: datetime, use_days: bool) -> Plan:
     return found
 
 
-def _snapshot(session: Session) -> None:
-    """Read everything that follows from one snapshot, so the series, the totals and the
-    watermark agree while the rollup job commits (ends the read-only transaction so far)."""
-    session.rollback()
-    session.info.pop(PREPARED, None)  # (what `watermark` found held for that transaction only)
-    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-
-
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-# `session.info` key: the reports' statements the connection has prepared, as `watermark`
-# found them (taken by the next `answer`, in the same transaction)
-PREPARED = "analytics_prepared"
-
-
 def watermark(session: Session) -> datetime:
-    """Where the rollups end; in the same round trip, the generic plans for the reports'
-    statements in this transaction and which of them the connection has (see `_prepared`)."""
-    with _driver(session).cursor() as cursor:
-        cursor.execute(
-            "SELECT (SELECT rolled_until FROM analytics_watermark WHERE name = %s),"
-            " set_config('plan_cache_mode', 'force_generic_plan', true),"
-            " ARRAY(SELECT name FROM pg_prepared_statements"
-            " WHERE starts_with(name, 'analytics_'))",
-            (WATERMARK,),
-            prepare=False,  # (see `_prepared`)
-        )
-        rolled, _, prepared = cursor.fetchone()
-    session.info[PREPARED] = frozenset(prepared)
+    """Where the rollups end, as the session's transaction sees it."""
+    rolled = session.execute(
+        text("SELECT rolled_until FROM analytics_watermark WHERE name = :name"),
+        {"name": WATERMARK},
+    ).scalar()
     return rolled if rolled is not None else EPOCH
 
 
+# the watermark the last report of this process found (a guess for the next: it moves once a
+# run of the rollup job, every minute)
+_last_seen: list[datetime] = [EPOCH]
+GUESSES = 3  # reports asked with a guessed watermark before reading it in a transaction first
+
+
+def settled(
+    session: Session,
+    chain_id: int,
+    scope: Scope,
+    span: Span,
+    asks: list[Ask],
+    rolled_until: datetime | None = None,
+) -> tuple[datetime, list[list[dict[str, Any]]]]:
+    """The watermark and the rows of each of `asks` read with it (with `rolled_until` when
+    given, as the benchmark asks the raw events alone).
+
+    The statement is planned for the watermark the last report found and reads the current
+    one in its own snapshot: when the rollup job moved it since, it is asked again with the
+    new one. Two round trips (the pool's ping, the statement) where a transaction that read
+    the watermark first took five (the ping, BEGIN, the watermark, the statement, ROLLBACK):
+    one publisher's week by hour at 10,000,000 events, p50 7.6 ms to …"""
+    if rolled_until is not None:
+        session.rollback()  # (ends what the request read before, and returns its connection)
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        return rolled_until, answer(session, chain_id, scope, span, asks, rolled_until=rolled_until)
+    for _ in range(GUESSES):
+        session.rollback()
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        guess = _last_seen[0]
+        found, rows = _answer(session, chain_id, scope, span, asks, rolled_until=guess, check=True)
+        if found == guess:
+            return guess, rows
+        _last_seen[0] = found or EPOCH
+    # the job moved it each time: read it first, then the rows, in one snapshot
+    session.rollback()
+    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    rolled = watermark(session)
+    return rolled, answer(session, chain_id, scope, span, asks, rolled_until=rolled)
+
+
 def _driver(session: Session) -> Any:
-    """The session's psycopg connection, in its transaction."""
+    """The session's psycopg connection."""
     driver = session.connection().connection.driver_connection
     assert driver is not None
     return driver
@@ -234,7 +256,20 @@ def answer(
 ) -> list[list[dict[str, Any]]]:
     """The rows of each of `asks`, all from one SQL statement: one round trip and one plan for
     a whole report, and the live events since the watermark read once for all its questions."""
-    prepared = session.info.pop(PREPARED, None)  # (as `watermark` just found them)
+    return _answer(session, chain_id, scope, span, asks, rolled_until=rolled_until)[1]
+
+
+def _answer(
+    session: Session,
+    chain_id: int,
+    scope: Scope,
+    span: Span,
+    asks: list[Ask],
+    *,
+    rolled_until: datetime,
+    check: bool = False,
+) -> tuple[datetime | None, list[list[dict[str, Any]]]]:
+    """`answer`, and (`check`) the watermark the statement itself saw (first row, part -1)."""
     filters = scope.filters()
     params: dict[str, Any] = {"chain": chain_id, **{f"f_{k}": v for k, v in filters.items()}}
     where = "".join(f" AND {column} = :f_{column}" for column in filters)
@@ -250,9 +285,16 @@ def answer(
         if parts:
             question = _question(index, ask, parts, running, keeping_up)
             questions.append(f"SELECT * FROM ({question}) q{index}")
+    if check:
+        params["watermark"] = WATERMARK
+        nulls = ", NULL" * (len(KEYS) - 1 + len(METRICS))
+        questions.append(
+            "SELECT -1 AS part, 0 AS seq,"
+            f" (SELECT rolled_until FROM analytics_watermark WHERE name = :watermark){nulls}"
+        )
     found: list[list[dict[str, Any]]] = [[] for _ in asks]
     if not questions:
-        return found
+        return None, found
     sql = " UNION ALL ".join(questions) + " ORDER BY part, seq"
     if live is not None:
         params |= {"lo": live[0], "hi": live[1]}
@@ -261,10 +303,13 @@ def answer(
             f"WITH live AS {shared} (SELECT at, campaign_id, publisher, slot_id,"
             f" {', '.join(METRICS)} FROM ({RAW_ROWS}) raw WHERE chain_id = :chain{where}) {sql}"
         )
-    if keeping_up:
-        rows: Sequence[Any] = _prepared(session, sql, params, prepared)
+    if keeping_up and _driver(session).autocommit:
+        rows: Sequence[Any] = _prepared(session, sql, params)
     else:
         rows = session.execute(text(sql), params).all()
+    seen = None
+    if check:
+        seen, rows = rows[0][2] or EPOCH, rows[1:]
     # each question's keys and every metric, from a row's columns (part, seq, KEYS, METRICS)
     columns = {name: 2 + index for index, name in enumerate((*KEYS, *METRICS))}
     shapes = []
@@ -282,42 +327,47 @@ def answer(
         for column in MONEY:
             values[column] = int(values[column])
         found[row[0]].append(values)
-    return found
+    return seen, found
 
 
 _NUMBERED = postgresql.dialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
 
 
-def _prepared(
-    session: Session, sql: str, params: dict[str, Any], prepared: frozenset[str] | None = None
-) -> list[tuple[Any, ...]]:
-    """The rows of `sql` from a statement prepared once per connection, run with a generic
-    plan: a report's statement has the same text each time, and parsing and planning it took
-    longer than running it (one publisher's week by hour at 10,000,000 events: 4 ms against
-    2 ms). `prepared`: the statements the connection has, when `watermark` just asked (and
-    set the generic plans) in this transaction."""
+def _prepared(session: Session, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The rows of `sql` from a statement prepared once per connection and run with a generic
+    plan, outside a transaction: a report's statement has the same text each time, and
+    parsing and planning it took longer than running it (one publisher's week by hour at
+    10,000,000 events: 4 ms against 2 ms).
+
+    One simple query: the generic plan for its own implicit transaction, then EXECUTE (whose
+    arguments are literals: it takes no bound parameters), after the PREPARE when the
+    connection has not got the statement. Which it has is kept with the pooled connection; a
+    rollback by the driver deallocates them all (when it had prepared statements of its
+    own), which the EXECUTE finds out, and the statement is prepared again."""
     numbered, name, names = _numbered(sql)
-    with _driver(session).cursor() as cursor:
-        # the driver prepares a statement it has run five times, and then deallocates every
-        # prepared statement, ours too, at a rollback: it prepares none of the reports' own,
-        # and the server says whether ours is still there
-        if prepared is None:
-            cursor.execute(
-                "SELECT set_config('plan_cache_mode', 'force_generic_plan', true),"
-                " EXISTS (SELECT FROM pg_prepared_statements WHERE name = %s)",
-                (name,),
-                prepare=False,
-            )
-            there = cursor.fetchone()[1]
-        else:
-            there = name in prepared
-        if not there:
-            cursor.execute(f"PREPARE {name} AS {numbered}".encode(), prepare=False)
-        # EXECUTE takes no bound parameters: its arguments are literals
-        arguments = pg.SQL(", ").join(pg.Literal(params[n]) for n in names)
-        query = pg.SQL("EXECUTE {}({})").format(pg.Identifier(name), arguments)
-        cursor.execute(query, prepare=False)
+    arguments = pg.SQL(", ").join(pg.Literal(params[n]) for n in names)
+    execute = pg.SQL(
+        "SELECT set_config('plan_cache_mode', 'force_generic_plan', true); EXECUTE {}({})"
+    ).format(pg.Identifier(name), arguments)
+    held = session.connection().connection.info.setdefault(PREPARED, set())
+    driver = _driver(session)
+    with driver.cursor() as cursor:
+        if name in held:
+            try:
+                cursor.execute(execute, prepare=False)
+            except psycopg.errors.InvalidSqlStatementName:
+                held.clear()  # (deallocated by the driver: no statement of ours is left)
+        if name not in held:
+            prepare = pg.SQL("PREPARE {} AS ").format(pg.Identifier(name)) + pg.SQL(numbered)
+            cursor.execute(prepare + pg.SQL("; ") + execute, prepare=False)
+            held.add(name)
+        while cursor.nextset():  # (to the EXECUTE's rows)
+            pass
         return list(cursor.fetchall())
+
+
+# the pooled connection's `info` key: the names of the reports' statements it has prepared
+PREPARED = "analytics_prepared"
 
 
 @functools.lru_cache(maxsize=256)
@@ -493,10 +543,8 @@ def report(
 ) -> dict[str, Any]:
     """The series, the totals and the top performers of `scope` over `span` (all from the raw
     events when `rolled_until` is before them, as the benchmark asks)."""
-    _snapshot(session)
-    rolled = watermark(session) if rolled_until is None else rolled_until
     asks = [Ask(group=group), *(Ask(by=TOPS[name], order=ORDER, limit=TOP + 2) for name in tops)]
-    series, *leaders = answer(session, chain_id, scope, span, asks, rolled_until=rolled)
+    rolled, (series, *leaders) = settled(session, chain_id, scope, span, asks, rolled_until)
     pick = itemgetter(*METRICS)
     sums = map(sum, zip(*map(pick, series), strict=True)) if series else (0 for _ in METRICS)
     totals = dict(zip(METRICS, sums, strict=True))
@@ -532,17 +580,9 @@ def ivt_report(
     rolled_until: datetime | None = None,
 ) -> dict[str, Any]:
     """Invalid traffic by reason over `span`, one row per value of `by`."""
-    _snapshot(session)
-    rolled = watermark(session) if rolled_until is None else rolled_until
-    rows = aggregate(
-        session,
-        chain_id,
-        scope,
-        span,
-        by=by,
-        rolled_until=rolled,
-        order="(" + " + ".join(f"sum(ivt_{r})" for r in (*REASONS, "other")) + ") DESC",
-    )
+    order = "(" + " + ".join(f"sum(ivt_{r})" for r in (*REASONS, "other")) + ") DESC"
+    asks = [Ask(by=by, order=order)]
+    rolled, (rows,) = settled(session, chain_id, scope, span, asks, rolled_until)
     return {
         "from": span.start,
         "to": span.end,

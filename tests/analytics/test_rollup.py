@@ -296,3 +296,25 @@ def test_a_report_is_the_same_after_the_connection_drops_its_prepared_statements
         session.connection().exec_driver_sql("DEALLOCATE ALL")
         assert service.report(session, 1337, *ask) == first
         assert first["totals"]["spend"] == str(sum(5 + h for h in range(30)))
+
+
+def test_a_report_asked_after_the_rollups_moved_reads_their_new_watermark(engine, monkeypatch):
+    """A report is planned for the watermark the last one found; when the rollup job has moved
+    it since (or in another database), the report is asked again with the new one, and when
+    it moves every time, read in one snapshot after it: each reads what the raw events say."""
+    reset(engine)
+    insert_events(engine, [Event(BASE + timedelta(hours=h), price=5 + h) for h in range(30)])
+    span = Span(BASE, BASE + timedelta(hours=31))
+    ask = (Scope(publisher=PUBLISHERS[0]), span, "hour", ("campaigns", "slots"))
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    with Session(engine) as session:
+        for guesses, until in ((service.GUESSES, 10), (service.GUESSES, 20), (0, 30)):
+            monkeypatch.setattr(service, "GUESSES", guesses)
+            roll_up(engine, now=BASE + timedelta(hours=until, minutes=5), since=BASE)
+            found = service.report(session, 1337, *ask)
+            assert found["rolled_until"] == BASE + timedelta(hours=until, minutes=5)
+            raw = service.report(session, 1337, *ask, rolled_until=epoch)
+            assert {k: v for k, v in found.items() if k != "rolled_until"} == {
+                k: v for k, v in raw.items() if k != "rolled_until"
+            }
+            assert found["totals"]["spend"] == str(sum(5 + h for h in range(30)))
