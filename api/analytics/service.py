@@ -169,9 +169,10 @@ def settled(
 
     The statement is planned for the watermark the last report found and reads the current
     one in its own snapshot: when the rollup job moved it since, it is asked again with the
-    new one. Two round trips (the pool's ping, the statement) where a transaction that read
-    the watermark first took five (the ping, BEGIN, the watermark, the statement, ROLLBACK):
-    one publisher's week by hour at 10,000,000 events, p50 7.6 ms to …"""
+    new one. Two round trips (the pool's ping, the statement; one for a report after a
+    report on the same session) where a transaction that read the watermark first took five
+    (the ping, BEGIN, the watermark, the statement, ROLLBACK): one publisher's week by hour
+    at 10,000,000 events, asked in turn with each in one process, p50 5.0 ms to 4.8 ms."""
     if rolled_until is not None:
         _outside_transaction(session)
         return rolled_until, answer(session, chain_id, scope, span, asks, rolled_until=rolled_until)
