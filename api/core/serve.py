@@ -6,8 +6,9 @@ same address with SO_REUSEPORT, so the kernel spreads new connections evenly acr
 uvicorn's own `--workers` shares one listening socket: every worker wakes for a new
 connection and the first to run accepts all that are waiting, so a burst of keep-alive
 connections lands unevenly (in `bench/ad_serving.py`, 10 connections split 10/0 and 50 split
-as badly as 49/1 or 44/6) and the busier worker's queue sets the p99. With SO_REUSEPORT the
-kernel hashes each connection to one of the sockets instead (50 split 21/29 to 25/25).
+as badly as 49/1 or 48/2) and the busier worker's queue sets the p99. With SO_REUSEPORT the
+kernel hashes each connection to one of the sockets instead (50 split 16/34 at worst, most
+often within 22/28).
 The price: connections still waiting in a worker's own queue when it dies are reset rather
 than taken by another worker (unless `net.ipv4.tcp_migrate_req` is 1).
 
