@@ -161,10 +161,8 @@ def main() -> int:
             "BUZZER_IVT_DATACENTER": "true",
         }
         api = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "api.main:app_from_env",
-             "--http", "api.core.protocol:HttpProtocol",
-             "--port", str(port), "--workers", str(args.workers), "--log-level", "warning",
-             "--no-access-log", "--no-proxy-headers"],
+            [sys.executable, "-m", "api.core.serve", "--port", str(port),
+             "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
             cwd=ROOT, env=env,
         )  # fmt: skip
         base = f"http://127.0.0.1:{port}"

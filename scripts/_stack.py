@@ -303,17 +303,13 @@ def services_env(
     return env
 
 
-def uvicorn_args(port: int, workers: int = 1, host: str = "127.0.0.1") -> list[str]:
-    """`python -m` arguments serving the API. `--no-proxy-headers`: uvicorn would otherwise
-    take the client's address from X-Forwarded-For of any local client; the API decides
-    that itself (`api.core.clientip`, from `BUZZER_TRUSTED_PROXIES`)."""
+def api_args(port: int, workers: int = 1, host: str = "127.0.0.1") -> list[str]:
+    """`python -m` arguments serving the API (`api.core.serve`: uvicorn, each worker on a
+    socket of its own so connections spread evenly). The client's address is left to the API
+    (`api.core.clientip`, from `BUZZER_TRUSTED_PROXIES`)."""
     return [
-        "uvicorn", "--factory", "api.main:app_from_env",
-        "--http", "api.core.protocol:HttpProtocol",
-        "--host", host, "--port", str(port),
-        "--no-proxy-headers",
+        "api.core.serve", "--host", host, "--port", str(port), "--workers", str(workers),
         "--log-level", "warning",
-        "--workers", str(workers),
     ]  # fmt: skip
 
 
@@ -321,11 +317,10 @@ def uvicorn_args(port: int, workers: int = 1, host: str = "127.0.0.1") -> list[s
 def api_server(
     env: Mapping[str, str], log_path: Path | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """uvicorn serving the API on ${API_PORT:-8000} with ${API_WORKERS:-1} workers, stopped
-    on exit."""
+    """The API served on ${API_PORT:-8000} by ${API_WORKERS:-1} workers, stopped on exit."""
     port = int(os.environ.get("API_PORT") or API_PORT)
     workers = int(os.environ.get("API_WORKERS") or 1)
-    with child(uvicorn_args(port, workers), env, log_path=log_path) as process:
+    with child(api_args(port, workers), env, log_path=log_path) as process:
         yield process
 
 
@@ -779,7 +774,7 @@ def serve(
         start("the indexer", "indexer", ["indexer", "run"], signal.SIGINT)
         port = int(environ.get("API_PORT") or API_PORT)
         workers = int(environ.get("API_WORKERS") or 1)
-        start("the API", "api", uvicorn_args(port, workers), signal.SIGTERM)
+        start("the API", "api", api_args(port, workers), signal.SIGTERM)
         base = env["BUZZER_PUBLIC_BASE_URL"].rstrip("/")
 
         def check() -> None:

@@ -34,7 +34,7 @@ INDEXER = {
 STACK = {
     "ANVIL_PORT": ("8545", "`make run`: the local anvil's port"),
     "API_PORT": ("8000", "`make run`: the API's port"),
-    "API_WORKERS": ("1", "`make run`: uvicorn workers of the API"),
+    "API_WORKERS": ("1", "`make run`: the API's workers (`python -m api.core.serve --workers`)"),
     "ANVIL_LOG": ("`<run dir>/anvil-<port>.log`", "`make run`: anvil's log file"),
     "BUZZER_RUN_DIR": ("`.run`", "`make run`: the saved local chain, embedded data and logs"),
 }

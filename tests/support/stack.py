@@ -37,7 +37,7 @@ import redis
 
 from api.core.settings import Settings
 from migrations import upgrade
-from scripts._stack import redis_server_command, uvicorn_args
+from scripts._stack import api_args, redis_server_command
 from tests.support import postgres
 from tests.support.anvil import Anvil, DeploymentRecord, free_port, start_anvil
 from tests.support.chain import ChainDriver
@@ -118,7 +118,7 @@ class Stack:
 
     def _serve(self, name: str, port: int, env: dict[str, str]) -> Popen:
         """uvicorn as `make run` starts it, answering /healthz."""
-        process = self._python(name, *uvicorn_args(port), env=env)
+        process = self._python(name, *api_args(port), env=env)
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             if process.poll() is not None:
