@@ -341,7 +341,9 @@ def _prepared(session: Session, sql: str, params: dict[str, Any]) -> list[tuple[
     arguments are literals: it takes no bound parameters), after the PREPARE when the
     connection has not got the statement. Which it has is kept with the pooled connection; a
     rollback by the driver deallocates them all (when it had prepared statements of its
-    own), which the EXECUTE finds out, and the statement is prepared again."""
+    own), which the EXECUTE finds out, and the statement is prepared again. A PREPARE that
+    finds the name taken (a server connection of a transaction-mode pooler that another
+    client connection prepared it on) runs the one there: its name is its text's hash."""
     numbered, name, names = _numbered(sql)
     arguments = pg.SQL(", ").join(pg.Literal(params[n]) for n in names)
     execute = pg.SQL(
@@ -357,7 +359,10 @@ def _prepared(session: Session, sql: str, params: dict[str, Any]) -> list[tuple[
                 held.clear()  # (deallocated by the driver: no statement of ours is left)
         if name not in held:
             prepare = pg.SQL("PREPARE {} AS ").format(pg.Identifier(name)) + pg.SQL(numbered)
-            cursor.execute(prepare + pg.SQL("; ") + execute, prepare=False)
+            try:
+                cursor.execute(prepare + pg.SQL("; ") + execute, prepare=False)
+            except psycopg.errors.DuplicatePreparedStatement:
+                cursor.execute(execute, prepare=False)
             held.add(name)
         while cursor.nextset():  # (to the EXECUTE's rows)
             pass

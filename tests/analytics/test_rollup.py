@@ -318,3 +318,18 @@ def test_a_report_asked_after_the_rollups_moved_reads_their_new_watermark(engine
                 k: v for k, v in raw.items() if k != "rolled_until"
             }
             assert found["totals"]["spend"] == str(sum(5 + h for h in range(30)))
+
+
+def test_a_report_runs_the_statement_its_connection_has_without_knowing_it(engine):
+    """A connection that holds the report's statement though the pool's record of it says
+    otherwise (a transaction-mode pooler hands out server connections others prepared on)
+    runs the statement there instead of failing on its PREPARE."""
+    reset(engine)
+    insert_events(engine, [Event(BASE + timedelta(hours=h), price=7) for h in range(5)])
+    roll_up(engine, now=BASE + timedelta(hours=5, minutes=5), since=BASE)
+    ask = (Scope(publisher=PUBLISHERS[0]), Span(BASE, BASE + timedelta(hours=6)), "hour", ())
+    with Session(engine) as session:
+        first = service.report(session, 1337, *ask)
+        session.connection().connection.info[service.PREPARED].clear()
+        assert service.report(session, 1337, *ask) == first
+        assert first["totals"]["spend"] == "35"
