@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -150,9 +152,12 @@ def watermark(session: Session) -> datetime:
     return rolled if rolled is not None else EPOCH
 
 
-# the watermark the last report of this process found (a guess for the next: it moves once a
-# run of the rollup job, every minute)
-_last_seen: list[datetime] = [EPOCH]
+# the watermark the last report of this process found, and when (monotonic seconds): the next
+# report's guess while it is at most GUESS_SECONDS old (it moves once a run of the rollup job,
+# every minute); an older one, or none, is read first (a report planned for a watermark far
+# behind reads everything since from the raw events: a month of them for the first report)
+_last_seen: list[tuple[datetime, float]] = [(EPOCH, -math.inf)]
+GUESS_SECONDS = 30.0
 GUESSES = 3  # reports asked with a guessed watermark before reading it in a transaction first
 
 
@@ -167,12 +172,13 @@ def settled(
     """The watermark and the rows of each of `asks` read with it (with `rolled_until` when
     given, as the benchmark asks the raw events alone).
 
-    The statement is planned for the watermark the last report found and reads the current
-    one in its own snapshot: when the rollup job moved it since, it is asked again with the
-    new one. Two round trips (the pool's ping, the statement; one for a report after a
-    report on the same session) where a transaction that read the watermark first took five
-    (the ping, BEGIN, the watermark, the statement, ROLLBACK): one publisher's week by hour
-    at 10,000,000 events, asked in turn with each in one process, p50 5.0 ms to 4.8 ms."""
+    The statement is planned for the watermark the last report found (read first when that
+    is older than GUESS_SECONDS) and reads the current one in its own snapshot: when the
+    rollup job moved it since, it is asked again with the new one. Two round trips (the
+    pool's ping, the statement; one for a report after a report on the same session) where
+    a transaction that read the watermark first took five (the ping, BEGIN, the watermark,
+    the statement, ROLLBACK): one publisher's week by hour at 10,000,000 events, asked in
+    turn with each in one process, p50 5.0 ms to 4.8 ms."""
     if rolled_until is not None:
         _outside_transaction(session)
         return rolled_until, answer(
@@ -180,11 +186,13 @@ def settled(
         )[1]
     for _ in range(GUESSES):
         _outside_transaction(session)
-        guess = _last_seen[0]
+        guess, seen = _last_seen[0]
+        if time.monotonic() - seen > GUESS_SECONDS:
+            guess = watermark(session)
         found, rows = answer(session, chain_id, scope, span, asks, rolled_until=guess, check=True)
+        _last_seen[0] = (found or EPOCH, time.monotonic())
         if found == guess:
             return guess, rows
-        _last_seen[0] = found or EPOCH
     # the job moved it each time: read it first, then the rows, in one snapshot
     session.rollback()
     session.connection(execution_options={"isolation_level": "REPEATABLE READ"})

@@ -4,6 +4,8 @@ that mixes rollups with live raw events equals one read from the raw events alon
 
 from __future__ import annotations
 
+import math
+import time
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -333,3 +335,27 @@ def test_a_report_runs_the_statement_its_connection_has_without_knowing_it(engin
         session.connection().connection.info[service.PREPARED].clear()
         assert service.report(session, 1337, *ask) == first
         assert first["totals"]["spend"] == "35"
+
+
+def test_a_process_first_report_is_planned_for_the_watermark_it_reads(engine, monkeypatch):
+    """With no watermark seen lately (a process's first report, or one after a quiet spell),
+    the report reads the watermark before planning, instead of planning for a stale one and
+    reading every raw event since."""
+    reset(engine)
+    insert_events(engine, [Event(BASE + timedelta(hours=h), price=3) for h in range(5)])
+    watermark = BASE + timedelta(hours=5, minutes=5)
+    roll_up(engine, now=watermark, since=BASE)
+    planned: list[datetime] = []
+    answer = service.answer
+    monkeypatch.setattr(
+        service,
+        "answer",
+        lambda *args, **kwargs: planned.append(kwargs["rolled_until"]) or answer(*args, **kwargs),
+    )
+    ask = (Scope(), Span(BASE, BASE + timedelta(hours=6)), "hour", ())
+    with Session(engine) as session:
+        for seen in (-math.inf, time.monotonic() - service.GUESS_SECONDS - 1):
+            monkeypatch.setattr(service, "_last_seen", [(datetime(1970, 1, 1, tzinfo=UTC), seen)])
+            found = service.report(session, 1337, *ask)
+            assert planned == [watermark] and found["totals"]["spend"] == "15"
+            planned.clear()
