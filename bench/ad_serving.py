@@ -40,6 +40,7 @@ from eth_account import Account  # noqa: E402
 from eth_utils import keccak  # noqa: E402
 
 from migrations import libpq_url, upgrade  # noqa: E402
+from scripts._stack import api_args  # noqa: E402
 from tests.support import postgres  # noqa: E402
 from tests.support.anvil import deploy, start_anvil  # noqa: E402
 from tests.support.chain import ChainDriver, dev_account  # noqa: E402
@@ -290,10 +291,10 @@ def main() -> int:
             "BUZZER_STORAGE_DIR": str(scratch / "creatives"),
         }
         api = subprocess.Popen(
-            [sys.executable, "-m", "api.core.serve", "--port", str(port),
-             "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
-            cwd=ROOT, env=env,
-        )  # fmt: skip
+            [sys.executable, "-m", *api_args(port, args.workers), "--no-access-log"],
+            cwd=ROOT,
+            env=env,
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             for _ in range(300):

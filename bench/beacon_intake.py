@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from api.ads import tokens  # noqa: E402
 from api.ads.matching import Budgets, Candidate, Creative, Epoch, Serve  # noqa: E402
 from api.tracking.stream import DEFAULT_SHARDS, stream_keys  # noqa: E402
+from scripts._stack import api_args  # noqa: E402
 
 SECRET = "bench-" + "x" * 40
 CAMPAIGNS = 100
@@ -161,10 +162,10 @@ def main() -> int:
             "BUZZER_IVT_DATACENTER": "true",
         }
         api = subprocess.Popen(
-            [sys.executable, "-m", "api.core.serve", "--port", str(port),
-             "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
-            cwd=ROOT, env=env,
-        )  # fmt: skip
+            [sys.executable, "-m", *api_args(port, args.workers), "--no-access-log"],
+            cwd=ROOT,
+            env=env,
+        )
         base = f"http://127.0.0.1:{port}"
         rows = []
         try:

@@ -301,12 +301,7 @@ class Leases:
         if window != demand.window:
             if demand.window < 0:
                 demand.first_window = window
-            # the last whole window's count, spread over the windows since (a pause lowers
-            # the rate instead of forgetting it); the window of the first serve is partial
-            counted = demand.counted if demand.window != demand.first_window else 0
-            demand.rate = (
-                counted / (WINDOW * (window - demand.window)) if demand.window >= 0 else 0.0
-            )
+            demand.rate = self._rate_at(demand, window)
             demand.window, demand.counted = window, 0
         demand.counted += 1
 
@@ -314,10 +309,10 @@ class Leases:
         rate = demand.rate if rate is None else rate
         return max(1, min(MAX_LEASE, math.ceil(rate * TARGET_SECONDS)))
 
-    def _rate_now(self, demand: Demand) -> float:
-        """The rate `_count` would find if the campaign were asked for now: a pause
-        lowers it."""
-        window = int(time.monotonic() / WINDOW)
+    def _rate_at(self, demand: Demand, window: int) -> float:
+        """The campaign's rate as of `window`: the last whole window's count, spread over the
+        windows since (a pause lowers the rate instead of forgetting it); the window of the
+        first serve is partial and does not count."""
         if demand.window < 0 or window == demand.window:
             return demand.rate
         counted = demand.counted if demand.window != demand.first_window else 0
@@ -546,7 +541,7 @@ class Leases:
             return
         if demand.touched < time.monotonic() - IDLE_SECONDS:
             return  # about to be forgotten
-        rate = self._rate_now(demand)
+        rate = self._rate_at(demand, int(time.monotonic() / WINDOW))
         if rate * self.lease_seconds < 1 or not demand.ttl:
             return
         current = self.current(campaign_id, now)

@@ -76,8 +76,9 @@ def _claims_json(claims: dict[str, Any]) -> bytes:
 
     For strings, integers, booleans and null, msgspec writes the same text as json as long
     as every character is printable ASCII or a control character (both escape those
-    alike). Otherwise json's own text: json escapes DEL and non-ASCII as \\uXXXX where
-    msgspec writes them unescaped, and the two may write a float differently."""
+    alike). Otherwise json's own text: json writes DEL and any non-ASCII character as a
+    `\\u` escape (`\\u00e9` for é), msgspec writes them as they are, and the two may write
+    a float differently."""
     if all(type(v) in _PLAIN for v in claims.values()) and all(type(k) is str for k in claims):
         text = _ENCODE(claims)
         if text.isascii() and b"\x7f" not in text:

@@ -591,7 +591,7 @@ def ivt_report(
     rolled_until: datetime | None = None,
 ) -> dict[str, Any]:
     """Invalid traffic by reason over `span`, one row per value of `by`."""
-    order = "(" + " + ".join(f"sum(ivt_{r})" for r in (*REASONS, "other")) + ") DESC"
+    order = "(" + " + ".join(f"sum({column})" for _, column in IVT_COLUMNS) + ") DESC"
     asks = [Ask(by=by, order=order)]
     rolled, (rows,) = settled(session, chain_id, scope, span, asks, rolled_until)
     return {

@@ -552,7 +552,6 @@ class Writer:
         self._claim_cursor: dict[str, str] = {}
         self._days: set[int] = set()
         self._rated: dict[str, str | None] = {}  # event id → reason after the rate rules
-        self._slot_of: dict[str, int] = {}  # a rate counter's value → its hash slot
         self._failures = 0
         self.stats: dict[str, int] = defaultdict(int)
         self.seconds: dict[str, float] = defaultdict(float)  # per phase of a batch
@@ -924,7 +923,6 @@ class Writer:
         # per script call: its rule, limit, how to tell an event's value, and its counters
         calls: list[tuple[str, int, Callable[[Event], str | None], list[_Counter]]] = []
         shards = self.config.shards
-        slot_of = self._slot_of
         for reason, scope, limit, value_of in scopes:
             if limit <= 0:
                 continue
@@ -936,11 +934,7 @@ class Writer:
                 value, minute = counter
                 if value is None:
                     continue
-                slot = slot_of.get(value)
-                if slot is None:
-                    slot = zlib.crc32(value.encode()) % shards
-                    if len(slot_of) < 100_000:
-                        slot_of[value] = slot
+                slot = zlib.crc32(value.encode()) % shards
                 hashes = slots.get(slot)
                 if hashes is None:
                     hashes = slots[slot] = {}
@@ -961,8 +955,6 @@ class Writer:
                     keys.extend(held_keys)
                 self._rate(keys=[f"{prefix}{next(iter(hashes))}"], args=args, client=pipe)
                 calls.append((reason, limit, value_of, keys))
-        if len(slot_of) >= 100_000:
-            slot_of.clear()
         if not calls:
             return reasons
         ordered: list[tuple[Event, int]] = []  # earliest first, read order on ties

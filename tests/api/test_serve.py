@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 
+from scripts._stack import api_args
 from tests.support.anvil import free_port
 from tests.support.stack import PROJECT_ROOT, Stack
 
@@ -27,10 +28,12 @@ START_TIMEOUT = 60.0
 def _launch(port: int, env: dict[str, str], log: Path, workers: int = 2) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "api.core.serve", "--port", str(port),
-             "--workers", str(workers), "--log-level", "warning"],
-            cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [sys.executable, "-m", *api_args(port, workers)],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _workers(server: subprocess.Popen[bytes], port: int) -> set[int]:
